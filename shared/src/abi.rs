@@ -1,0 +1,383 @@
+//! The Proxy-Wasm ABI 0.2.1 entry points and the dispatcher behind them: it keeps the
+//! root and stream contexts, routes each callback to the right filter, and never panics.
+//!
+//! A callback takes its context out of the table, runs it, and puts it back, so a host
+//! call that re-enters the module during a callback finds a consistent table.
+
+use crate::filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
+use crate::host::{self, Buffer, LogLevel, Map};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Makes a root filter for a plugin.
+pub type RootFactory = fn() -> Box<dyn RootFilter>;
+
+#[derive(Default)]
+struct Dispatcher {
+    /// Filters compiled into this module, by root id.
+    factories: Vec<(&'static str, RootFactory)>,
+    roots: HashMap<u32, Box<dyn RootFilter>>,
+    streams: HashMap<u32, Stream>,
+}
+
+struct Stream {
+    filter: Box<dyn HttpFilter>,
+}
+
+thread_local! {
+    static DISPATCHER: RefCell<Dispatcher> = RefCell::new(Dispatcher::default());
+}
+
+fn with<R>(f: impl FnOnce(&mut Dispatcher) -> R) -> Option<R> {
+    DISPATCHER.with(|d| d.try_borrow_mut().ok().map(|mut d| f(&mut d)))
+}
+
+/// Registers a filter under `root_id` (the `root_id` of Envoy's Wasm config, Istio's
+/// `pluginName`). A module with one filter serves every root id with it.
+pub fn register(root_id: &'static str, factory: RootFactory) {
+    with(|d| d.factories.push((root_id, factory)));
+}
+
+fn factory_for(root_id: &str) -> Option<RootFactory> {
+    with(|d| match d.factories.as_slice() {
+        [(_, only)] => Some(*only),
+        many => many
+            .iter()
+            .find(|(name, _)| *name == root_id)
+            .map(|(_, f)| *f),
+    })
+    .flatten()
+}
+
+/// Runs `f` on the root `id`, taking it out of the table for the call.
+fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
+    let mut root = with(|d| d.roots.remove(&id)).flatten()?;
+    let result = f(root.as_mut());
+    with(|d| d.roots.insert(id, root));
+    Some(result)
+}
+
+/// Runs `f` on the stream `id`, taking it out of the table for the call.
+fn on_stream<R>(id: u32, f: impl FnOnce(&mut dyn HttpFilter) -> R) -> Option<R> {
+    let mut stream = with(|d| d.streams.remove(&id)).flatten()?;
+    let result = f(stream.filter.as_mut());
+    with(|d| d.streams.insert(id, stream));
+    Some(result)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn action_code(action: Option<Action>) -> u32 {
+    match action {
+        Some(Action::Pause) => 1,
+        Some(Action::Continue) | None => 0,
+    }
+}
+
+/// Creates a root (parent 0) or a stream context.
+pub fn context_create(id: u32, parent: u32) {
+    if parent == 0 {
+        let root_id = host::property_str(&["plugin_root_id"]).unwrap_or_default();
+        match factory_for(&root_id) {
+            Some(factory) => {
+                let root = factory();
+                with(|d| d.roots.insert(id, root));
+            }
+            None => host::log(
+                LogLevel::Error,
+                &format!(
+                    "meshward: no filter in this module is registered for root_id {root_id:?}"
+                ),
+            ),
+        }
+        return;
+    }
+    if let Some(Some(filter)) = on_root(parent, |root| root.new_http_filter(id)) {
+        with(|d| d.streams.insert(id, Stream { filter }));
+    }
+}
+
+/// Starts the VM for root `id`.
+pub fn vm_start(id: u32, size: usize) -> bool {
+    let config = host::buffer(Buffer::VmConfiguration, 0, size).unwrap_or_default();
+    on_root(id, |root| root.on_vm_start(&config)).unwrap_or(false)
+}
+
+/// Configures root `id`; logs and refuses a bad configuration.
+pub fn configure(id: u32, size: usize) -> bool {
+    let config = match host::buffer(Buffer::PluginConfiguration, 0, size) {
+        Ok(config) => config,
+        Err(status) => {
+            host::log(
+                LogLevel::Error,
+                &format!("meshward: cannot read the plugin configuration: {status}"),
+            );
+            return false;
+        }
+    };
+    on_root(id, |root| match root.configure(&config) {
+        Ok(()) => true,
+        Err(message) => {
+            host::log(
+                LogLevel::Error,
+                &format!("{}: configuration refused: {message}", root.name()),
+            );
+            false
+        }
+    })
+    .unwrap_or(false)
+}
+
+/// Reads the reply of an HTTP callout; only valid inside `proxy_on_http_call_response`.
+fn http_call_reply(num_headers: usize, body_size: usize) -> HttpCallReply {
+    HttpCallReply {
+        // A reply whose headers the host cannot give reads as a failed call.
+        headers: if num_headers == 0 {
+            Vec::new()
+        } else {
+            host::headers(Map::HttpCallResponseHeaders).unwrap_or_default()
+        },
+        body: host::buffer(Buffer::HttpCallResponseBody, 0, body_size).unwrap_or_default(),
+    }
+}
+
+/// Delivers an HTTP callout's reply to the root or stream that made it.
+pub fn http_call_response(id: u32, token: u32, num_headers: usize, body_size: usize) {
+    let reply = http_call_reply(num_headers, body_size);
+    if is_root(id) {
+        on_root(id, |root| root.on_http_call_reply(token, reply));
+    } else {
+        on_stream(id, |stream| stream.on_http_call_reply(token, reply));
+    }
+}
+
+/// Delivers a gRPC callout's event to the root or stream that made it.
+pub fn grpc_event(id: u32, token: u32, event: GrpcEvent) {
+    if is_root(id) {
+        on_root(id, |root| root.on_grpc_event(token, event));
+    } else {
+        on_stream(id, |stream| stream.on_grpc_event(token, event));
+    }
+}
+
+fn is_root(id: u32) -> bool {
+    with(|d| d.roots.contains_key(&id)).unwrap_or(false)
+}
+
+/// Forgets a context; a root goes with its streams' link to it.
+pub fn delete(id: u32) {
+    with(|d| {
+        d.streams.remove(&id);
+        d.roots.remove(&id);
+    });
+}
+
+/// Allocates `size` bytes the host fills and the filter later owns (see
+/// `host::take_host_bytes`). Returns null when memory is short, never traps.
+pub fn allocate(size: usize) -> *mut u8 {
+    let mut buffer: Vec<u8> = Vec::new();
+    if buffer.try_reserve_exact(size).is_err() || buffer.capacity() != size {
+        return std::ptr::null_mut();
+    }
+    let ptr = buffer.as_mut_ptr();
+    std::mem::forget(buffer);
+    ptr
+}
+
+/// The Proxy-Wasm exports. Only built for wasm: a host build has no proxy to call them.
+#[cfg(target_arch = "wasm32")]
+mod exports {
+    use super::*;
+
+    #[no_mangle]
+    pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+        allocate(size)
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_context_create(id: u32, parent: u32) {
+        context_create(id, parent)
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_vm_start(id: u32, size: usize) -> bool {
+        vm_start(id, size)
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_configure(id: u32, size: usize) -> bool {
+        configure(id, size)
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_tick(id: u32) {
+        on_root(id, |root| root.on_tick());
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_headers(
+        id: u32,
+        _headers: usize,
+        end_of_stream: bool,
+    ) -> u32 {
+        action_code(on_stream(id, |s| s.on_request_headers(end_of_stream)))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
+        action_code(on_stream(id, |s| s.on_request_body(size, end_of_stream)))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_trailers(id: u32, _trailers: usize) -> u32 {
+        action_code(on_stream(id, |s| s.on_request_trailers()))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_headers(
+        id: u32,
+        _headers: usize,
+        end_of_stream: bool,
+    ) -> u32 {
+        action_code(on_stream(id, |s| s.on_response_headers(end_of_stream)))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
+        action_code(on_stream(id, |s| s.on_response_body(size, end_of_stream)))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_trailers(id: u32, _trailers: usize) -> u32 {
+        action_code(on_stream(id, |s| s.on_response_trailers()))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_http_call_response(
+        id: u32,
+        token: u32,
+        headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        http_call_response(id, token, headers, body_size)
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_grpc_receive_initial_metadata(
+        _id: u32,
+        _token: u32,
+        _headers: usize,
+    ) {
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(
+        _id: u32,
+        _token: u32,
+        _trailers: usize,
+    ) {
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_grpc_receive(id: u32, token: u32, size: usize) {
+        let message = host::buffer(Buffer::GrpcReceive, 0, size).unwrap_or_default();
+        grpc_event(id, token, GrpcEvent::Message(message))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_grpc_close(id: u32, token: u32, status: u32) {
+        let message = host::grpc_status().map(|(_, m)| m).unwrap_or_default();
+        grpc_event(id, token, GrpcEvent::Close { status, message })
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_log(id: u32) {
+        on_stream(id, |s| s.on_log());
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_done(_id: u32) -> bool {
+        true
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_delete(id: u32) {
+        delete(id)
+    }
+}
+
+/// Registers the filters a `cdylib` serves and defines the module's `_initialize`.
+///
+/// ```ignore
+/// meshward_shared::register_filters!("security-headers" => || Box::new(Root::default()));
+/// ```
+#[macro_export]
+macro_rules! register_filters {
+    ($($root_id:literal => $factory:expr),+ $(,)?) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn _initialize() {
+            extern "C" {
+                fn __wasm_call_ctors();
+            }
+            // SAFETY: the linker's constructor list, run once before anything else.
+            unsafe { __wasm_call_ctors() };
+            $($crate::abi::register($root_id, $factory);)+
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counting;
+    impl RootFilter for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn configure(&mut self, config: &[u8]) -> Result<(), String> {
+            if config == b"bad" {
+                Err("field: bad".into())
+            } else {
+                Ok(())
+            }
+        }
+        fn new_http_filter(&mut self, _id: u32) -> Option<Box<dyn HttpFilter>> {
+            Some(Box::new(Pausing))
+        }
+    }
+    struct Pausing;
+    impl HttpFilter for Pausing {
+        fn on_request_headers(&mut self, _eos: bool) -> Action {
+            Action::Pause
+        }
+    }
+
+    #[test]
+    fn routes_streams_to_the_filter_their_root_made_and_forgets_them_on_delete() {
+        register("counting", || Box::new(Counting));
+        context_create(1, 0);
+        context_create(2, 1);
+        assert_eq!(action_code(on_stream(2, |s| s.on_request_headers(true))), 1);
+        delete(2);
+        assert_eq!(action_code(on_stream(2, |s| s.on_request_headers(true))), 0);
+        // A callback for a context that never existed is a no-op, not a trap.
+        assert_eq!(
+            action_code(on_stream(99, |s| s.on_response_headers(true))),
+            0
+        );
+    }
+
+    #[test]
+    fn allocates_exactly_what_the_host_asks_for() {
+        let ptr = allocate(16);
+        assert!(!ptr.is_null());
+        // SAFETY: `allocate` returned a 16-byte buffer we now own.
+        drop(unsafe { Vec::from_raw_parts(ptr, 16, 16) });
+        assert!(allocate(usize::MAX).is_null());
+    }
+}

@@ -1,0 +1,248 @@
+//! Plugin configuration: JSON parsed into a filter's typed config, unknown fields refused,
+//! and every error naming the field path and what was expected.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::time::Duration;
+
+/// A configuration the filter refuses. `Display` reads
+/// `rules[1].limit.per: expected a duration such as "1s" or "500ms", got "fast"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the problem is, as `a.b[2].c`; empty for the document itself.
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, seen from one level up: `inner.at("rules[1]")`.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.path = if self.path.is_empty() {
+            parent.to_string()
+        } else {
+            format!("{parent}.{}", self.path)
+        };
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses a JSON configuration. Put `#[serde(deny_unknown_fields)]` on every struct so a
+/// misspelt field is an error, not a silently ignored default. Empty input parses as `{}`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, clean_serde_message(&err.into_inner()))
+    })?;
+    de.end()
+        .map_err(|err| ConfigError::new("", clean_serde_message(&err)))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line L column C"; keep it only for syntax errors, where it helps.
+fn clean_serde_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if err.is_syntax() || err.is_eof() {
+        return format!("invalid JSON: {text}");
+    }
+    match text.rfind(" at line ") {
+        Some(at) => text.get(..at).unwrap_or(&text).to_string(),
+        None => text,
+    }
+}
+
+/// A duration written as `"250ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"` or `"500us"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        parse_duration(text)
+            .map(ConfigDuration)
+            .ok_or_else(|| format!("expected a duration such as \"1s\" or \"500ms\", got {text:?}"))
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let nanos_per_unit: f64 = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let nanos = value * nanos_per_unit;
+    // Ten years is far beyond any sensible proxy timeout and keeps the cast exact.
+    if !nanos.is_finite() || nanos > 3.2e17 {
+        return None;
+    }
+    Some(Duration::from_nanos(nanos.round() as u64))
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ConfigDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks a header value a filter will send: no CR, LF or NUL, which would split or
+/// truncate the header on the wire.
+pub fn check_header_value(path: &str, value: &str) -> Result<(), ConfigError> {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(ConfigError::new(
+            path,
+            "must not contain CR, LF or NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a header name: a non-empty HTTP token, lowercase as Envoy stores it.
+pub fn check_header_name(path: &str, name: &str) -> Result<(), ConfigError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(ConfigError::new(
+            path,
+            format!("expected a header name (letters, digits and -), got {name:?}"),
+        ));
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ConfigError::new(
+            path,
+            format!("header names are lowercase in Envoy, got {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rule {
+        #[allow(dead_code)]
+        per: ConfigDuration,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+
+    #[test]
+    fn names_the_field_path_and_the_expected_form() {
+        let err = parse_json::<Doc>(br#"{"rules":[{"per":"1s"},{"per":"fast"}]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"rules[1].per: expected a duration such as "1s" or "500ms", got "fast""#
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields_by_name() {
+        let err = parse_json::<Doc>(br#"{"rulez":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `rulez`"), "{err}");
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_their_position() {
+        let err = parse_json::<Doc>(b"{\"rules\": [").unwrap_err();
+        assert!(err.message.starts_with("invalid JSON"), "{err}");
+        assert!(err.message.contains("line 1 column"), "{err}");
+    }
+
+    #[test]
+    fn empty_config_is_the_empty_object() {
+        assert!(parse_json::<Doc>(b"").unwrap().rules.is_empty());
+        assert!(parse_json::<Doc>(b"  \n").unwrap().rules.is_empty());
+    }
+
+    #[test]
+    fn parses_durations_in_every_unit() {
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(ConfigDuration::parse("250ms").unwrap().0, ms(250));
+        assert_eq!(ConfigDuration::parse("1s").unwrap().0, ms(1000));
+        assert_eq!(ConfigDuration::parse("1.5s").unwrap().0, ms(1500));
+        assert_eq!(ConfigDuration::parse("2m").unwrap().0, ms(120_000));
+        assert_eq!(ConfigDuration::parse("1h").unwrap().0, ms(3_600_000));
+        assert_eq!(
+            ConfigDuration::parse("500us").unwrap().0,
+            Duration::from_micros(500)
+        );
+        for bad in [
+            "",
+            "1",
+            "s",
+            "1 s",
+            "-1s",
+            "1.s",
+            ".5s",
+            "1e3s",
+            "1d",
+            "99999999999h",
+        ] {
+            assert!(
+                ConfigDuration::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn header_values_with_line_breaks_are_refused() {
+        assert!(check_header_value("a", "ok value").is_ok());
+        let err = check_header_value("headers.x", "a\r\nSet-Cookie: x").unwrap_err();
+        assert_eq!(err.path, "headers.x");
+    }
+
+    #[test]
+    fn header_names_must_be_lowercase_tokens() {
+        assert!(check_header_name("n", "x-powered-by").is_ok());
+        assert!(check_header_name("n", "X-Powered-By").is_err());
+        assert!(check_header_name("n", "bad name").is_err());
+        assert!(check_header_name("n", "").is_err());
+    }
+}

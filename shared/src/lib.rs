@@ -1,0 +1,33 @@
+//! meshward's common crate: what every filter uses to talk to the proxy without panicking.
+//!
+//! - [`host`]: every Proxy-Wasm host call, returning `Result`/`Option`.
+//! - [`filter`] and [`abi`]: the traits a filter implements and the ABI entry points that
+//!   drive them; a `cdylib` only calls [`register_filters!`].
+//! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
+//! - [`shared_data`]: compare-and-swap read-modify-write across workers.
+//! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod config;
+pub mod filter;
+pub mod host;
+pub mod log;
+pub mod metrics;
+pub mod pairs;
+pub mod reply;
+pub mod shared_data;
+mod sys;
+pub mod time;
+
+pub use filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
+pub use host::{Map, Status};

@@ -1,0 +1,168 @@
+//! Read-modify-write of Envoy shared data with compare-and-swap and a bounded retry, so
+//! state shared by every worker's VM stays exact under concurrency.
+//!
+//! Envoy's rules: a read returns the value and a version (`cas`); a write with that version
+//! fails if another worker wrote in between. A write to a key that does not exist yet always
+//! succeeds, whatever the version, so two workers can both create a key: callers that need
+//! exactness from the very first request must make creation idempotent.
+
+use crate::host::{self, HostResult, SharedValue, Status};
+
+/// What the update function decides for the value it was shown.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision<T> {
+    /// Write these bytes (if nobody wrote in between) and return `T`.
+    Write(Vec<u8>, T),
+    /// Leave the value as it is and return `T`.
+    Keep(T),
+}
+
+/// Why an update did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateError {
+    /// Every attempt lost its compare-and-swap to another worker.
+    Contention {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The host failed the read or the write.
+    Host(Status),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Contention { attempts } => {
+                write!(f, "shared data still contended after {attempts} attempts")
+            }
+            UpdateError::Host(status) => write!(f, "shared data call failed: {status}"),
+        }
+    }
+}
+
+/// Where an update reads and writes; the host's shared data in a filter, a map in tests.
+pub trait Store {
+    /// Reads `key` with its version; `Ok(None)` when absent.
+    fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>>;
+    /// Writes `key` if its version is still `cas` (0: unconditionally).
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()>;
+}
+
+/// Envoy's shared data, through the host.
+pub struct HostStore;
+
+impl Store for HostStore {
+    fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
+        host::shared_data(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+        host::set_shared_data(key, value, cas)
+    }
+}
+
+/// Reads `key`, lets `decide` compute the new value from the current one (`None` when the
+/// key is absent), and writes it back only if no other worker wrote in between, retrying up
+/// to `max_attempts` times.
+pub fn update<S: Store, T>(
+    store: &mut S,
+    key: &str,
+    max_attempts: u32,
+    mut decide: impl FnMut(Option<&[u8]>) -> Decision<T>,
+) -> Result<T, UpdateError> {
+    for _ in 0..max_attempts {
+        let current = store.get(key).map_err(UpdateError::Host)?;
+        let (bytes, cas) = match &current {
+            Some(value) => (Some(value.bytes.as_slice()), value.cas),
+            None => (None, 0),
+        };
+        match decide(bytes) {
+            Decision::Keep(result) => return Ok(result),
+            Decision::Write(new, result) => match store.set(key, &new, cas) {
+                Ok(()) => return Ok(result),
+                Err(Status::CasMismatch) => continue,
+                Err(status) => return Err(UpdateError::Host(status)),
+            },
+        }
+    }
+    Err(UpdateError::Contention {
+        attempts: max_attempts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Envoy's shared-data rules, in memory. `interfere` writes between a read and a write.
+    #[derive(Default)]
+    struct MemoryStore {
+        data: HashMap<String, (Vec<u8>, u32)>,
+        next_cas: u32,
+        interfere: u32,
+    }
+
+    impl Store for MemoryStore {
+        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
+            let found = self.data.get(key).map(|(b, c)| SharedValue {
+                bytes: b.clone(),
+                cas: *c,
+            });
+            if self.interfere > 0 {
+                self.interfere -= 1;
+                self.set(key, b"other", 0)?;
+            }
+            Ok(found)
+        }
+        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+            if let Some((_, current)) = self.data.get(key) {
+                if cas != 0 && cas != *current {
+                    return Err(Status::CasMismatch);
+                }
+            }
+            self.next_cas += 1;
+            self.data
+                .insert(key.to_string(), (value.to_vec(), self.next_cas));
+            Ok(())
+        }
+    }
+
+    fn increment(bytes: Option<&[u8]>) -> Decision<u8> {
+        let n = bytes.and_then(|b| b.first().copied()).unwrap_or(0) + 1;
+        Decision::Write(vec![n], n)
+    }
+
+    #[test]
+    fn creates_then_updates_a_value() {
+        let mut store = MemoryStore::default();
+        assert_eq!(update(&mut store, "k", 3, increment), Ok(1));
+        assert_eq!(update(&mut store, "k", 3, increment), Ok(2));
+    }
+
+    #[test]
+    fn retries_when_another_worker_wrote_in_between() {
+        let mut store = MemoryStore::default();
+        update(&mut store, "k", 1, increment).unwrap();
+        store.interfere = 2;
+        // Two lost races, then the third attempt sees "other" and writes on top of it.
+        assert_eq!(update(&mut store, "k", 3, increment), Ok(b'o' + 1));
+    }
+
+    #[test]
+    fn gives_up_after_the_configured_attempts() {
+        let mut store = MemoryStore::default();
+        update(&mut store, "k", 1, increment).unwrap();
+        store.interfere = 10;
+        assert_eq!(
+            update(&mut store, "k", 3, increment),
+            Err(UpdateError::Contention { attempts: 3 })
+        );
+    }
+
+    #[test]
+    fn keep_writes_nothing() {
+        let mut store = MemoryStore::default();
+        assert_eq!(update(&mut store, "k", 1, |_| Decision::Keep(7)), Ok(7));
+        assert!(store.data.is_empty());
+    }
+}
