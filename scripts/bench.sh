@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Envoy's CPU time per request and throughput for each filter configuration, as ratios
+# measured in the same run, plus the harness's Wasm fuel per request. Method: BENCHMARKS.md.
+#
+# Usage: scripts/bench.sh   (from `make bench`, after `make build` and `make setup`)
+# Knobs, all optional: BENCH_DURATION=10 (seconds measured per run), BENCH_WARMUP=2,
+# BENCH_ROUNDS=3, BENCH_CONNECTIONS=32, BENCH_ENVOY_CPU=0, BENCH_LOAD_CPU=1,
+# BENCH_ONLY="no-filter security-headers" (a subset; keep the baselines in it for ratios),
+# BENCH_RECORD=0 (do not rewrite the results table in BENCHMARKS.md), ENVOY=path/to/envoy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The configurations, one a line: a name and its Envoy config; a Wasm filter adds its module
+# and the plugin configuration (the rest of the line) for the fuel measurement.
+CONFIGS=(
+  "no-filter        envoy-config/bench/no-filter.yaml"
+  "noop-wasm        envoy-config/bench/noop-wasm.yaml        out/fixture-noop.wasm     {}"
+  "security-headers envoy-config/bench/security-headers.yaml out/security-headers.wasm {}"
+  "header-mutation  envoy-config/bench/header-mutation.yaml"
+)
+BASELINE=no-filter  # ratios "x no-filter" divide by this one
+WASM_FLOOR=noop-wasm # ratios "x noop-wasm" divide by this one
+# Configurations doing the same job: they must send the same response headers, or comparing
+# them says nothing.
+SAME_JOB=(security-headers header-mutation)
+
+# The ports every envoy-config/bench/*.yaml uses.
+LISTENER_PORT=19080
+ADMIN_PORT=19901
+UPSTREAM_PORT=19081
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+ENVOY_CPU=${BENCH_ENVOY_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+ONLY=${BENCH_ONLY:-}
+RECORD=${BENCH_RECORD:-1}
+OUT=bench-results
+UPSTREAM_BIN=${BENCH_UPSTREAM:-target/release/meshward-echo}
+
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# The load tools come from Debian; a fresh machine gets them here.
+ensure_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  command -v python3 >/dev/null || missing+=(python3)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+find_envoy() {
+  if [ -n "${ENVOY:-}" ]; then :
+  elif [ -x .venv/bin/envoy ]; then ENVOY=.venv/bin/envoy
+  elif command -v envoy >/dev/null; then ENVOY=$(command -v envoy)
+  else die "no Envoy: run 'make setup' (or set ENVOY=path/to/envoy)"
+  fi
+}
+
+# The selected configuration lines.
+selected() {
+  local line name
+  for line in "${CONFIGS[@]}"; do
+    read -r name _ <<<"$line"
+    if [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]]; then echo "$line"; fi
+  done
+}
+
+port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+  local i
+  for i in $(seq 100); do
+    port_is_free "$1" || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# utime + stime of a process, in clock ticks. Field 2 (comm) may hold spaces, so fields
+# are counted after its closing parenthesis: utime and stime are then the 12th and 13th.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# Busy and total clock ticks of one core so far, all processes together.
+core_ticks() {
+  awk -v cpu="cpu$1" '$1 == cpu { total = 0; for (i = 2; i <= NF; i++) total += $i;
+    print total - $5 - $6, total }' /proc/stat
+}
+
+stop() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || return 0
+  wait "$pid" 2>/dev/null || true
+}
+
+UPSTREAM_PID=""
+ENVOY_PID=""
+cleanup() {
+  [ -z "$ENVOY_PID" ] || stop "$ENVOY_PID"
+  [ -z "$UPSTREAM_PID" ] || stop "$UPSTREAM_PID"
+}
+trap cleanup EXIT
+
+start_upstream() {
+  [ -x "$UPSTREAM_BIN" ] || cargo build --release -q -p meshward-tests --bin meshward-echo
+  port_is_free "$UPSTREAM_PORT" || die "port $UPSTREAM_PORT is taken; the bench upstream needs it"
+  taskset -c "$LOAD_CPU" "$UPSTREAM_BIN" --port "$UPSTREAM_PORT" >"$OUT/upstream.log" 2>&1 &
+  UPSTREAM_PID=$!
+  wait_for_port "$UPSTREAM_PORT" || die "the upstream did not listen on $UPSTREAM_PORT; see $OUT/upstream.log"
+}
+
+start_envoy() {
+  local name=$1 config=$2
+  port_is_free "$LISTENER_PORT" || die "port $LISTENER_PORT is taken; the bench Envoy needs it"
+  taskset -c "$ENVOY_CPU" "$ENVOY" -c "$config" --concurrency 1 --disable-hot-restart \
+    --log-level warn >"$OUT/envoy-$name.log" 2>&1 &
+  ENVOY_PID=$!
+  local i
+  for i in $(seq 300); do
+    if curl -fs -o /dev/null "http://127.0.0.1:$ADMIN_PORT/ready" &&
+      curl -fs -o /dev/null "http://127.0.0.1:$LISTENER_PORT/"; then
+      return 0
+    fi
+    kill -0 "$ENVOY_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "Envoy did not serve $name; see $OUT/envoy-$name.log"
+}
+
+# wrk's summary as key=value words, through its Lua `done` hook.
+write_wrk_report_script() {
+  cat >"$OUT/report.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "result %d %d %d %d %d\n",
+    summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+EOF
+}
+
+load() {
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$1"s -s "$OUT/report.lua" \
+    "http://127.0.0.1:$LISTENER_PORT/"
+}
+
+# The response headers a configuration sends, less the ones that change per response.
+response_headers() {
+  curl -fsS -D - -o /dev/null "http://127.0.0.1:$LISTENER_PORT/" | tr -d '\r' |
+    grep -viE '^(date|x-envoy-upstream-service-time):' | sed '/^$/d' | sort
+}
+
+# Ticks so far: Envoy's and the upstream's, then the busy and all ticks of Envoy's core and
+# of the load core (every process on them).
+sample() {
+  echo "$(cpu_ticks "$ENVOY_PID") $(cpu_ticks "$UPSTREAM_PID")" \
+    "$(core_ticks "$ENVOY_CPU") $(core_ticks "$LOAD_CPU")"
+}
+
+# One measured run: the ticks above, around a fixed-duration load after a warm-up.
+run() {
+  local round=$1 name=$2 config=$3
+  start_envoy "$name" "$config"
+  [ "$round" -gt 1 ] || response_headers >"$OUT/headers-$name.txt"
+  load "$WARMUP" >/dev/null
+  local before after result
+  read -ra before <<<"$(sample)"
+  result=$(load "$DURATION" | grep '^result ')
+  read -ra after <<<"$(sample)"
+  stop "$ENVOY_PID"
+  ENVOY_PID=""
+  local requests duration_us errors p50_us p99_us
+  read -r _ requests duration_us errors p50_us p99_us <<<"$result"
+  [ "$errors" -eq 0 ] || die "$name: $errors failed requests in round $round"
+  local fields=("$round" "$name" "$requests" "$duration_us" "$p50_us" "$p99_us") i
+  for i in "${!before[@]}"; do fields+=("$((after[i] - before[i]))"); done
+  (IFS=$'\t'; echo "${fields[*]}") >>"$OUT/runs.tsv"
+  log "round $round $name: $requests requests, Envoy ${fields[6]} ticks"
+}
+
+fuel() {
+  : >"$OUT/fuel.tsv"
+}
+
+check_same_job() {
+  local first="" name
+  for name in "${SAME_JOB[@]}"; do
+    [ -f "$OUT/headers-$name.txt" ] || continue
+    if [ -z "$first" ]; then first=$name; continue; fi
+    diff -u "$OUT/headers-$first.txt" "$OUT/headers-$name.txt" >&2 ||
+      die "$first and $name send different headers, so they do not do the same job"
+  done
+}
+
+main() {
+  ensure_tools
+  find_envoy
+  mkdir -p "$OUT"
+  : >"$OUT/runs.tsv"
+  write_wrk_report_script
+  local cpus
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || die "needs 2 cores to keep Envoy and the load apart; this machine has $cpus"
+  local line name config wasm _
+  while read -r name config wasm _; do
+    [ -f "$config" ] || die "$name: no $config"
+    [ -z "$wasm" ] || [ -f "$wasm" ] || die "$name: no $wasm; run 'make build'"
+  done < <(selected)
+  cat >"$OUT/run.env" <<EOF
+date=$(date -u +%Y-%m-%dT%H:%MZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+cores=$cpus
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+envoy=$("$ENVOY" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)
+duration=$DURATION
+warmup=$WARMUP
+rounds=$ROUNDS
+connections=$CONNECTIONS
+clk_tck=$(getconf CLK_TCK)
+EOF
+  start_upstream
+  local round
+  for round in $(seq "$ROUNDS"); do
+    while read -r name config _; do
+      run "$round" "$name" "$config"
+    done < <(selected)
+  done
+  echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/run.env"
+  check_same_job
+  fuel
+  local record=()
+  [ "$RECORD" = 0 ] || record=(--record BENCHMARKS.md)
+  python3 scripts/bench_report.py "$OUT" "$BASELINE" "$WASM_FLOOR" "${record[@]}" |
+    tee "$OUT/latest.md"
+}
+
+main "$@"
