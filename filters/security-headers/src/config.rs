@@ -1,0 +1,777 @@
+//! The filter's configuration: the JSON users write (every field optional, unknown fields
+//! refused) and its validation into the typed, immutable [`Config`] every stream shares.
+//! Header values are checked and rendered here, once, so a response only copies them.
+
+use crate::headers::{Header, Mode};
+use crate::leaks::DEFAULT_LEAK_HEADERS;
+use crate::path_match::{self, PathMatch};
+use meshward_shared::config::{check_header_name, check_header_value, parse_json, ConfigError};
+use serde::Deserialize;
+
+/// The plugin configuration as written; see the README for each field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Changes to the secure default headers.
+    #[serde(default)]
+    headers: RawHeaders,
+    /// Which leaking response headers to remove.
+    #[serde(default)]
+    remove_headers: RawRemove,
+    /// Believe `x-forwarded-proto` when deciding whether a request came over HTTPS.
+    #[serde(default)]
+    trust_x_forwarded_proto: bool,
+    /// Header changes for some request paths; the first matching override applies.
+    #[serde(default)]
+    overrides: Vec<RawOverride>,
+}
+
+/// One optional entry per security header; an absent entry keeps what the level above says.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaders {
+    strict_transport_security: Option<RawHsts>,
+    content_security_policy: Option<RawCsp>,
+    x_content_type_options: Option<RawHeader>,
+    x_frame_options: Option<RawHeader>,
+    referrer_policy: Option<RawHeader>,
+    cross_origin_opener_policy: Option<RawHeader>,
+    cross_origin_resource_policy: Option<RawHeader>,
+    cross_origin_embedder_policy: Option<RawHeader>,
+    permissions_policy: Option<RawHeader>,
+    x_dns_prefetch_control: Option<RawHeader>,
+    x_permitted_cross_domain_policies: Option<RawHeader>,
+    origin_agent_cluster: Option<RawHeader>,
+    x_xss_protection: Option<RawHeader>,
+}
+
+/// A header entry: how to apply it and its value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    mode: Option<Mode>,
+    value: Option<String>,
+}
+
+/// The Strict-Transport-Security entry, which may be limited to HTTPS requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHsts {
+    mode: Option<Mode>,
+    value: Option<String>,
+    https_only: Option<bool>,
+}
+
+/// The Content-Security-Policy entry, which may be report-only and limited to documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCsp {
+    mode: Option<Mode>,
+    value: Option<String>,
+    report_only: Option<bool>,
+    html_only: Option<bool>,
+}
+
+/// The removal list: the defaults, plus `names`, minus `except`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemove {
+    #[serde(default = "default_true")]
+    include_defaults: bool,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    except: Vec<String>,
+}
+
+impl Default for RawRemove {
+    fn default() -> Self {
+        RawRemove {
+            include_defaults: true,
+            names: Vec::new(),
+            except: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Header changes for the request paths `match` selects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    r#match: RawMatch,
+    #[serde(default)]
+    headers: RawHeaders,
+}
+
+/// Exactly one of `prefix` and `path`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    prefix: Option<String>,
+    path: Option<String>,
+}
+
+/// Every field of a header entry, whichever header it is for.
+#[derive(Debug, Default)]
+struct Patch {
+    mode: Option<Mode>,
+    value: Option<String>,
+    https_only: Option<bool>,
+    report_only: Option<bool>,
+    html_only: Option<bool>,
+}
+
+impl Patch {
+    fn changes_more_than_mode(&self) -> bool {
+        self.value.is_some()
+            || self.https_only.is_some()
+            || self.report_only.is_some()
+            || self.html_only.is_some()
+    }
+}
+
+impl From<RawHeader> for Patch {
+    fn from(raw: RawHeader) -> Self {
+        Patch {
+            mode: raw.mode,
+            value: raw.value,
+            ..Patch::default()
+        }
+    }
+}
+
+impl RawHeaders {
+    /// The entries given, paired with their header.
+    fn into_patches(self) -> Vec<(Header, Patch)> {
+        let hsts = self.strict_transport_security.map(|raw| Patch {
+            mode: raw.mode,
+            value: raw.value,
+            https_only: raw.https_only,
+            ..Patch::default()
+        });
+        let csp = self.content_security_policy.map(|raw| Patch {
+            mode: raw.mode,
+            value: raw.value,
+            report_only: raw.report_only,
+            html_only: raw.html_only,
+            ..Patch::default()
+        });
+        let entries = [
+            (Header::StrictTransportSecurity, hsts),
+            (Header::ContentSecurityPolicy, csp),
+            (
+                Header::XContentTypeOptions,
+                self.x_content_type_options.map(Patch::from),
+            ),
+            (Header::XFrameOptions, self.x_frame_options.map(Patch::from)),
+            (
+                Header::ReferrerPolicy,
+                self.referrer_policy.map(Patch::from),
+            ),
+            (
+                Header::CrossOriginOpenerPolicy,
+                self.cross_origin_opener_policy.map(Patch::from),
+            ),
+            (
+                Header::CrossOriginResourcePolicy,
+                self.cross_origin_resource_policy.map(Patch::from),
+            ),
+            (
+                Header::CrossOriginEmbedderPolicy,
+                self.cross_origin_embedder_policy.map(Patch::from),
+            ),
+            (
+                Header::PermissionsPolicy,
+                self.permissions_policy.map(Patch::from),
+            ),
+            (
+                Header::XDnsPrefetchControl,
+                self.x_dns_prefetch_control.map(Patch::from),
+            ),
+            (
+                Header::XPermittedCrossDomainPolicies,
+                self.x_permitted_cross_domain_policies.map(Patch::from),
+            ),
+            (
+                Header::OriginAgentCluster,
+                self.origin_agent_cluster.map(Patch::from),
+            ),
+            (
+                Header::XXssProtection,
+                self.x_xss_protection.map(Patch::from),
+            ),
+        ];
+        entries
+            .into_iter()
+            .filter_map(|(header, patch)| patch.map(|patch| (header, patch)))
+            .collect()
+    }
+}
+
+/// One header's resolved settings at one level (top level or an override).
+#[derive(Clone, Debug)]
+struct Setting {
+    header: Header,
+    mode: Mode,
+    value: String,
+    https_only: bool,
+    report_only: bool,
+    html_only: bool,
+}
+
+fn default_settings() -> Vec<Setting> {
+    Header::ALL
+        .iter()
+        .map(|&header| Setting {
+            header,
+            mode: header.default_mode(),
+            value: header.default_value().to_string(),
+            https_only: false,
+            report_only: false,
+            html_only: false,
+        })
+        .collect()
+}
+
+/// Applies the entries written at `at` (`headers` or `overrides[2].headers`) on top of the
+/// settings inherited from the level above, checking each value given.
+fn apply(
+    settings: &mut [Setting],
+    patches: Vec<(Header, Patch)>,
+    at: &str,
+) -> Result<(), ConfigError> {
+    for (header, patch) in patches {
+        let path = format!("{at}.{}", header.field());
+        let Some(setting) = settings.iter_mut().find(|s| s.header == header) else {
+            continue;
+        };
+        if patch.mode.is_none() && setting.mode == Mode::Off && patch.changes_more_than_mode() {
+            return Err(ConfigError::new(
+                path,
+                "the header is off here, so these settings would have no effect; add \
+                 \"mode\": \"overwrite\" or \"keep_upstream\" to send it",
+            ));
+        }
+        if let Some(mode) = patch.mode {
+            setting.mode = mode;
+        }
+        if let Some(value) = patch.value {
+            let path = format!("{path}.value");
+            check_header_value(&path, &value)?;
+            setting.value = header
+                .check(&value)
+                .map_err(|m| ConfigError::new(path, m))?;
+        }
+        if let Some(https_only) = patch.https_only {
+            setting.https_only = https_only;
+        }
+        if let Some(report_only) = patch.report_only {
+            setting.report_only = report_only;
+        }
+        if let Some(html_only) = patch.html_only {
+            setting.html_only = html_only;
+        }
+    }
+    Ok(())
+}
+
+/// A header to send, rendered once at configure time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The lowercase header name.
+    pub name: &'static str,
+    /// The value, checked and in canonical form.
+    pub value: String,
+    /// Leave the response alone when it already carries `name`.
+    pub keep_upstream: bool,
+    /// Send only when the request is known to have come over HTTPS.
+    pub https_only: bool,
+    /// Send only on documents (HTML and the like) and responses without a Content-Type.
+    pub html_only: bool,
+}
+
+/// The headers sent on one group of requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The headers to send, in `Header::ALL` order; headers whose mode is `off` are absent.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    fn render(settings: &[Setting]) -> Policy {
+        let rules = settings
+            .iter()
+            .filter(|s| s.mode != Mode::Off)
+            .map(|s| Rule {
+                name: if s.header == Header::ContentSecurityPolicy && s.report_only {
+                    "content-security-policy-report-only"
+                } else {
+                    s.header.name()
+                },
+                value: s.value.clone(),
+                keep_upstream: s.mode == Mode::KeepUpstream,
+                https_only: s.https_only,
+                html_only: s.html_only,
+            })
+            .collect();
+        Policy { rules }
+    }
+}
+
+/// A per-path override, resolved into the full policy its paths get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Override {
+    /// Which request paths it applies to.
+    pub path: PathMatch,
+    /// The headers those paths get.
+    pub policy: Policy,
+}
+
+/// The validated configuration every stream reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The headers for requests no override matches (and for replies with no request).
+    pub base: Policy,
+    /// The overrides, in config order; the first match wins.
+    pub overrides: Vec<Override>,
+    /// Response headers to remove: lowercase, sorted, without duplicates.
+    pub remove: Vec<String>,
+    /// Whether `x-forwarded-proto` decides if a request came over HTTPS.
+    pub trust_x_forwarded_proto: bool,
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration; errors name the field path.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::build(parse_json(bytes)?)
+    }
+
+    fn build(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut top = default_settings();
+        apply(&mut top, raw.headers.into_patches(), "headers")?;
+        let mut overrides = Vec::with_capacity(raw.overrides.len());
+        for (i, o) in raw.overrides.into_iter().enumerate() {
+            let at = format!("overrides[{i}]");
+            let path = path_match(o.r#match).map_err(|e| e.within(&at))?;
+            let patches = o.headers.into_patches();
+            if patches.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{at}.headers"),
+                    "an override must change at least one header",
+                ));
+            }
+            let mut settings = top.clone();
+            apply(&mut settings, patches, &format!("{at}.headers"))?;
+            overrides.push(Override {
+                path,
+                policy: Policy::render(&settings),
+            });
+        }
+        let base = Policy::render(&top);
+        let remove = removal_list(raw.remove_headers, &base, &overrides)?;
+        Ok(Config {
+            base,
+            overrides,
+            remove,
+            trust_x_forwarded_proto: raw.trust_x_forwarded_proto,
+        })
+    }
+
+    /// A one-line description for the log.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.base.rules.iter().map(|r| r.name).collect();
+        format!(
+            "sets {} headers ({}), removes {} leaking headers, {} path overrides, x-forwarded-proto {}",
+            names.len(),
+            names.join(", "),
+            self.remove.len(),
+            self.overrides.len(),
+            if self.trust_x_forwarded_proto { "trusted" } else { "ignored" }
+        )
+    }
+}
+
+fn path_match(raw: RawMatch) -> Result<PathMatch, ConfigError> {
+    let (field, text, make): (&str, String, fn(String) -> PathMatch) = match (raw.prefix, raw.path)
+    {
+        (Some(prefix), None) => ("prefix", prefix, PathMatch::Prefix),
+        (None, Some(path)) => ("path", path, PathMatch::Exact),
+        _ => return Err(ConfigError::new(
+            "match",
+            "set exactly one of prefix (for example \"/docs/\") or path (for example \"/login\")",
+        )),
+    };
+    let path = format!("match.{field}");
+    if !text.starts_with('/')
+        || text.contains(['?', '#'])
+        || text.bytes().any(|b| !b.is_ascii_graphic())
+    {
+        return Err(ConfigError::new(
+            path,
+            format!("expected a URL path starting with / without query or spaces, got {text:?}"),
+        ));
+    }
+    // A prefix may end in a partial segment ("/docs/." is not a dot segment of any path it
+    // matches), so only check what a full path must be: free of tricks that never match.
+    let checked = if field == "prefix" {
+        text.trim_end_matches('.')
+    } else {
+        text.as_str()
+    };
+    if !path_match::is_normal(checked) {
+        return Err(ConfigError::new(
+            path,
+            format!(
+                "{text:?} is not in normal form (dot segments, // or encoded . / \\), and requests \
+                 with such paths never select an override"
+            ),
+        ));
+    }
+    Ok(make(text))
+}
+
+fn removal_list(
+    raw: RawRemove,
+    base: &Policy,
+    overrides: &[Override],
+) -> Result<Vec<String>, ConfigError> {
+    let mut remove: Vec<String> = if raw.include_defaults {
+        DEFAULT_LEAK_HEADERS.iter().map(|n| n.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    // Lookups below and on every response binary-search this list.
+    remove.sort_unstable();
+    remove.dedup();
+    for (i, name) in raw.except.iter().enumerate() {
+        let path = format!("remove_headers.except[{i}]");
+        check_header_name(&path, name)?;
+        if !raw.include_defaults {
+            return Err(ConfigError::new(
+                path,
+                "except keeps names from the default list, but include_defaults is false",
+            ));
+        }
+        match remove.binary_search(name) {
+            Ok(at) => {
+                remove.remove(at);
+            }
+            Err(_) => {
+                return Err(ConfigError::new(
+                    path,
+                    format!("{name:?} is not in the default list, so there is nothing to keep"),
+                ))
+            }
+        }
+    }
+    let sent = |name: &str| {
+        std::iter::once(base)
+            .chain(overrides.iter().map(|o| &o.policy))
+            .flat_map(|p| p.rules.iter())
+            .find(|r| r.name == name)
+    };
+    for (i, name) in raw.names.iter().enumerate() {
+        let path = format!("remove_headers.names[{i}]");
+        check_header_name(&path, name)?;
+        if raw.except.contains(name) {
+            return Err(ConfigError::new(
+                path,
+                format!("{name:?} is also in except"),
+            ));
+        }
+        if sent(name).is_some() {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "{name:?} is a header this filter sends; set its mode to \"off\" under \
+                     headers (and in every override) before removing it"
+                ),
+            ));
+        }
+        if let Err(at) = remove.binary_search(name) {
+            remove.insert(at, name.clone());
+        }
+    }
+    Ok(remove)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::{DEFAULT_CSP, DEFAULT_PERMISSIONS_POLICY};
+
+    fn parse(json: &str) -> Config {
+        Config::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    fn refused(json: &str) -> String {
+        Config::parse(json.as_bytes()).expect_err(json).to_string()
+    }
+
+    fn rule<'a>(policy: &'a Policy, name: &str) -> Option<&'a Rule> {
+        policy.rules.iter().find(|r| r.name == name)
+    }
+
+    #[test]
+    fn an_empty_config_sends_the_secure_default_set() {
+        let config = parse("");
+        let sent: Vec<(&str, &str)> = config
+            .base
+            .rules
+            .iter()
+            .map(|r| (r.name, r.value.as_str()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (
+                    "strict-transport-security",
+                    "max-age=63072000; includeSubDomains"
+                ),
+                ("content-security-policy", DEFAULT_CSP),
+                ("x-content-type-options", "nosniff"),
+                ("x-frame-options", "DENY"),
+                ("referrer-policy", "no-referrer"),
+                ("cross-origin-opener-policy", "same-origin"),
+                ("cross-origin-resource-policy", "same-origin"),
+                ("permissions-policy", DEFAULT_PERMISSIONS_POLICY),
+                ("x-dns-prefetch-control", "off"),
+                ("x-permitted-cross-domain-policies", "none"),
+                ("origin-agent-cluster", "?1"),
+                ("x-xss-protection", "0"),
+            ]
+        );
+        let csp = rule(&config.base, "content-security-policy").unwrap();
+        assert!(
+            csp.keep_upstream,
+            "an application's own CSP wins by default"
+        );
+        assert!(config.base.rules.iter().filter(|r| r.keep_upstream).count() == 1);
+        assert!(config.remove.iter().any(|n| n == "server"));
+        assert!(!config.trust_x_forwarded_proto);
+        assert_eq!(parse("{}"), config);
+    }
+
+    #[test]
+    fn each_header_can_be_changed_turned_off_or_kept_from_the_upstream() {
+        let config = parse(
+            r#"{"headers": {
+                "x_frame_options": {"value": "sameorigin"},
+                "referrer_policy": {"mode": "off"},
+                "permissions_policy": {"mode": "keep_upstream", "value": "camera=()"},
+                "cross_origin_embedder_policy": {"mode": "overwrite"},
+                "content_security_policy": {"mode": "overwrite", "value": "default-src 'none'", "report_only": true, "html_only": true},
+                "strict_transport_security": {"value": "max-age=31536000", "https_only": true}
+            }}"#,
+        );
+        let base = &config.base;
+        assert_eq!(rule(base, "x-frame-options").unwrap().value, "SAMEORIGIN");
+        assert!(rule(base, "referrer-policy").is_none());
+        let pp = rule(base, "permissions-policy").unwrap();
+        assert!(pp.keep_upstream && pp.value == "camera=()");
+        assert_eq!(
+            rule(base, "cross-origin-embedder-policy").unwrap().value,
+            "require-corp"
+        );
+        assert!(rule(base, "content-security-policy").is_none());
+        let csp = rule(base, "content-security-policy-report-only").unwrap();
+        assert!(csp.html_only && !csp.keep_upstream && csp.value == "default-src 'none'");
+        let hsts = rule(base, "strict-transport-security").unwrap();
+        assert!(hsts.https_only && hsts.value == "max-age=31536000");
+    }
+
+    #[test]
+    fn an_override_inherits_every_setting_it_does_not_change() {
+        let config = parse(
+            r#"{
+                "headers": {"content_security_policy": {"html_only": true}},
+                "overrides": [
+                    {"match": {"prefix": "/docs/"}, "headers": {"content_security_policy": {"value": "default-src 'self' https:"}}},
+                    {"match": {"path": "/embed"}, "headers": {"x_frame_options": {"mode": "off"}}}
+                ]
+            }"#,
+        );
+        let docs = &config.overrides[0];
+        assert_eq!(docs.path, PathMatch::Prefix("/docs/".into()));
+        let csp = rule(&docs.policy, "content-security-policy").unwrap();
+        assert_eq!(csp.value, "default-src 'self' https:");
+        assert!(csp.html_only && csp.keep_upstream);
+        assert_eq!(rule(&docs.policy, "x-frame-options").unwrap().value, "DENY");
+        let embed = &config.overrides[1];
+        assert_eq!(embed.path, PathMatch::Exact("/embed".into()));
+        assert!(rule(&embed.policy, "x-frame-options").is_none());
+        assert_eq!(
+            rule(&embed.policy, "content-security-policy")
+                .unwrap()
+                .value,
+            DEFAULT_CSP
+        );
+    }
+
+    #[test]
+    fn the_removal_list_is_the_defaults_plus_names_minus_except() {
+        let config =
+            parse(r#"{"remove_headers": {"names": ["x-debug-node"], "except": ["x-b3-traceid"]}}"#);
+        assert!(config
+            .remove
+            .binary_search(&"x-debug-node".to_string())
+            .is_ok());
+        assert!(config
+            .remove
+            .binary_search(&"x-b3-traceid".to_string())
+            .is_err());
+        assert!(config.remove.binary_search(&"server".to_string()).is_ok());
+        assert!(config.remove.windows(2).all(|w| w[0] < w[1]));
+
+        let only = parse(
+            r#"{"remove_headers": {"include_defaults": false, "names": ["via", "server", "via"]}}"#,
+        );
+        assert_eq!(only.remove, ["server", "via"]);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_field() {
+        let cases = [
+            (
+                r#"{"headers": {"strict_transport_security": {"value": "max-age=abc"}}}"#,
+                r#"headers.strict_transport_security.value: max-age must be a whole number of seconds, got "abc""#,
+            ),
+            (
+                r#"{"headers": {"x_frame_options": {"value": "DENY\r\nSet-Cookie: a=b"}}}"#,
+                "headers.x_frame_options.value: must not contain CR, LF or NUL characters",
+            ),
+            (
+                r#"{"headers": {"x_frame_options": {"value": "ALLOWALL"}}}"#,
+                r#"headers.x_frame_options.value: expected one of DENY, SAMEORIGIN, got "ALLOWALL""#,
+            ),
+            (
+                r#"{"overrides": [{"match": {"prefix": "/a/"}, "headers": {"content_security_policy": {"value": "default-src self"}}}]}"#,
+                "overrides[0].headers.content_security_policy.value: default-src: \"self\" must be in single quotes",
+            ),
+            (
+                r#"{"headers": {"permissions_policy": {"value": "camera 'none'"}}}"#,
+                "headers.permissions_policy.value: this looks like the old Feature-Policy syntax",
+            ),
+            (
+                r#"{"headers": {"referrer_policy": {"mode": "sometimes"}}}"#,
+                "headers.referrer_policy.mode: unknown variant `sometimes`, expected one of `overwrite`, `keep_upstream`, `off`",
+            ),
+            (
+                r#"{"headers": {"cross_origin_embedder_policy": {"value": "credentialless"}}}"#,
+                "headers.cross_origin_embedder_policy: the header is off here",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = refused(json);
+            assert!(
+                err.starts_with(expected),
+                "{json}\n got: {err}\nwant: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_fields_anywhere() {
+        for (json, field) in [
+            (r#"{"header": {}}"#, "header: unknown field `header`"),
+            (r#"{"headers": {"x_frame_option": {}}}"#, "headers.x_frame_option: unknown field `x_frame_option`"),
+            (r#"{"headers": {"x_frame_options": {"https_only": true}}}"#, "headers.x_frame_options.https_only: unknown field `https_only`, expected `mode` or `value`"),
+            (r#"{"remove_headers": {"name": []}}"#, "remove_headers.name: unknown field `name`"),
+            (r#"{"overrides": [{"match": {"regex": ".*"}, "headers": {}}]}"#, "overrides[0].match.regex: unknown field `regex`, expected `prefix` or `path`"),
+        ] {
+            let err = refused(json);
+            assert!(err.starts_with(field), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_contradictory_or_malformed_overrides_and_removals() {
+        let cases = [
+            (
+                r#"{"overrides": [{"headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0]: missing field `match`",
+            ),
+            (
+                r#"{"overrides": [{"match": {}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match: set exactly one of prefix",
+            ),
+            (
+                r#"{"overrides": [{"match": {"prefix": "/a", "path": "/b"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match: set exactly one",
+            ),
+            (
+                r#"{"overrides": [{"match": {"prefix": "docs"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match.prefix: expected a URL path",
+            ),
+            (
+                r#"{"overrides": [{"match": {"path": "/a?b"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match.path: expected a URL path",
+            ),
+            (
+                r#"{"overrides": [{"match": {"prefix": "/a/../b/"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match.prefix: \"/a/../b/\" is not in normal form",
+            ),
+            (
+                r#"{"overrides": [{"match": {"prefix": "/a/"}}]}"#,
+                "overrides[0].headers: an override must change at least one header",
+            ),
+            (
+                r#"{"remove_headers": {"names": ["X-Powered-By"]}}"#,
+                "remove_headers.names[0]: header names are lowercase",
+            ),
+            (
+                r#"{"remove_headers": {"names": [":status"]}}"#,
+                "remove_headers.names[0]: expected a header name",
+            ),
+            (
+                r#"{"remove_headers": {"names": ["x-frame-options"]}}"#,
+                "remove_headers.names[0]: \"x-frame-options\" is a header this filter sends",
+            ),
+            (
+                r#"{"remove_headers": {"except": ["via"]}}"#,
+                "remove_headers.except[0]: \"via\" is not in the default list",
+            ),
+            (
+                r#"{"remove_headers": {"include_defaults": false, "except": ["server"]}}"#,
+                "remove_headers.except[0]: except keeps names",
+            ),
+            (
+                r#"{"remove_headers": {"names": ["server"], "except": ["server"]}}"#,
+                "remove_headers.names[0]: \"server\" is also in except",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = refused(json);
+            assert!(
+                err.starts_with(expected),
+                "{json}\n got: {err}\nwant: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_turned_off_everywhere_may_be_removed() {
+        let config = parse(
+            r#"{"headers": {"x_frame_options": {"mode": "off"}}, "remove_headers": {"names": ["x-frame-options"]}}"#,
+        );
+        assert!(config.remove.iter().any(|n| n == "x-frame-options"));
+        let err = refused(
+            r#"{"headers": {"x_frame_options": {"mode": "off"}}, "remove_headers": {"names": ["x-frame-options"]},
+            "overrides": [{"match": {"prefix": "/x/"}, "headers": {"x_frame_options": {"mode": "overwrite"}}}]}"#,
+        );
+        assert!(err.contains("is a header this filter sends"), "{err}");
+    }
+
+    #[test]
+    fn refuses_syntax_errors_and_wrong_types() {
+        assert!(refused("{").contains("invalid JSON"));
+        assert!(refused(r#"{"trust_x_forwarded_proto": "yes"}"#)
+            .starts_with("trust_x_forwarded_proto: invalid type"));
+        assert!(refused(r#"{"headers": {"x_frame_options": "DENY"}}"#)
+            .starts_with("headers.x_frame_options: invalid type"));
+    }
+}

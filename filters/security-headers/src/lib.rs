@@ -1,0 +1,140 @@
+//! meshward security-headers: sends a secure set of response headers on every response,
+//! local replies included, and removes headers that leak what runs behind the proxy.
+//!
+//! This file is the entry point and the Proxy-Wasm adapter only: it reads the request facts
+//! and the response headers from the host, asks [`policy::decide`] what to change, and
+//! applies the edits.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod config;
+pub mod csp;
+pub mod headers;
+pub mod hsts;
+pub mod leaks;
+pub mod metrics;
+pub mod path_match;
+pub mod permissions_policy;
+pub mod policy;
+pub mod request;
+
+use config::Config;
+use meshward_shared::host::{self, Map};
+use meshward_shared::{log, Action, HttpFilter, RootFilter};
+use metrics::Metrics;
+use policy::Edit;
+use request::RequestFacts;
+use std::rc::Rc;
+
+meshward_shared::register_filters!("security-headers" => || Box::new(Root::default()));
+
+/// The plugin: holds the accepted configuration and makes a stream filter per request.
+#[derive(Default)]
+pub struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Metrics,
+}
+
+impl RootFilter for Root {
+    fn name(&self) -> &'static str {
+        "security-headers"
+    }
+
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let config = Config::parse(bytes).map_err(|e| e.to_string())?;
+        log::info(&format!("security-headers: {}", config.summary()));
+        self.metrics = Metrics::define();
+        self.config = Some(Rc::new(config));
+        Ok(())
+    }
+
+    fn new_http_filter(&mut self, _context_id: u32) -> Option<Box<dyn HttpFilter>> {
+        Some(Box::new(Stream {
+            config: Rc::clone(self.config.as_ref()?),
+            metrics: self.metrics,
+            facts: None,
+        }))
+    }
+}
+
+/// One request's filter.
+struct Stream {
+    config: Rc<Config>,
+    metrics: Metrics,
+    /// Learnt in `on_request_headers`; `None` for a reply sent before the request got here.
+    facts: Option<RequestFacts>,
+}
+
+impl Stream {
+    /// Reads the request facts from the host. Each read may fail (no request headers on an
+    /// early local reply); a missing fact selects the top-level headers and "scheme unknown".
+    fn read_facts(&self) -> RequestFacts {
+        let target = host::header_str(Map::RequestHeaders, ":path")
+            .or_else(|| host::property_str(&["request", "path"]));
+        let scheme = host::header_str(Map::RequestHeaders, ":scheme")
+            .or_else(|| host::property_str(&["request", "scheme"]));
+        let forwarded_proto = if self.config.trust_x_forwarded_proto {
+            host::header_str(Map::RequestHeaders, "x-forwarded-proto")
+        } else {
+            None
+        };
+        RequestFacts::learn(
+            &self.config,
+            target.as_deref(),
+            scheme.as_deref(),
+            forwarded_proto.as_deref(),
+        )
+    }
+}
+
+impl HttpFilter for Stream {
+    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+        self.facts = Some(self.read_facts());
+        Action::Continue
+    }
+
+    fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+        let facts = match self.facts {
+            Some(facts) => facts,
+            None => self.read_facts(),
+        };
+        // Unreadable headers still get the overwrite headers; `decide` explains the rest.
+        let response = host::headers(Map::ResponseHeaders).ok();
+        let (mut set, mut removed, mut failed) = (0u64, 0u64, 0u64);
+        for edit in policy::decide(&self.config, &facts, response.as_deref()) {
+            let (result, done) = match edit {
+                Edit::Set { name, value } => (
+                    host::set_header(Map::ResponseHeaders, name, value.as_bytes()),
+                    &mut set,
+                ),
+                Edit::Remove(name) => (
+                    host::remove_header(Map::ResponseHeaders, name),
+                    &mut removed,
+                ),
+            };
+            match result {
+                Ok(()) => *done += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        if set > 0 {
+            self.metrics.responses_decorated.inc();
+        }
+        self.metrics.headers_removed.add(removed);
+        self.metrics.edit_failures.add(failed);
+        if response.is_none() || failed > 0 {
+            log::debug(&format!(
+                "security-headers: response headers readable: {}, edits refused: {failed}",
+                response.is_some()
+            ));
+        }
+        Action::Continue
+    }
+}
