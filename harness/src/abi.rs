@@ -1,0 +1,822 @@
+//! The Proxy-Wasm ABI 0.2.1 host functions (import module `env`): argument marshalling
+//! between the VM's memory and the host's state, with the result codes Envoy returns.
+
+use std::time::Duration;
+
+use wasmtime::{Caller, Linker, Result};
+
+use crate::callouts::{check_http_headers, grpc_service_cluster, GrpcCall, HttpCall};
+use crate::headers::{decode_pairs, lossy, HeaderMap};
+use crate::logs::{LogLevel, LogOrigin};
+use crate::properties;
+use crate::status::Status;
+use crate::stream::LocalReply;
+use crate::vm::{Tick, VmState, ROOT_CONTEXT_ID};
+
+type C<'a> = Caller<'a, VmState>;
+
+/// Counts a host call against the current callback.
+fn enter(c: &mut C<'_>) {
+    c.data_mut().host_calls += 1;
+}
+
+fn range(ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
+    let start = ptr as u32 as usize;
+    let end = start.checked_add(len as u32 as usize)?;
+    Some(start..end)
+}
+
+/// Bytes from the VM's memory, or `None` if the range is out of bounds.
+pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    let memory = c.data().memory?;
+    memory.data(&*c).get(range(ptr, len)?).map(<[u8]>::to_vec)
+}
+
+/// Writes bytes into the VM's memory; false if out of bounds.
+pub(crate) fn write(c: &mut C<'_>, ptr: i32, bytes: &[u8]) -> bool {
+    let Some(memory) = c.data().memory else {
+        return false;
+    };
+    let Some(span) = range(ptr, bytes.len() as i32) else {
+        return false;
+    };
+    match memory.data_mut(&mut *c).get_mut(span) {
+        Some(target) => {
+            target.copy_from_slice(bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Writes a little-endian u32.
+pub(crate) fn write_u32(c: &mut C<'_>, ptr: i32, value: u32) -> bool {
+    write(c, ptr, &value.to_le_bytes())
+}
+
+/// Writes a little-endian u64.
+pub(crate) fn write_u64(c: &mut C<'_>, ptr: i32, value: u64) -> bool {
+    write(c, ptr, &value.to_le_bytes())
+}
+
+/// Hands bytes to the VM: allocates them with the module's allocator and writes the
+/// pointer and size, as proxy-wasm-cpp-host's `copyToPointerSize` (empty data gives a null
+/// pointer and size 0). A trap in the allocator propagates.
+pub(crate) fn copy_out(c: &mut C<'_>, bytes: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<Status> {
+    let mut address = 0;
+    if !bytes.is_empty() {
+        let Some(allocate) = c.data().allocate.clone() else {
+            return Ok(Status::InvalidMemoryAccess);
+        };
+        address = allocate.call(&mut *c, bytes.len() as i32)?;
+        if address == 0 || !write(c, address, bytes) {
+            return Ok(Status::InvalidMemoryAccess);
+        }
+    }
+    if !write_u32(c, ptr_ptr, address as u32) || !write_u32(c, size_ptr, bytes.len() as u32) {
+        return Ok(Status::InvalidMemoryAccess);
+    }
+    Ok(Status::Ok)
+}
+
+fn code(status: Status) -> Result<i32> {
+    Ok(status.code())
+}
+
+/// Adds every `env` function of ABI 0.2.1 to the linker.
+pub(crate) fn define(linker: &mut Linker<VmState>) -> Result<()> {
+    define_general(linker)?;
+    define_maps_and_buffers(linker)?;
+    define_stream(linker)?;
+    define_state(linker)?;
+    define_callouts(linker)?;
+    Ok(())
+}
+
+fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: C<'_>, level: i32, ptr: i32, len: i32| {
+            enter(&mut c);
+            let Some(level) = LogLevel::from_abi(level) else {
+                return code(Status::BadArgument);
+            };
+            let Some(message) = read(&mut c, ptr, len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            c.data().log(level, lossy(&message), LogOrigin::Filter);
+            code(Status::Ok)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ret: i32| {
+        enter(&mut c);
+        let level = c.data().shared.log_level as u32;
+        code(if write_u32(&mut c, ret, level) {
+            Status::Ok
+        } else {
+            Status::InvalidMemoryAccess
+        })
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: C<'_>, ret: i32| {
+            enter(&mut c);
+            let now = c.data().shared.clock().now_ns();
+            code(if write_u64(&mut c, ret, now) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut c: C<'_>, period: i32| {
+            enter(&mut c);
+            let now = c.data().shared.clock().now_ns();
+            let period_ns = u64::from(period as u32) * 1_000_000;
+            c.data_mut().tick = (period_ns > 0).then_some(Tick {
+                period_ns,
+                next_ns: now + period_ns,
+            });
+            code(Status::Ok)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: C<'_>, id: i32| {
+            enter(&mut c);
+            let id = id as u32;
+            if !c.data().has_context(id) {
+                return code(Status::BadArgument);
+            }
+            let state = c.data_mut();
+            state.effective = Some(id);
+            if id != ROOT_CONTEXT_ID {
+                state.acting_for = Some(id);
+            }
+            code(Status::Ok)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_done", |mut c: C<'_>| {
+        enter(&mut c);
+        code(Status::Ok)
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut c: C<'_>,
+         name_ptr: i32,
+         name_len: i32,
+         args_ptr: i32,
+         args_len: i32,
+         ret_ptr: i32,
+         ret_size: i32| {
+            enter(&mut c);
+            let (Some(name), Some(args)) = (
+                read(&mut c, name_ptr, name_len),
+                read(&mut c, args_ptr, args_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let Some(function) = c.data().shared.foreign_function(&lossy(&name)) else {
+                return code(Status::NotFound);
+            };
+            match function(&args) {
+                Ok(result) if ret_ptr != 0 => code(copy_out(&mut c, &result, ret_ptr, ret_size)?),
+                Ok(_) => code(Status::Ok),
+                Err(status) => code(status),
+            }
+        },
+    )?;
+    Ok(())
+}
+
+fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_size: i32| {
+            enter(&mut c);
+            let Some(key) = read(&mut c, key_ptr, key_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let value = match c.data().read_map(map) {
+                Ok(headers) => headers.get(&lossy(&key)).map(str::to_string),
+                Err(status) => return code(status),
+            };
+            match value {
+                Some(value) => code(copy_out(&mut c, value.as_bytes(), ret_ptr, ret_size)?),
+                None => code(Status::NotFound),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut c: C<'_>, map: i32, ret_ptr: i32, ret_size: i32| {
+            enter(&mut c);
+            if !(0..=7).contains(&map) {
+                return code(Status::BadArgument);
+            }
+            // Envoy answers an unavailable map with an empty list, not an error.
+            let wire = match c.data().read_map(map) {
+                Ok(headers) if !headers.is_empty() => headers.to_wire(),
+                _ => Vec::new(),
+            };
+            code(copy_out(&mut c, &wire, ret_ptr, ret_size)?)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut c: C<'_>, map: i32, ret: i32| {
+            enter(&mut c);
+            let size = match c.data_mut().write_map(map) {
+                Ok(headers) => headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>(),
+                Err(status) => return code(status),
+            };
+            code(if write_u32(&mut c, ret, size as u32) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut c: C<'_>, map: i32, ptr: i32, len: i32| {
+            enter(&mut c);
+            let Some(wire) = read(&mut c, ptr, len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            code(match c.data_mut().write_map(map) {
+                Ok(headers) => {
+                    headers.replace_with(decode_pairs(&wire));
+                    Status::Ok
+                }
+                Err(status) => status,
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_add_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
+            enter(&mut c);
+            let (Some(key), Some(value)) = (
+                read(&mut c, key_ptr, key_len),
+                read(&mut c, value_ptr, value_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            code(match c.data_mut().write_map(map) {
+                Ok(headers) => {
+                    headers.add(&lossy(&key), &lossy(&value));
+                    Status::Ok
+                }
+                Err(status) => status,
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
+            enter(&mut c);
+            let (Some(key), Some(value)) = (
+                read(&mut c, key_ptr, key_len),
+                read(&mut c, value_ptr, value_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            code(match c.data_mut().write_map(map) {
+                Ok(headers) => {
+                    headers.set(&lossy(&key), &lossy(&value));
+                    Status::Ok
+                }
+                Err(status) => status,
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32| {
+            enter(&mut c);
+            let Some(key) = read(&mut c, key_ptr, key_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            code(match c.data_mut().write_map(map) {
+                Ok(headers) => {
+                    headers.remove(&lossy(&key));
+                    Status::Ok
+                }
+                Err(status) => status,
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_bytes",
+        |mut c: C<'_>, buffer: i32, start: i32, max: i32, ret_ptr: i32, ret_size: i32| {
+            enter(&mut c);
+            let bytes = match c.data().read_buffer(buffer) {
+                Ok(bytes) => bytes,
+                Err(status) => return code(status),
+            };
+            let (start, max) = (start as u32 as usize, max as u32 as usize);
+            if start.checked_add(max).is_none() {
+                return code(Status::BadArgument);
+            }
+            let end = (start + max).min(bytes.len());
+            if end <= start {
+                return code(Status::Ok);
+            }
+            code(copy_out(&mut c, &bytes[start..end], ret_ptr, ret_size)?)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_status",
+        |mut c: C<'_>, buffer: i32, len_ptr: i32, flags_ptr: i32| {
+            enter(&mut c);
+            let len = match c.data().read_buffer(buffer) {
+                Ok(bytes) => bytes.len(),
+                Err(status) => return code(status),
+            };
+            code(
+                if write_u32(&mut c, len_ptr, len as u32) && write_u32(&mut c, flags_ptr, 0) {
+                    Status::Ok
+                } else {
+                    Status::InvalidMemoryAccess
+                },
+            )
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_buffer_bytes",
+        |mut c: C<'_>, buffer: i32, start: i32, len: i32, ptr: i32, size: i32| {
+            enter(&mut c);
+            let Some(data) = read(&mut c, ptr, size) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let status = c.data_mut().write_buffer(
+                buffer,
+                start as u32 as usize,
+                len as u32 as usize,
+                &data,
+            );
+            code(status)
+        },
+    )?;
+    Ok(())
+}
+
+fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
+    fn continue_stream(c: &mut C<'_>, stream_type: i32) -> Result<i32> {
+        let status = match stream_type {
+            0 | 1 => {
+                if let Some(stream) = c.data_mut().stream_mut() {
+                    if stream_type == 0 {
+                        stream.continue_request = true;
+                        stream.detach_request();
+                    } else {
+                        stream.continue_response = true;
+                    }
+                }
+                Status::Ok
+            }
+            2 => Status::Ok,
+            3 => Status::Unimplemented,
+            _ => Status::BadArgument,
+        };
+        code(status)
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: C<'_>, stream_type: i32| {
+            enter(&mut c);
+            continue_stream(&mut c, stream_type)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| {
+        enter(&mut c);
+        continue_stream(&mut c, 0)
+    })?;
+    linker.func_wrap("env", "proxy_continue_response", |mut c: C<'_>| {
+        enter(&mut c);
+        continue_stream(&mut c, 1)
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: C<'_>, stream_type: i32| {
+            enter(&mut c);
+            if !(0..=3).contains(&stream_type) {
+                return code(Status::BadArgument);
+            }
+            if stream_type <= 1 {
+                if let Some(stream) = c.data_mut().stream_mut() {
+                    stream.reset = true;
+                }
+            }
+            code(Status::Ok)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_clear_route_cache", |mut c: C<'_>| {
+        enter(&mut c);
+        code(Status::Ok)
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        |mut c: C<'_>,
+         status: i32,
+         details_ptr: i32,
+         details_len: i32,
+         body_ptr: i32,
+         body_len: i32,
+         headers_ptr: i32,
+         headers_len: i32,
+         _grpc_status: i32| {
+            enter(&mut c);
+            let (Some(details), Some(body), Some(headers)) = (
+                read(&mut c, details_ptr, details_len),
+                read(&mut c, body_ptr, body_len),
+                read(&mut c, headers_ptr, headers_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let mut extra = HeaderMap::new();
+            extra.replace_with(decode_pairs(&headers));
+            if let Some(stream) = c.data_mut().stream_mut() {
+                if stream.local_reply.is_none() {
+                    stream.local_reply = Some(LocalReply {
+                        status: status as u32,
+                        body,
+                        headers: extra,
+                        details: lossy(&details),
+                    });
+                }
+            }
+            code(Status::Ok)
+        },
+    )?;
+    Ok(())
+}
+
+fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_property",
+        |mut c: C<'_>, path_ptr: i32, path_len: i32, ret_ptr: i32, ret_size: i32| {
+            enter(&mut c);
+            let Some(path) = read(&mut c, path_ptr, path_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let state = c.data();
+            let value = properties::lookup(&state.shared.plugin, state.stream(), &path);
+            match value {
+                Some(value) => code(copy_out(&mut c, &value, ret_ptr, ret_size)?),
+                None => code(Status::NotFound),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut c: C<'_>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32| {
+            enter(&mut c);
+            let (Some(path), Some(value)) = (
+                read(&mut c, path_ptr, path_len),
+                read(&mut c, value_ptr, value_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            code(match c.data_mut().stream_mut() {
+                Some(stream) => {
+                    stream.set_properties.insert(path, value);
+                    Status::Ok
+                }
+                None => Status::NotFound,
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_shared_data",
+        |mut c: C<'_>, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_size: i32, cas_ptr: i32| {
+            enter(&mut c);
+            let Some(key) = read(&mut c, key_ptr, key_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let found = c.data().shared.shared_data().get(&key);
+            match found {
+                Ok((value, cas)) => {
+                    let status = copy_out(&mut c, &value, ret_ptr, ret_size)?;
+                    if status != Status::Ok {
+                        return code(status);
+                    }
+                    code(if write_u32(&mut c, cas_ptr, cas) {
+                        Status::Ok
+                    } else {
+                        Status::InvalidMemoryAccess
+                    })
+                }
+                Err(status) => code(status),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: C<'_>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: i32| {
+            enter(&mut c);
+            let (Some(key), Some(value)) = (
+                read(&mut c, key_ptr, key_len),
+                read(&mut c, value_ptr, value_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let result = c.data().shared.shared_data().set(&key, &value, cas as u32);
+            code(result.err().unwrap_or(Status::Ok))
+        },
+    )?;
+    for name in [
+        "proxy_register_shared_queue",
+        "proxy_resolve_shared_queue",
+        "proxy_dequeue_shared_queue",
+        "proxy_enqueue_shared_queue",
+    ] {
+        define_unimplemented(linker, name)?;
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut c: C<'_>, kind: i32, name_ptr: i32, name_len: i32, ret: i32| {
+            enter(&mut c);
+            let Some(name) = read(&mut c, name_ptr, name_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let state = c.data_mut();
+            let shared = state.shared.clone();
+            let defined =
+                state
+                    .metric_ids
+                    .define(&mut shared.metrics(), kind as u32, &lossy(&name));
+            match defined {
+                Ok(id) => code(if write_u32(&mut c, ret, id) {
+                    Status::Ok
+                } else {
+                    Status::InvalidMemoryAccess
+                }),
+                Err(status) => code(status),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_increment_metric",
+        |mut c: C<'_>, id: i32, offset: i64| {
+            enter(&mut c);
+            let state = c.data();
+            let result = state
+                .metric_ids
+                .increment(&mut state.shared.metrics(), id as u32, offset);
+            code(result.err().unwrap_or(Status::Ok))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_record_metric",
+        |mut c: C<'_>, id: i32, value: i64| {
+            enter(&mut c);
+            let state = c.data();
+            let result =
+                state
+                    .metric_ids
+                    .record(&mut state.shared.metrics(), id as u32, value as u64);
+            code(result.err().unwrap_or(Status::Ok))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut c: C<'_>, id: i32, ret: i32| {
+            enter(&mut c);
+            let state = c.data();
+            let result = state.metric_ids.get(&mut state.shared.metrics(), id as u32);
+            match result {
+                Ok(value) => code(if write_u64(&mut c, ret, value) {
+                    Status::Ok
+                } else {
+                    Status::InvalidMemoryAccess
+                }),
+                Err(status) => code(status),
+            }
+        },
+    )?;
+    Ok(())
+}
+
+fn define_unimplemented(linker: &mut Linker<VmState>, name: &str) -> Result<()> {
+    let ty = match name {
+        "proxy_register_shared_queue"
+        | "proxy_dequeue_shared_queue"
+        | "proxy_enqueue_shared_queue" => 3,
+        "proxy_resolve_shared_queue" => 5,
+        "proxy_grpc_stream" => 9,
+        _ => 4,
+    };
+    let engine = linker.engine().clone();
+    let func_type = wasmtime::FuncType::new(
+        &engine,
+        std::iter::repeat_n(wasmtime::ValType::I32, ty),
+        [wasmtime::ValType::I32],
+    );
+    linker.func_new("env", name, func_type, |mut c, _params, results| {
+        enter(&mut c);
+        results[0] = wasmtime::Val::I32(Status::Unimplemented.code());
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn timeout_of(ms: i32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms as u64))
+}
+
+fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut c: C<'_>,
+         cluster_ptr: i32,
+         cluster_len: i32,
+         headers_ptr: i32,
+         headers_len: i32,
+         body_ptr: i32,
+         body_len: i32,
+         trailers_ptr: i32,
+         trailers_len: i32,
+         timeout_ms: i32,
+         ret: i32| {
+            enter(&mut c);
+            let (Some(cluster), Some(headers), Some(body), Some(trailers)) = (
+                read(&mut c, cluster_ptr, cluster_len),
+                read(&mut c, headers_ptr, headers_len),
+                read(&mut c, body_ptr, body_len),
+                read(&mut c, trailers_ptr, trailers_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            if !write_u32(&mut c, ret, 0) {
+                return code(Status::InvalidMemoryAccess);
+            }
+            let cluster = lossy(&cluster);
+            if timeout_ms < 0 || !c.data().shared.clusters.contains(&cluster) {
+                return code(Status::BadArgument);
+            }
+            let mut request_headers = HeaderMap::new();
+            request_headers.replace_with(decode_pairs(&headers));
+            if let Err(status) = check_http_headers(&request_headers) {
+                return code(status);
+            }
+            if !body.is_empty() {
+                request_headers.set("content-length", &body.len().to_string());
+            }
+            let mut request_trailers = HeaderMap::new();
+            request_trailers.replace_with(decode_pairs(&trailers));
+            let now = c.data().shared.clock().now_ns();
+            let state = c.data_mut();
+            let token = state.callouts.next_http_token();
+            let timeout = timeout_of(timeout_ms);
+            let call = HttpCall {
+                token,
+                worker: state.worker,
+                context_id: state.context(),
+                cluster,
+                headers: request_headers,
+                body,
+                trailers: request_trailers,
+                timeout,
+                deadline_ns: timeout.map(|t| now + t.as_nanos() as u64),
+            };
+            state.callouts.http.insert(token, call);
+            code(if write_u32(&mut c, ret, token) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |mut c: C<'_>,
+         service_ptr: i32,
+         service_len: i32,
+         name_ptr: i32,
+         name_len: i32,
+         method_ptr: i32,
+         method_len: i32,
+         metadata_ptr: i32,
+         metadata_len: i32,
+         message_ptr: i32,
+         message_len: i32,
+         timeout_ms: i32,
+         ret: i32| {
+            enter(&mut c);
+            let (Some(service), Some(name), Some(method), Some(metadata), Some(message)) = (
+                read(&mut c, service_ptr, service_len),
+                read(&mut c, name_ptr, name_len),
+                read(&mut c, method_ptr, method_len),
+                read(&mut c, metadata_ptr, metadata_len),
+                read(&mut c, message_ptr, message_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let known = |cluster: &str| c.data().shared.clusters.contains(cluster);
+            let cluster = match grpc_service_cluster(&service) {
+                Some(Some(cluster)) if known(&cluster) => cluster,
+                Some(Some(_)) => return code(Status::InternalFailure),
+                Some(None) => return code(Status::BadArgument),
+                None if known(&lossy(&service)) => lossy(&service),
+                None => return code(Status::ParseFailure),
+            };
+            let mut initial_metadata = HeaderMap::new();
+            initial_metadata.replace_with(decode_pairs(&metadata));
+            let now = c.data().shared.clock().now_ns();
+            let state = c.data_mut();
+            let token = state.callouts.next_grpc_token();
+            let timeout = timeout_of(timeout_ms);
+            let call = GrpcCall {
+                token,
+                worker: state.worker,
+                context_id: state.context(),
+                cluster,
+                service: lossy(&name),
+                method: lossy(&method),
+                initial_metadata,
+                message,
+                timeout,
+                deadline_ns: timeout.map(|t| now + t.as_nanos() as u64),
+            };
+            state.callouts.grpc.insert(token, call);
+            code(if write_u32(&mut c, ret, token) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
+        },
+    )?;
+    define_unimplemented(linker, "proxy_grpc_stream")?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |mut c: C<'_>, token: i32, _ptr: i32, _len: i32, _end: i32| {
+            enter(&mut c);
+            let is_call = c.data().callouts.grpc.contains_key(&(token as u32));
+            code(if is_call {
+                Status::BadArgument
+            } else {
+                Status::NotFound
+            })
+        },
+    )?;
+    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
+        linker.func_wrap("env", name, |mut c: C<'_>, token: i32| {
+            enter(&mut c);
+            let removed = c.data_mut().callouts.grpc.remove(&(token as u32));
+            code(if removed.is_some() {
+                Status::Ok
+            } else {
+                Status::NotFound
+            })
+        })?;
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut c: C<'_>, code_ptr: i32, ret_ptr: i32, ret_size: i32| {
+            enter(&mut c);
+            let (status, message) = c.data().status.clone();
+            if !write_u32(&mut c, code_ptr, status) {
+                return code(Status::InvalidMemoryAccess);
+            }
+            code(copy_out(&mut c, &message, ret_ptr, ret_size)?)
+        },
+    )?;
+    Ok(())
+}

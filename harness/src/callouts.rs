@@ -1,0 +1,339 @@
+//! HTTP and gRPC callouts: what the filter asked for, and how the test's answer (or a
+//! timeout, or a failure) is delivered back, as Envoy's async clients would.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::cost::Callback;
+use crate::headers::HeaderMap;
+use crate::message::Response;
+use crate::status::Status;
+use crate::vm::{Vm, ROOT_CONTEXT_ID};
+
+/// The gRPC status Envoy reports for timeouts and refused connections: `UNAVAILABLE`.
+pub const GRPC_UNAVAILABLE: u32 = 14;
+
+/// An HTTP call a filter made with `proxy_http_call`, waiting for an answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpCall {
+    /// The token the filter got back.
+    pub token: u32,
+    /// The worker whose VM made the call.
+    pub worker: usize,
+    /// The context that made the call (Envoy delivers the answer to the root context).
+    pub context_id: u32,
+    /// The upstream cluster.
+    pub cluster: String,
+    /// The request headers (with `content-length` added when there is a body, as Envoy does).
+    pub headers: HeaderMap,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The request trailers.
+    pub trailers: HeaderMap,
+    /// The timeout the filter gave; `None` for 0, which Envoy treats as no timeout.
+    pub timeout: Option<Duration>,
+    pub(crate) deadline_ns: Option<u64>,
+}
+
+impl HttpCall {
+    /// The first value of a request header, e.g. `call.header(":path")`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+}
+
+/// A unary gRPC call a filter made with `proxy_grpc_call`, waiting for an answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcCall {
+    /// The token the filter got back.
+    pub token: u32,
+    /// The worker whose VM made the call.
+    pub worker: usize,
+    /// The context that made the call.
+    pub context_id: u32,
+    /// The cluster, given by name or inside a serialized `GrpcService`.
+    pub cluster: String,
+    /// The gRPC service, e.g. `envoy.service.auth.v3.Authorization`.
+    pub service: String,
+    /// The method, e.g. `Check`.
+    pub method: String,
+    /// The initial metadata.
+    pub initial_metadata: HeaderMap,
+    /// The serialized request message.
+    pub message: Vec<u8>,
+    /// The timeout; `None` for 0.
+    pub timeout: Option<Duration>,
+    pub(crate) deadline_ns: Option<u64>,
+}
+
+/// How a test (or a responder) settles an HTTP call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HttpCallReply {
+    /// The upstream answered with this response.
+    Respond(Response),
+    /// The stream was reset: the filter gets 0 headers, 0 body, 0 trailers, and
+    /// `proxy_get_status` says `BrokenConnection`/`"reset"`.
+    Reset,
+    /// The timeout elapsed: Envoy's async client answers 504 `upstream request timeout`.
+    TimeOut,
+}
+
+/// How a test (or a responder) settles a gRPC call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GrpcCallReply {
+    /// The call succeeded with this serialized response message.
+    Respond(Vec<u8>),
+    /// The call failed with this gRPC status and message.
+    Fail {
+        /// The gRPC status code.
+        status: u32,
+        /// The status message.
+        message: String,
+    },
+    /// The timeout elapsed: closed with 14 `UNAVAILABLE`.
+    TimeOut,
+}
+
+/// What the filter can read during a callout callback.
+#[derive(Clone, Debug)]
+pub(crate) enum CalloutView {
+    Http(Response),
+    Grpc(Vec<u8>),
+}
+
+/// The calls a VM has in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Callouts {
+    pub http: BTreeMap<u32, HttpCall>,
+    pub grpc: BTreeMap<u32, GrpcCall>,
+    last_http_token: u32,
+    last_grpc_token: u32,
+}
+
+impl Callouts {
+    /// The next HTTP call token (1, 2, 3...).
+    pub fn next_http_token(&mut self) -> u32 {
+        self.last_http_token += 1;
+        self.last_http_token
+    }
+
+    /// The next gRPC call token; Envoy gives unary calls odd tokens.
+    pub fn next_grpc_token(&mut self) -> u32 {
+        self.last_grpc_token = if self.last_grpc_token == 0 {
+            1
+        } else {
+            self.last_grpc_token + 2
+        };
+        self.last_grpc_token
+    }
+}
+
+/// The response Envoy's async HTTP client produces when a call times out.
+pub(crate) fn timeout_response() -> Response {
+    Response::local_reply(504, b"upstream request timeout", &HeaderMap::new())
+}
+
+/// Checks an HTTP call's headers as Envoy does: `:method`, `:path` and `:authority` must
+/// all be there.
+pub(crate) fn check_http_headers(headers: &HeaderMap) -> Result<(), Status> {
+    let required = [":method", ":path", ":authority"];
+    if required.iter().all(|name| headers.contains(name)) {
+        Ok(())
+    } else {
+        Err(Status::BadArgument)
+    }
+}
+
+/// Reads the `envoy_grpc.cluster_name` out of a serialized
+/// `envoy.config.core.v3.GrpcService`. `None` if the bytes are not such a message, in which
+/// case Envoy takes them as a cluster name; `Some(None)` if they parse but name no Envoy
+/// gRPC cluster.
+pub(crate) fn grpc_service_cluster(bytes: &[u8]) -> Option<Option<String>> {
+    let fields = proto_fields(bytes)?;
+    let Some(envoy_grpc) = fields.iter().find(|(number, _)| *number == 1) else {
+        return Some(None);
+    };
+    let inner = proto_fields(envoy_grpc.1)?;
+    let cluster = inner.iter().find(|(number, _)| *number == 1)?;
+    Some(Some(String::from_utf8_lossy(cluster.1).into_owned()))
+}
+
+/// Splits a protobuf message into its length-delimited fields; `None` if it is malformed.
+fn proto_fields(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut fields = Vec::new();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes)?;
+        let number = key >> 3;
+        if number == 0 {
+            return None;
+        }
+        match key & 7 {
+            0 => {
+                varint(&mut bytes)?;
+            }
+            1 => bytes = bytes.get(8..)?,
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).ok()?;
+                fields.push((number, bytes.get(..len)?));
+                bytes = bytes.get(len..)?;
+            }
+            5 => bytes = bytes.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some(fields)
+}
+
+impl Vm {
+    /// Settles an HTTP call: calls `proxy_on_http_call_response` on the root context.
+    /// Returns false if no such call is pending.
+    pub(crate) fn settle_http_call(&mut self, token: u32, reply: HttpCallReply) -> bool {
+        if self.store.data_mut().callouts.http.remove(&token).is_none() {
+            return false;
+        }
+        if !self.alive {
+            return true;
+        }
+        let (response, status) = match reply {
+            HttpCallReply::Respond(response) => (Some(response), (0, Vec::new())),
+            HttpCallReply::TimeOut => (Some(timeout_response()), (0, Vec::new())),
+            HttpCallReply::Reset => (None, (Status::BrokenConnection as u32, b"reset".to_vec())),
+        };
+        let sizes = response
+            .as_ref()
+            .map(|r| (r.headers.len(), r.body.len(), r.trailers.len()))
+            .unwrap_or((0, 0, 0));
+        let state = self.store.data_mut();
+        state.status = status;
+        state.callout_view = response.map(CalloutView::Http);
+        let args = [
+            ROOT_CONTEXT_ID as i32,
+            token as i32,
+            sizes.0 as i32,
+            sizes.1 as i32,
+            sizes.2 as i32,
+        ];
+        // A trap is logged and kills the VM inside `invoke`; streams see that when pumped.
+        let _ = self.invoke(Callback::HttpCallResponse, &args);
+        let state = self.store.data_mut();
+        state.callout_view = None;
+        state.status = (0, Vec::new());
+        self.pump_all();
+        true
+    }
+
+    /// Settles a gRPC call: `proxy_on_grpc_receive` on success, `proxy_on_grpc_close` on
+    /// failure, on the root context, as Envoy does for unary calls. Returns false if no such
+    /// call is pending.
+    pub(crate) fn settle_grpc_call(&mut self, token: u32, reply: GrpcCallReply) -> bool {
+        if self.store.data_mut().callouts.grpc.remove(&token).is_none() {
+            return false;
+        }
+        if !self.alive {
+            return true;
+        }
+        let root = ROOT_CONTEXT_ID as i32;
+        match reply {
+            GrpcCallReply::Respond(message) => {
+                let len = message.len() as i32;
+                self.store.data_mut().callout_view = Some(CalloutView::Grpc(message));
+                // A trap is logged and kills the VM inside `invoke`.
+                let _ = self.invoke(Callback::GrpcReceive, &[root, token as i32, len]);
+                self.store.data_mut().callout_view = None;
+            }
+            GrpcCallReply::Fail { status, message } => self.close_grpc(token, status, message),
+            GrpcCallReply::TimeOut => self.close_grpc(
+                token,
+                GRPC_UNAVAILABLE,
+                "upstream request timeout".to_string(),
+            ),
+        }
+        self.pump_all();
+        true
+    }
+
+    fn close_grpc(&mut self, token: u32, status: u32, message: String) {
+        self.store.data_mut().status = (status, message.into_bytes());
+        let args = [ROOT_CONTEXT_ID as i32, token as i32, status as i32];
+        // A trap is logged and kills the VM inside `invoke`.
+        let _ = self.invoke(Callback::GrpcClose, &args);
+        self.store.data_mut().status = (0, Vec::new());
+    }
+
+    /// The earliest callout deadline, if any call has a timeout.
+    pub(crate) fn next_callout_deadline(&self) -> Option<u64> {
+        let callouts = &self.store.data().callouts;
+        let http = callouts.http.values().filter_map(|c| c.deadline_ns);
+        let grpc = callouts.grpc.values().filter_map(|c| c.deadline_ns);
+        http.chain(grpc).min()
+    }
+
+    /// Times out every call whose deadline is at or before `now_ns`, oldest first.
+    pub(crate) fn expire_callouts(&mut self, now_ns: u64) {
+        let callouts = &self.store.data().callouts;
+        let mut due: Vec<(u64, bool, u32)> = callouts
+            .http
+            .values()
+            .filter_map(|c| {
+                c.deadline_ns
+                    .filter(|d| *d <= now_ns)
+                    .map(|d| (d, true, c.token))
+            })
+            .chain(callouts.grpc.values().filter_map(|c| {
+                c.deadline_ns
+                    .filter(|d| *d <= now_ns)
+                    .map(|d| (d, false, c.token))
+            }))
+            .collect();
+        due.sort();
+        for (_, http, token) in due {
+            if http {
+                self.settle_http_call(token, HttpCallReply::TimeOut);
+            } else {
+                self.settle_grpc_call(token, GrpcCallReply::TimeOut);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_cluster_of_a_serialized_grpc_service() {
+        // GrpcService { envoy_grpc { cluster_name: "authz" } }
+        let bytes = [0x0a, 0x07, 0x0a, 0x05, b'a', b'u', b't', b'h', b'z'];
+        assert_eq!(
+            grpc_service_cluster(&bytes),
+            Some(Some("authz".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_plain_cluster_name_is_not_a_grpc_service() {
+        assert_eq!(grpc_service_cluster(b"ext_authz"), None);
+        assert_eq!(grpc_service_cluster(b"grpc-backend"), None);
+    }
+
+    #[test]
+    fn http_calls_need_method_path_and_authority() {
+        let complete =
+            HeaderMap::from_pairs([(":method", "GET"), (":path", "/"), (":authority", "a")]);
+        assert_eq!(check_http_headers(&complete), Ok(()));
+        let partial = HeaderMap::from_pairs([(":method", "GET"), (":path", "/")]);
+        assert_eq!(check_http_headers(&partial), Err(Status::BadArgument));
+    }
+}

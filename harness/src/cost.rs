@@ -1,0 +1,131 @@
+//! Deterministic cost figures: Wasm fuel (instructions executed) and host calls made,
+//! per callback into the VM.
+
+use std::ops::Add;
+
+/// The callbacks the host makes into the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Callback {
+    /// `_initialize` or `_start`.
+    Initialize,
+    /// `proxy_on_context_create`.
+    ContextCreate,
+    /// `proxy_on_vm_start`.
+    VmStart,
+    /// `proxy_on_configure`.
+    Configure,
+    /// `proxy_on_request_headers`.
+    RequestHeaders,
+    /// `proxy_on_request_body`.
+    RequestBody,
+    /// `proxy_on_request_trailers`.
+    RequestTrailers,
+    /// `proxy_on_response_headers`.
+    ResponseHeaders,
+    /// `proxy_on_response_body`.
+    ResponseBody,
+    /// `proxy_on_response_trailers`.
+    ResponseTrailers,
+    /// `proxy_on_log`.
+    Log,
+    /// `proxy_on_done`.
+    Done,
+    /// `proxy_on_delete`.
+    Delete,
+    /// `proxy_on_tick`.
+    Tick,
+    /// `proxy_on_http_call_response`.
+    HttpCallResponse,
+    /// `proxy_on_grpc_receive`.
+    GrpcReceive,
+    /// `proxy_on_grpc_close`.
+    GrpcClose,
+}
+
+impl Callback {
+    /// The name of the export this callback calls.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            Self::Initialize => "_initialize",
+            Self::ContextCreate => "proxy_on_context_create",
+            Self::VmStart => "proxy_on_vm_start",
+            Self::Configure => "proxy_on_configure",
+            Self::RequestHeaders => "proxy_on_request_headers",
+            Self::RequestBody => "proxy_on_request_body",
+            Self::RequestTrailers => "proxy_on_request_trailers",
+            Self::ResponseHeaders => "proxy_on_response_headers",
+            Self::ResponseBody => "proxy_on_response_body",
+            Self::ResponseTrailers => "proxy_on_response_trailers",
+            Self::Log => "proxy_on_log",
+            Self::Done => "proxy_on_done",
+            Self::Delete => "proxy_on_delete",
+            Self::Tick => "proxy_on_tick",
+            Self::HttpCallResponse => "proxy_on_http_call_response",
+            Self::GrpcReceive => "proxy_on_grpc_receive",
+            Self::GrpcClose => "proxy_on_grpc_close",
+        }
+    }
+}
+
+/// What some work cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Wasm fuel consumed: roughly one unit per instruction executed.
+    pub fuel: u64,
+    /// Calls the VM made into the host.
+    pub host_calls: u64,
+}
+
+impl Add for Cost {
+    type Output = Cost;
+
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            fuel: self.fuel + other.fuel,
+            host_calls: self.host_calls + other.host_calls,
+        }
+    }
+}
+
+/// The cost of one callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallCost {
+    /// Which callback ran.
+    pub callback: Callback,
+    /// What it cost.
+    pub cost: Cost,
+}
+
+/// The costs of the callbacks that served one stream (or one startup), in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CostReport {
+    /// Each callback in the order it ran.
+    pub calls: Vec<CallCost>,
+}
+
+impl CostReport {
+    /// Everything added up.
+    pub fn total(&self) -> Cost {
+        self.calls
+            .iter()
+            .fold(Cost::default(), |sum, c| sum + c.cost)
+    }
+
+    /// The cost of every call of one callback, added up.
+    pub fn of(&self, callback: Callback) -> Cost {
+        self.calls
+            .iter()
+            .filter(|c| c.callback == callback)
+            .fold(Cost::default(), |sum, c| sum + c.cost)
+    }
+
+    /// The total fuel.
+    pub fn fuel(&self) -> u64 {
+        self.total().fuel
+    }
+
+    /// The total host calls.
+    pub fn host_calls(&self) -> u64 {
+        self.total().host_calls
+    }
+}

@@ -1,0 +1,223 @@
+//! Header maps as Envoy keeps them (lowercase names, pseudo-headers first, insertion order,
+//! duplicates allowed) and the Proxy-Wasm wire format for lists of pairs.
+
+use std::fmt;
+
+/// An ordered list of header (or trailer, or metadata) entries.
+///
+/// Names are lowercased on insertion, as Envoy's `LowerCaseString` does. Pseudo-headers
+/// (`:path`, `:status`...) stay ahead of regular headers, as in Envoy's `HeaderMapImpl`,
+/// so the order a filter sees matches what Envoy would give it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap {
+    entries: Vec<(String, String)>,
+}
+
+impl HeaderMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a map from pairs, adding each in order.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut map = Self::new();
+        for (name, value) in pairs {
+            map.add(name.as_ref(), value.as_ref());
+        }
+        map
+    }
+
+    /// Appends an entry, keeping any existing ones with the same name.
+    pub fn add(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with(':') {
+            let at = self
+                .entries
+                .iter()
+                .take_while(|(n, _)| n.starts_with(':'))
+                .count();
+            self.entries.insert(at, (name, value.to_string()));
+        } else {
+            self.entries.push((name, value.to_string()));
+        }
+    }
+
+    /// Removes every entry with this name, then appends one with the value. This is
+    /// Envoy's `setCopy`, which is what `proxy_replace_header_map_value` calls.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.remove(name);
+        self.add(name, value);
+    }
+
+    /// Removes every entry with this name.
+    pub fn remove(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        self.entries.retain(|(n, _)| *n != name);
+    }
+
+    /// The first value under this name, as `proxy_get_header_map_value` returns it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value under this name, in order.
+    pub fn get_all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Whether any entry has this name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The names in order, with repeats.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// How many entries the map holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the map holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Serializes the map in the Proxy-Wasm pairs format.
+    pub(crate) fn to_wire(&self) -> Vec<u8> {
+        let pairs: Vec<(&[u8], &[u8])> = self
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        encode_pairs(&pairs)
+    }
+
+    /// Replaces the map's entries with pairs decoded from the wire, as
+    /// `proxy_set_header_map_pairs` does.
+    pub(crate) fn replace_with(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.entries.clear();
+        for (name, value) in pairs {
+            self.add(&lossy(&name), &lossy(&value));
+        }
+    }
+}
+
+impl fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Turns bytes from the VM into text; header bytes that are not UTF-8 are kept as
+/// replacement characters, since the harness stores headers as strings.
+pub(crate) fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Encodes pairs as Proxy-Wasm does: a little-endian u32 count, then each name and value
+/// length as u32, then each name and value followed by a NUL byte.
+pub(crate) fn encode_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name);
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+/// Decodes the Proxy-Wasm pairs format. Like proxy-wasm-cpp-host's `toPairs`, a buffer
+/// too short for its own counts yields no pairs.
+pub(crate) fn decode_pairs(buf: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let read_u32 = |at: usize| -> Option<usize> {
+        let bytes = buf.get(at..at + 4)?;
+        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+    };
+    let Some(count) = read_u32(0) else {
+        return Vec::new();
+    };
+    if count.saturating_mul(8).saturating_add(4) > buf.len() {
+        return Vec::new();
+    }
+    let mut sizes = Vec::with_capacity(count);
+    for i in 0..count {
+        let (Some(name), Some(value)) = (read_u32(4 + i * 8), read_u32(8 + i * 8)) else {
+            return Vec::new();
+        };
+        sizes.push((name, value));
+    }
+    let mut at = 4 + count * 8;
+    let mut pairs = Vec::with_capacity(count);
+    for (name_len, value_len) in sizes {
+        let Some(name) = buf.get(at..at + name_len) else {
+            return Vec::new();
+        };
+        at += name_len + 1;
+        let Some(value) = buf.get(at..at + value_len) else {
+            return Vec::new();
+        };
+        at += value_len + 1;
+        pairs.push((name.to_vec(), value.to_vec()));
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_pseudo_headers_ahead_of_regular_ones() {
+        let mut map = HeaderMap::new();
+        map.add("Host-Like", "a");
+        map.add(":path", "/");
+        map.add(":method", "GET");
+        assert_eq!(map.names(), vec![":path", ":method", "host-like"]);
+    }
+
+    #[test]
+    fn set_replaces_every_value_and_moves_the_entry_last() {
+        let mut map = HeaderMap::from_pairs([("a", "1"), ("b", "2"), ("a", "3")]);
+        map.set("A", "4");
+        assert_eq!(map.iter().collect::<Vec<_>>(), vec![("b", "2"), ("a", "4")]);
+    }
+
+    #[test]
+    fn pairs_round_trip_through_the_wire_format() {
+        let map = HeaderMap::from_pairs([(":status", "200"), ("x", ""), ("x", "y")]);
+        let mut back = HeaderMap::new();
+        back.replace_with(decode_pairs(&map.to_wire()));
+        assert_eq!(back, map);
+    }
+
+    #[test]
+    fn a_truncated_pairs_buffer_decodes_to_nothing() {
+        let wire = HeaderMap::from_pairs([("name", "value")]).to_wire();
+        assert!(decode_pairs(&wire[..wire.len() - 3]).is_empty());
+    }
+}

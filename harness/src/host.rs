@@ -1,0 +1,799 @@
+//! The public face of the harness: build a host for a filter module, send requests through
+//! its workers, step through streams, answer callouts, move the clock, and read back
+//! metrics, logs and shared data.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmtime::Linker;
+
+use crate::callouts::{GrpcCall, GrpcCallReply, HttpCall, HttpCallReply};
+use crate::clock::{Clock, DEFAULT_START};
+use crate::cost::{Callback, CostReport};
+use crate::error::HarnessError;
+use crate::logs::{LogEntry, LogLevel};
+use crate::message::{Request, Response, Upstream};
+use crate::metrics::{MetricKind, MetricStore, MetricValue};
+use crate::properties::{path_key, PluginFacts, PropertyValue};
+use crate::shared_data::SharedData;
+use crate::status::Status;
+use crate::stream::{StreamData, StreamState};
+use crate::vm::{ConfigWindow, Vm, ROOT_CONTEXT_ID};
+use crate::{abi, engine, wasi};
+
+/// A foreign function the filter can call with `proxy_call_foreign_function`: bytes in,
+/// bytes out, or a status.
+pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
+
+type HttpResponder = Arc<dyn Fn(&HttpCall) -> HttpCallReply + Send + Sync>;
+type GrpcResponder = Arc<dyn Fn(&GrpcCall) -> GrpcCallReply + Send + Sync>;
+
+/// How many callouts one `send` settles before it gives up on the stream.
+const MAX_CALLOUTS_PER_SEND: usize = 1000;
+
+/// Takes a lock even if a panicking test poisoned it: the data stays consistent because
+/// every critical section here is a single operation.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// State every worker of a host shares, as Envoy shares it between worker threads.
+pub(crate) struct HostShared {
+    pub plugin: PluginFacts,
+    pub plugin_config: Vec<u8>,
+    pub vm_config: Vec<u8>,
+    pub fail_open: bool,
+    pub log_level: LogLevel,
+    pub fuel_limit: u64,
+    pub clusters: BTreeSet<String>,
+    pub seed: u64,
+    clock: Mutex<Clock>,
+    shared_data: Mutex<SharedData>,
+    metrics: Mutex<MetricStore>,
+    logs: Mutex<Vec<LogEntry>>,
+    foreign: Mutex<HashMap<String, ForeignFunction>>,
+    request_ids: AtomicU64,
+}
+
+impl HostShared {
+    pub(crate) fn clock(&self) -> MutexGuard<'_, Clock> {
+        lock(&self.clock)
+    }
+
+    pub(crate) fn shared_data(&self) -> MutexGuard<'_, SharedData> {
+        lock(&self.shared_data)
+    }
+
+    pub(crate) fn metrics(&self) -> MutexGuard<'_, MetricStore> {
+        lock(&self.metrics)
+    }
+
+    pub(crate) fn logs(&self) -> MutexGuard<'_, Vec<LogEntry>> {
+        lock(&self.logs)
+    }
+
+    pub(crate) fn foreign_function(&self, name: &str) -> Option<ForeignFunction> {
+        lock(&self.foreign).get(name).cloned()
+    }
+
+    /// A deterministic `x-request-id`, as a UUID.
+    pub(crate) fn next_request_id(&self) -> String {
+        let n = self.request_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("00000000-0000-4000-8000-{n:012x}")
+    }
+}
+
+enum Source {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Configures and builds a [`Host`]. Start with [`Host::builder`] or [`Host::from_bytes`].
+pub struct HostBuilder {
+    source: Source,
+    workers: usize,
+    plugin_config: Vec<u8>,
+    vm_config: Vec<u8>,
+    fail_open: bool,
+    log_level: LogLevel,
+    fuel_limit: u64,
+    start: SystemTime,
+    seed: u64,
+    plugin: PluginFacts,
+    clusters: BTreeSet<String>,
+    foreign: HashMap<String, ForeignFunction>,
+    http_responders: HashMap<String, HttpResponder>,
+    grpc_responders: HashMap<String, GrpcResponder>,
+}
+
+impl HostBuilder {
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            workers: 1,
+            plugin_config: Vec::new(),
+            vm_config: Vec::new(),
+            fail_open: false,
+            log_level: LogLevel::Info,
+            fuel_limit: 10_000_000_000,
+            start: UNIX_EPOCH + DEFAULT_START,
+            seed: 0x6d65_7368_7761_7264,
+            plugin: PluginFacts {
+                plugin_name: "meshward".to_string(),
+                root_id: String::new(),
+                vm_id: String::new(),
+                cluster_name: "backend".to_string(),
+                route_name: "default".to_string(),
+                node_id: "meshward-harness".to_string(),
+                node_cluster: "meshward".to_string(),
+                listener_direction: 0,
+                overrides: Default::default(),
+            },
+            clusters: BTreeSet::new(),
+            foreign: HashMap::new(),
+            http_responders: HashMap::new(),
+            grpc_responders: HashMap::new(),
+        }
+    }
+
+    /// How many workers (VMs) to run, like Envoy's `--concurrency`. Default 1.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The plugin configuration, as bytes.
+    pub fn config(mut self, config: impl Into<Vec<u8>>) -> Self {
+        self.plugin_config = config.into();
+        self
+    }
+
+    /// The plugin configuration, as JSON text (what Envoy passes for a `StringValue`).
+    pub fn config_json(self, json: &str) -> Self {
+        self.config(json.as_bytes().to_vec())
+    }
+
+    /// The VM configuration, readable in `proxy_on_vm_start`.
+    pub fn vm_config(mut self, config: impl Into<Vec<u8>>) -> Self {
+        self.vm_config = config.into();
+        self
+    }
+
+    /// After a trap, answer every request on that worker with a 503 (the default, like
+    /// Envoy's `FAIL_CLOSED`).
+    pub fn fail_closed(mut self) -> Self {
+        self.fail_open = false;
+        self
+    }
+
+    /// After a trap, let requests on that worker through untouched (`fail_open: true`).
+    pub fn fail_open(mut self) -> Self {
+        self.fail_open = true;
+        self
+    }
+
+    /// The level `proxy_get_log_level` reports and below which logs are dropped. Default
+    /// `Info`, Envoy's default.
+    pub fn log_level(mut self, level: LogLevel) -> Self {
+        self.log_level = level;
+        self
+    }
+
+    /// The fuel one callback may burn before it traps (an endless loop then fails the VM
+    /// instead of hanging the test). Default 10 billion.
+    pub fn fuel_limit(mut self, fuel: u64) -> Self {
+        self.fuel_limit = fuel;
+        self
+    }
+
+    /// Where virtual time starts. Default 2024-01-01T00:00:00Z.
+    pub fn start_time(mut self, start: SystemTime) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The seed of WASI `random_get` (each worker derives its own stream from it).
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The plugin name (`plugin_name`). Default `meshward`.
+    pub fn plugin_name(mut self, name: &str) -> Self {
+        self.plugin.plugin_name = name.to_string();
+        self
+    }
+
+    /// The root id (`plugin_root_id`). Default empty.
+    pub fn root_id(mut self, root_id: &str) -> Self {
+        self.plugin.root_id = root_id.to_string();
+        self
+    }
+
+    /// The VM id (`plugin_vm_id`); shared data is kept per VM id. Default empty.
+    pub fn vm_id(mut self, vm_id: &str) -> Self {
+        self.plugin.vm_id = vm_id.to_string();
+        self
+    }
+
+    /// The route's cluster (`cluster_name`). Default `backend`.
+    pub fn cluster_name(mut self, name: &str) -> Self {
+        self.plugin.cluster_name = name.to_string();
+        self
+    }
+
+    /// The route's name (`route_name`). Default `default`.
+    pub fn route_name(mut self, name: &str) -> Self {
+        self.plugin.route_name = name.to_string();
+        self
+    }
+
+    /// The node id (`node.id`). Default `meshward-harness`.
+    pub fn node_id(mut self, id: &str) -> Self {
+        self.plugin.node_id = id.to_string();
+        self
+    }
+
+    /// Sets a property for every context, overriding what the harness derives. The path
+    /// is dot-separated, e.g. `"node.metadata.REGION"`.
+    pub fn property(mut self, path: &str, value: impl Into<PropertyValue>) -> Self {
+        self.plugin
+            .overrides
+            .insert(path_key(path), value.into().encode());
+        self
+    }
+
+    /// Declares an upstream cluster the filter may call out to; calls to any other
+    /// cluster are refused as Envoy refuses them.
+    pub fn cluster(mut self, name: &str) -> Self {
+        self.clusters.insert(name.to_string());
+        self
+    }
+
+    /// Declares a cluster and answers every HTTP call to it during [`Worker::send`] with
+    /// the closure. Calls to clusters without a responder time out there.
+    pub fn http_responder(
+        mut self,
+        cluster: &str,
+        respond: impl Fn(&HttpCall) -> HttpCallReply + Send + Sync + 'static,
+    ) -> Self {
+        self.clusters.insert(cluster.to_string());
+        self.http_responders
+            .insert(cluster.to_string(), Arc::new(respond));
+        self
+    }
+
+    /// Declares a cluster and answers every gRPC call to it during [`Worker::send`].
+    pub fn grpc_responder(
+        mut self,
+        cluster: &str,
+        respond: impl Fn(&GrpcCall) -> GrpcCallReply + Send + Sync + 'static,
+    ) -> Self {
+        self.clusters.insert(cluster.to_string());
+        self.grpc_responders
+            .insert(cluster.to_string(), Arc::new(respond));
+        self
+    }
+
+    /// Registers a foreign function for `proxy_call_foreign_function`.
+    pub fn foreign_function(
+        mut self,
+        name: &str,
+        function: impl Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync + 'static,
+    ) -> Self {
+        self.foreign.insert(name.to_string(), Arc::new(function));
+        self
+    }
+
+    /// Loads the module (compiled once per process), starts one VM per worker and
+    /// configures the plugin on each, as Envoy does when it loads a Wasm filter.
+    ///
+    /// Fails if the module is missing or not Proxy-Wasm ABI 0.2.1, or if a VM traps or
+    /// refuses its VM or plugin configuration; the error carries the logs so far.
+    pub fn build(self) -> Result<Host, HarnessError> {
+        let module = match &self.source {
+            Source::File(path) => engine::load_file(path)?,
+            Source::Bytes(bytes) => engine::load_bytes(bytes)?,
+        };
+        let unsupported = |e: wasmtime::Error| HarnessError::Unsupported {
+            message: format!("cannot link the host functions: {e:#}"),
+        };
+        let mut linker = Linker::new(engine::engine());
+        abi::define(&mut linker).map_err(unsupported)?;
+        wasi::define(&mut linker, &module).map_err(unsupported)?;
+
+        let shared = Arc::new(HostShared {
+            plugin: self.plugin,
+            plugin_config: self.plugin_config,
+            vm_config: self.vm_config,
+            fail_open: self.fail_open,
+            log_level: self.log_level,
+            fuel_limit: self.fuel_limit,
+            clusters: self.clusters,
+            seed: self.seed,
+            clock: Mutex::new(Clock::starting_at(self.start)),
+            shared_data: Mutex::default(),
+            metrics: Mutex::default(),
+            logs: Mutex::default(),
+            foreign: Mutex::new(self.foreign),
+            request_ids: AtomicU64::new(0),
+        });
+        let mut workers = Vec::with_capacity(self.workers);
+        let mut startup = CostReport::default();
+        for index in 0..self.workers {
+            let mut vm = Vm::instantiate(shared.clone(), &module, &linker, index)?;
+            start(&mut vm, &shared).map_err(|reason| HarnessError::LoadFailed {
+                worker: index,
+                reason,
+                logs: shared.logs().clone(),
+            })?;
+            startup.calls.append(&mut vm.root_costs);
+            workers.push(Mutex::new(vm));
+        }
+        Ok(Host {
+            shared,
+            workers,
+            http_responders: self.http_responders,
+            grpc_responders: self.grpc_responders,
+            startup,
+        })
+    }
+}
+
+/// Starts one VM as Envoy does: `_initialize`, the root context, `proxy_on_vm_start`
+/// (with the VM configuration readable), `proxy_on_configure` (with the plugin
+/// configuration readable).
+fn start(vm: &mut Vm, shared: &HostShared) -> Result<(), String> {
+    let root = ROOT_CONTEXT_ID as i32;
+    vm.invoke(Callback::Initialize, &[])?;
+    vm.invoke(Callback::ContextCreate, &[root, 0])?;
+    let vm_config = shared.vm_config.len() as i32;
+    if configure(vm, ConfigWindow::VmStart, Callback::VmStart, vm_config)? == Some(0) {
+        return Err("proxy_on_vm_start returned false".to_string());
+    }
+    let plugin_config = shared.plugin_config.len() as i32;
+    if configure(
+        vm,
+        ConfigWindow::Configure,
+        Callback::Configure,
+        plugin_config,
+    )? == Some(0)
+    {
+        return Err(
+            "proxy_on_configure returned false: the plugin configuration was rejected".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Calls a root callback with a configuration buffer readable only during the call.
+fn configure(
+    vm: &mut Vm,
+    window: ConfigWindow,
+    callback: Callback,
+    size: i32,
+) -> Result<Option<i32>, String> {
+    vm.store.data_mut().config_window = window;
+    let result = vm.invoke(callback, &[ROOT_CONTEXT_ID as i32, size]);
+    vm.store.data_mut().config_window = ConfigWindow::Closed;
+    result
+}
+
+/// A Proxy-Wasm host running one filter module on one or more workers.
+///
+/// ```no_run
+/// use meshward_harness::{wasm_path, Host, Request, Response, Upstream};
+///
+/// let host = Host::builder(wasm_path("security-headers"))
+///     .workers(2)
+///     .config_json(r#"{"hsts": {"max_age": "365d"}}"#)
+///     .build()
+///     .unwrap();
+/// let out = host.worker(0).send(
+///     Request::get("/").header("host", "example.com"),
+///     Upstream::reply(Response::new(200).header("server", "nginx").body("hi")),
+/// );
+/// assert_eq!(out.response.status(), 200);
+/// assert!(out.upstream_request.is_some());
+/// ```
+pub struct Host {
+    shared: Arc<HostShared>,
+    workers: Vec<Mutex<Vm>>,
+    http_responders: HashMap<String, HttpResponder>,
+    grpc_responders: HashMap<String, GrpcResponder>,
+    startup: CostReport,
+}
+
+impl Host {
+    /// A builder for a host running the module at this path (see [`crate::wasm_path`]).
+    pub fn builder(path: impl AsRef<Path>) -> HostBuilder {
+        HostBuilder::new(Source::File(path.as_ref().to_path_buf()))
+    }
+
+    /// A builder for a host running a module given as bytes: binary Wasm, or WAT text.
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> HostBuilder {
+        HostBuilder::new(Source::Bytes(bytes.into()))
+    }
+
+    /// A handle on one worker. Panics if the index is out of range, which is a test bug.
+    pub fn worker(&self, index: usize) -> Worker<'_> {
+        assert!(
+            index < self.workers.len(),
+            "worker {index} does not exist: the host has {} worker(s)",
+            self.workers.len()
+        );
+        Worker { host: self, index }
+    }
+
+    /// How many workers the host runs.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Sends a request through worker 0; see [`Worker::send`].
+    pub fn send(&self, request: Request, upstream: Upstream) -> Outcome {
+        self.worker(0).send(request, upstream)
+    }
+
+    /// Whether a worker's VM is still alive (it dies when it traps).
+    pub fn vm_alive(&self, worker: usize) -> bool {
+        self.worker(worker).vm_alive()
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> SystemTime {
+        self.shared.clock().now()
+    }
+
+    /// Moves virtual time forward. Ticks and callout timeouts that fall due on the way
+    /// fire in time order (each at its own time), on every worker.
+    pub fn advance(&self, by: Duration) {
+        let target = self.shared.clock().now_ns() + by.as_nanos() as u64;
+        loop {
+            let mut next: Option<(u64, usize, bool)> = None;
+            for (index, worker) in self.workers.iter().enumerate() {
+                let vm = lock(worker);
+                if !vm.alive {
+                    continue;
+                }
+                let events = [
+                    (vm.next_tick_ns(), true),
+                    (vm.next_callout_deadline(), false),
+                ];
+                for (at, is_tick) in events {
+                    let Some(at) = at.filter(|at| *at <= target) else {
+                        continue;
+                    };
+                    if next.is_none_or(|(best, _, _)| at < best) {
+                        next = Some((at, index, is_tick));
+                    }
+                }
+            }
+            let Some((at, index, is_tick)) = next else {
+                break;
+            };
+            self.shared.clock().set_ns(at);
+            let mut vm = lock(&self.workers[index]);
+            if is_tick {
+                vm.fire_tick();
+            } else {
+                vm.expire_callouts(at);
+            }
+        }
+        self.shared.clock().set_ns(target);
+    }
+
+    /// A counter's value, by the name the filter defined or its `wasmcustom.` form.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        match self.shared.metrics().get(MetricKind::Counter, name) {
+            Some(MetricValue::Counter(value)) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// A gauge's value, by name.
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        match self.shared.metrics().get(MetricKind::Gauge, name) {
+            Some(MetricValue::Gauge(value)) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// A histogram's samples, by name.
+    pub fn histogram(&self, name: &str) -> Option<Vec<u64>> {
+        match self.shared.metrics().get(MetricKind::Histogram, name) {
+            Some(MetricValue::Histogram(samples)) => Some(samples.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every metric the filter defined, by kind then name.
+    pub fn metrics(&self) -> Vec<(MetricKind, String, MetricValue)> {
+        self.shared.metrics().all()
+    }
+
+    /// Every log line so far, from all workers, in order.
+    pub fn logs(&self) -> Vec<LogEntry> {
+        self.shared.logs().clone()
+    }
+
+    /// The messages logged at exactly this level.
+    pub fn log_messages(&self, level: LogLevel) -> Vec<String> {
+        self.shared
+            .logs()
+            .iter()
+            .filter(|e| e.level == level)
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    /// Forgets the logs so far.
+    pub fn clear_logs(&self) {
+        self.shared.logs().clear();
+    }
+
+    /// A shared data value and its CAS.
+    pub fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.shared.shared_data().get(key.as_bytes()).ok()
+    }
+
+    /// Sets a shared data value unconditionally, as another filter would.
+    pub fn set_shared_data(&self, key: &str, value: impl AsRef<[u8]>) {
+        // A CAS of 0 always succeeds.
+        let _ = self
+            .shared
+            .shared_data()
+            .set(key.as_bytes(), value.as_ref(), 0);
+    }
+
+    /// Registers (or replaces) a foreign function for `proxy_call_foreign_function`.
+    pub fn foreign_function(
+        &self,
+        name: &str,
+        function: impl Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync + 'static,
+    ) {
+        lock(&self.shared.foreign).insert(name.to_string(), Arc::new(function));
+    }
+
+    /// What starting the VMs cost (`_initialize`, `proxy_on_vm_start`, `proxy_on_configure`...).
+    pub fn startup_cost(&self) -> &CostReport {
+        &self.startup
+    }
+}
+
+/// What a request produced, as a client, the upstream and a benchmark see it.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The response the client got (no headers and status 0 if the stream was reset).
+    pub response: Response,
+    /// The request as the upstream got it, or `None` if it never reached the upstream.
+    pub upstream_request: Option<Request>,
+    /// Envoy's response code details (`via_upstream`, the filter's local reply details,
+    /// `wasm_fail_stream`...).
+    pub details: String,
+    /// Whether the stream was reset instead of answered.
+    pub reset: bool,
+    /// What each callback of this stream cost.
+    pub cost: CostReport,
+}
+
+impl Outcome {
+    fn from_stream(stream: StreamData) -> Self {
+        let reset = stream.reset || stream.response.is_none();
+        Self {
+            response: stream.response.unwrap_or_else(|| Response {
+                headers: Default::default(),
+                body: Vec::new(),
+                trailers: Default::default(),
+            }),
+            upstream_request: stream.upstream_request,
+            details: stream.details.unwrap_or_default(),
+            reset,
+            cost: stream.costs,
+        }
+    }
+}
+
+/// One worker: its own VM, like one Envoy worker thread.
+#[derive(Clone, Copy)]
+pub struct Worker<'h> {
+    host: &'h Host,
+    index: usize,
+}
+
+impl<'h> Worker<'h> {
+    fn vm(&self) -> MutexGuard<'h, Vm> {
+        lock(&self.host.workers[self.index])
+    }
+
+    /// The worker's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Runs a whole stream: the request through the filter, the upstream's answer (if the
+    /// request gets through), the response through the filter, then `proxy_on_log`,
+    /// `proxy_on_done` and `proxy_on_delete`.
+    ///
+    /// While the filter waits on callouts, each is settled by the cluster's responder, or
+    /// else timed out (without moving the clock). A stream the filter paused with nothing
+    /// pending ends as Envoy's stream idle timeout would: a 408 `stream timeout`.
+    pub fn send(&self, request: Request, upstream: Upstream) -> Outcome {
+        let mut vm = self.vm();
+        let id = vm.open_stream(request, Some(upstream));
+        vm.pump(id);
+        let mut settled = 0;
+        while vm.stream_state(id) != Some(StreamState::Complete) {
+            let http = vm.store.data().callouts.http.values().next().cloned();
+            let grpc = vm.store.data().callouts.grpc.values().next().cloned();
+            if settled >= MAX_CALLOUTS_PER_SEND || (http.is_none() && grpc.is_none()) {
+                vm.idle_timeout(id);
+                continue;
+            }
+            settled += 1;
+            if let Some(call) = http {
+                let reply = match self.host.http_responders.get(&call.cluster) {
+                    Some(respond) => respond(&call),
+                    None => HttpCallReply::TimeOut,
+                };
+                vm.settle_http_call(call.token, reply);
+            } else if let Some(call) = grpc {
+                let reply = match self.host.grpc_responders.get(&call.cluster) {
+                    Some(respond) => respond(&call),
+                    None => GrpcCallReply::TimeOut,
+                };
+                vm.settle_grpc_call(call.token, reply);
+            }
+        }
+        let stream = vm.take_stream(id);
+        Outcome::from_stream(stream.expect("a completed stream stays until taken"))
+    }
+
+    /// Starts a stream and runs the request through the filter as far as it goes, for
+    /// tests that need to act between phases (answer callouts, move the clock...).
+    pub fn start(&self, request: Request) -> Stream<'h> {
+        let mut vm = self.vm();
+        let id = vm.open_stream(request, None);
+        vm.pump(id);
+        Stream { worker: *self, id }
+    }
+
+    /// Whether this worker's VM is alive.
+    pub fn vm_alive(&self) -> bool {
+        self.vm().alive
+    }
+
+    /// The HTTP calls this worker's VM made that are still waiting, oldest first.
+    pub fn pending_http_calls(&self) -> Vec<HttpCall> {
+        self.vm()
+            .store
+            .data()
+            .callouts
+            .http
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The gRPC calls this worker's VM made that are still waiting, oldest first.
+    pub fn pending_grpc_calls(&self) -> Vec<GrpcCall> {
+        self.vm()
+            .store
+            .data()
+            .callouts
+            .grpc
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Answers an HTTP call with a response. False if no such call is pending.
+    pub fn respond_http_call(&self, token: u32, response: Response) -> bool {
+        self.settle_http_call(token, HttpCallReply::Respond(response))
+    }
+
+    /// Settles an HTTP call any way (respond, reset, time out). False if no such call is pending.
+    pub fn settle_http_call(&self, token: u32, reply: HttpCallReply) -> bool {
+        self.vm().settle_http_call(token, reply)
+    }
+
+    /// Answers a gRPC call with a serialized response message. False if no such call is pending.
+    pub fn respond_grpc_call(&self, token: u32, message: impl Into<Vec<u8>>) -> bool {
+        self.settle_grpc_call(token, GrpcCallReply::Respond(message.into()))
+    }
+
+    /// Settles a gRPC call any way (respond, fail, time out). False if no such call is pending.
+    pub fn settle_grpc_call(&self, token: u32, reply: GrpcCallReply) -> bool {
+        self.vm().settle_grpc_call(token, reply)
+    }
+
+    /// The tick period the root context set, if any.
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.vm()
+            .store
+            .data()
+            .tick
+            .map(|t| Duration::from_nanos(t.period_ns))
+    }
+
+    /// What the callbacks that served no stream cost since the host started (ticks,
+    /// callout responses not acting for a stream).
+    pub fn background_cost(&self) -> CostReport {
+        CostReport {
+            calls: self.vm().root_costs.clone(),
+        }
+    }
+}
+
+/// A stream in step mode. It lives in its worker until [`Stream::finish`] takes its outcome.
+pub struct Stream<'h> {
+    worker: Worker<'h>,
+    id: u32,
+}
+
+impl<'h> Stream<'h> {
+    /// The stream's context id in the VM.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Where the stream stands.
+    pub fn state(&self) -> StreamState {
+        self.worker
+            .vm()
+            .stream_state(self.id)
+            .unwrap_or(StreamState::Complete)
+    }
+
+    /// The request as the filter has shaped it so far.
+    pub fn request(&self) -> Option<Request> {
+        let vm = self.worker.vm();
+        vm.store
+            .data()
+            .streams
+            .get(&self.id)
+            .map(|s| s.request.clone())
+    }
+
+    /// The request as the upstream got it, once it got it.
+    pub fn upstream_request(&self) -> Option<Request> {
+        let vm = self.worker.vm();
+        vm.store
+            .data()
+            .streams
+            .get(&self.id)
+            .and_then(|s| s.upstream_request.clone())
+    }
+
+    /// The response so far, once the response path started.
+    pub fn response(&self) -> Option<Response> {
+        let vm = self.worker.vm();
+        vm.store
+            .data()
+            .streams
+            .get(&self.id)
+            .and_then(|s| s.response.clone())
+    }
+
+    /// Gives the upstream's answer to a stream that is [`StreamState::AwaitingUpstream`]
+    /// (kept until then otherwise), and runs the response path as far as it goes.
+    pub fn respond(&self, upstream: Upstream) -> StreamState {
+        self.worker.vm().give_upstream(self.id, upstream);
+        self.state()
+    }
+
+    /// Ends the stream and returns its outcome. A stream not yet complete is ended as
+    /// Envoy's stream idle timeout would end it (a 408, or a reset once the response
+    /// started).
+    pub fn finish(self) -> Outcome {
+        let mut vm = self.worker.vm();
+        if vm.stream_state(self.id) != Some(StreamState::Complete) {
+            vm.idle_timeout(self.id);
+        }
+        let stream = vm.take_stream(self.id);
+        Outcome::from_stream(stream.expect("a stream stays in its worker until finished"))
+    }
+}
