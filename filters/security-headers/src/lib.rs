@@ -49,7 +49,7 @@ impl RootFilter for Root {
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
         let config = Config::parse(bytes).map_err(|e| e.to_string())?;
-        log::info(&format!("security-headers: {}", config.summary()));
+        log::info(&format!("configured: {}", config.summary()));
         self.metrics = Metrics::define();
         self.config = Some(Rc::new(config));
         Ok(())
