@@ -1,0 +1,635 @@
+//! The plugin configuration: JSON parsed once at configure time into a validated,
+//! immutable [`Config`]. Every refusal names the field path and what was expected.
+
+use crate::bucket::{Limit, MAX_PERIOD, MAX_TOKENS, MIN_PERIOD};
+use crate::keys::KeyPart;
+use crate::rules::{HostPattern, Match, PathMatch};
+use crate::table::Table;
+use meshward_shared::config::{check_header_name, parse_json, ConfigDuration, ConfigError};
+use regex::bytes::RegexBuilder;
+use serde::Deserialize;
+
+/// Buckets a keyed rule holds when `buckets` is not given.
+pub const DEFAULT_BUCKETS: u32 = 10_000;
+/// The most buckets one rule may hold (about 40 MB of shared data when all are in use).
+pub const MAX_BUCKETS: u32 = 1_000_000;
+/// The most rules one plugin may have.
+pub const MAX_RULES: usize = 64;
+/// Compiled size allowed for one path regex.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Whether a rule limits or only reports.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Requests over the limit are refused.
+    #[default]
+    Enforce,
+    /// Requests over the limit are counted, logged and let through.
+    Shadow,
+}
+
+/// What happens when the buckets cannot be reached (shared data failed, or other workers
+/// kept winning the compare-and-swap).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Let the request through.
+    #[default]
+    Allow,
+    /// Refuse the request.
+    Deny,
+}
+
+/// What a keyed rule does with a request that lacks part of its key.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingKey {
+    /// Count it under the key with that part absent: all such requests share one bucket,
+    /// so leaving a header out is no way around the limit.
+    #[default]
+    Share,
+    /// The rule does not apply to it.
+    Skip,
+}
+
+/// Which rate-limit headers responses carry.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseHeaders {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub ietf: bool,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`, as Envoy's
+    /// `local_ratelimit` sends with `DRAFT_VERSION_03`.
+    pub x_ratelimit: bool,
+    /// Also add them to responses that were let through, not only to refusals.
+    pub on_allowed: bool,
+}
+
+impl Default for ResponseHeaders {
+    fn default() -> Self {
+        ResponseHeaders {
+            ietf: true,
+            x_ratelimit: false,
+            on_allowed: false,
+        }
+    }
+}
+
+/// One validated rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// The rule's name, in metrics, shared-data names and headers.
+    pub name: String,
+    /// What the rule applies to.
+    pub matcher: Match,
+    /// What its buckets are counted under; empty: one bucket for the rule.
+    pub key: Vec<KeyPart>,
+    /// What to do when part of the key is missing.
+    pub missing_key: MissingKey,
+    /// The bucket's capacity and refill.
+    pub limit: Limit,
+    /// Where its buckets live.
+    pub table: Table,
+    /// Enforce or shadow.
+    pub mode: Mode,
+    /// In shadow mode, a request header added upstream to requests that would have been
+    /// limited, with the rule name as its value.
+    pub shadow_header: Option<String>,
+}
+
+/// The validated plugin configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The rules, in the order they are checked.
+    pub rules: Vec<Rule>,
+    /// The status of a refusal.
+    pub status: u32,
+    /// What to do when the buckets cannot be reached.
+    pub failure_mode: FailureMode,
+    /// Compare-and-swap attempts per bucket update before the failure mode applies.
+    pub cas_attempts: u32,
+    /// Which rate-limit headers to send.
+    pub response_headers: ResponseHeaders,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    rules: Vec<RawRule>,
+    #[serde(default = "default_status")]
+    status: u32,
+    #[serde(default)]
+    failure_mode: FailureMode,
+    #[serde(default = "default_cas_attempts")]
+    cas_attempts: u32,
+    #[serde(default)]
+    response_headers: ResponseHeaders,
+}
+
+fn default_status() -> u32 {
+    429
+}
+
+fn default_cas_attempts() -> u32 {
+    16
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default, rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    key: Vec<RawKeyPart>,
+    limit: RawLimit,
+    buckets: Option<u32>,
+    missing_key: Option<MissingKey>,
+    #[serde(default)]
+    mode: Mode,
+    shadow_header: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    hosts: Vec<String>,
+    path: Option<RawPath>,
+    #[serde(default)]
+    methods: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawPath {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawKeyPart {
+    ClientAddress,
+    XForwardedFor(RawForwardedFor),
+    Header(String),
+    Path,
+    Method,
+    Query(String),
+    Cookie(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwardedFor {
+    trusted_hops: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    capacity: u64,
+    refill: Option<u64>,
+    per: ConfigDuration,
+}
+
+/// Parses and validates the plugin configuration.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    let raw: RawConfig = parse_json(bytes)?;
+    if raw.rules.is_empty() {
+        return Err(ConfigError::new("rules", "expected at least one rule"));
+    }
+    if raw.rules.len() > MAX_RULES {
+        return Err(ConfigError::new(
+            "rules",
+            format!("at most {MAX_RULES} rules, got {}", raw.rules.len()),
+        ));
+    }
+    if !(400..=599).contains(&raw.status) {
+        return Err(ConfigError::new(
+            "status",
+            format!("expected a 4xx or 5xx status, got {}", raw.status),
+        ));
+    }
+    if !(1..=100).contains(&raw.cas_attempts) {
+        return Err(ConfigError::new(
+            "cas_attempts",
+            format!("expected 1 to 100, got {}", raw.cas_attempts),
+        ));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
+    for (i, raw_rule) in raw.rules.into_iter().enumerate() {
+        let rule = rule(raw_rule).map_err(|e| e.within(&format!("rules[{i}]")))?;
+        if rules.iter().any(|r| r.name == rule.name) {
+            return Err(ConfigError::new(
+                format!("rules[{i}].name"),
+                format!("{:?} is already the name of another rule", rule.name),
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(Config {
+        rules,
+        status: raw.status,
+        failure_mode: raw.failure_mode,
+        cas_attempts: raw.cas_attempts,
+        response_headers: raw.response_headers,
+    })
+}
+
+fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
+    check_name(&raw.name)?;
+    let limit = limit(&raw.limit).map_err(|e| e.within("limit"))?;
+    let key = raw
+        .key
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| key_part(part).map_err(|e| e.within(&format!("key[{i}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let buckets = match (key.is_empty(), raw.buckets) {
+        (true, Some(_)) => {
+            return Err(ConfigError::new(
+                "buckets",
+                "a rule without a key has one bucket; add a key or remove buckets",
+            ))
+        }
+        (true, None) => 1,
+        (false, None) => DEFAULT_BUCKETS,
+        (false, Some(n)) if (1..=MAX_BUCKETS).contains(&n) => n,
+        (false, Some(n)) => {
+            return Err(ConfigError::new(
+                "buckets",
+                format!("expected 1 to {MAX_BUCKETS}, got {n}"),
+            ))
+        }
+    };
+    if key.is_empty() && raw.missing_key.is_some() {
+        return Err(ConfigError::new(
+            "missing_key",
+            "only applies to a rule with a key",
+        ));
+    }
+    let shadow_header = match (&raw.shadow_header, raw.mode) {
+        (Some(_), Mode::Enforce) => {
+            return Err(ConfigError::new(
+                "shadow_header",
+                "only applies with \"mode\": \"shadow\"",
+            ))
+        }
+        (Some(name), Mode::Shadow) => {
+            check_header_name("shadow_header", name)?;
+            Some(name.clone())
+        }
+        (None, _) => None,
+    };
+    Ok(Rule {
+        table: Table::new(&raw.name, &limit, buckets),
+        name: raw.name,
+        matcher: matcher(raw.matcher).map_err(|e| e.within("match"))?,
+        key,
+        missing_key: raw.missing_key.unwrap_or_default(),
+        limit,
+        mode: raw.mode,
+        shadow_header,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), ConfigError> {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(ok) {
+        return Err(ConfigError::new(
+            "name",
+            format!(
+                "expected 1 to 64 lowercase letters, digits or '_' (it names metrics), got {name:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
+    let tokens = |field: &str, n: u64| {
+        if (1..=MAX_TOKENS).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ConfigError::new(
+                field,
+                format!("expected 1 to {MAX_TOKENS}, got {n}"),
+            ))
+        }
+    };
+    let capacity = tokens("capacity", raw.capacity)?;
+    let refill = tokens("refill", raw.refill.unwrap_or(capacity))?;
+    let per = raw.per.0;
+    if per < MIN_PERIOD || per > MAX_PERIOD {
+        return Err(ConfigError::new(
+            "per",
+            format!("expected a period from 1ms to 366 days, got {per:?}"),
+        ));
+    }
+    Limit::new(capacity, refill, per)
+        .ok_or_else(|| ConfigError::new("", "limit out of the supported range"))
+}
+
+fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
+    Ok(match raw {
+        RawKeyPart::ClientAddress => KeyPart::ClientAddress,
+        RawKeyPart::XForwardedFor(RawForwardedFor { trusted_hops }) => {
+            if !(1..=64).contains(&trusted_hops) {
+                return Err(ConfigError::new(
+                    "x_forwarded_for.trusted_hops",
+                    format!(
+                        "expected 1 to 64 (1: the rightmost address), got {trusted_hops}"
+                    ),
+                ));
+            }
+            KeyPart::ForwardedFor { trusted_hops }
+        }
+        RawKeyPart::Header(name) => {
+            check_header_name("header", &name)?;
+            KeyPart::Header(name)
+        }
+        RawKeyPart::Path => KeyPart::Path,
+        RawKeyPart::Method => KeyPart::Method,
+        RawKeyPart::Query(name) => KeyPart::Query(non_empty("query", name)?),
+        RawKeyPart::Cookie(name) => KeyPart::Cookie(non_empty("cookie", name)?),
+    })
+}
+
+fn non_empty(field: &str, name: String) -> Result<String, ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(field, "expected a non-empty name"));
+    }
+    Ok(name)
+}
+
+fn matcher(raw: RawMatch) -> Result<Match, ConfigError> {
+    let hosts = raw
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| host_pattern(h).map_err(|e| e.within(&format!("hosts[{i}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path = match raw.path {
+        None => None,
+        Some(RawPath::Exact(p)) => Some(PathMatch::Exact(path_text("path.exact", p)?)),
+        Some(RawPath::Prefix(p)) => Some(PathMatch::Prefix(path_text("path.prefix", p)?)),
+        Some(RawPath::Regex(p)) => Some(PathMatch::Regex(
+            RegexBuilder::new(&format!("^(?:{p})$"))
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    ConfigError::new(
+                        "path.regex",
+                        format!("not a valid regex: {}", one_line(&e.to_string())),
+                    )
+                })?,
+        )),
+    };
+    for (i, m) in raw.methods.iter().enumerate() {
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+            return Err(ConfigError::new(
+                format!("methods[{i}]"),
+                format!("expected an uppercase method such as \"GET\", got {m:?}"),
+            ));
+        }
+    }
+    Ok(Match {
+        hosts,
+        path,
+        methods: raw.methods,
+    })
+}
+
+fn host_pattern(raw: &str) -> Result<HostPattern, ConfigError> {
+    let lower = raw.to_ascii_lowercase();
+    let (suffix, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    let ipv6 = !suffix && name.parse::<std::net::Ipv6Addr>().is_ok();
+    if name.is_empty() || !(ipv6 || name.bytes().all(ok)) {
+        return Err(ConfigError::new(
+            "",
+            format!("expected a host such as \"api.example.com\" or \"*.example.com\", without a port, got {raw:?}"),
+        ));
+    }
+    Ok(if suffix {
+        HostPattern::Suffix(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_string())
+    })
+}
+
+fn path_text(field: &str, path: String) -> Result<String, ConfigError> {
+    if !path.starts_with('/') || path.contains('?') {
+        return Err(ConfigError::new(
+            field,
+            format!("expected a path starting with '/' and without a query, got {path:?}"),
+        ));
+    }
+    Ok(path)
+}
+
+/// The regex crate explains errors over several lines with a caret; a log line wants one.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A valid configuration with one rule, `extra` merged into the rule.
+    pub(crate) fn with_rule(extra: &str) -> String {
+        format!(
+            r#"{{"rules":[{{"name":"api","limit":{{"capacity":10,"per":"1s"}}{extra}}}]}}"#
+        )
+    }
+
+    fn refused(json: &str) -> String {
+        match parse(json.as_bytes()) {
+            Ok(_) => panic!("accepted {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_minimal_rule_limits_everything_with_one_bucket() {
+        let c = parse(with_rule("").as_bytes()).unwrap();
+        let r = &c.rules[0];
+        assert_eq!(r.name, "api");
+        assert_eq!(r.limit, Limit::new(10, 10, Duration::from_secs(1)).unwrap());
+        assert!(r.key.is_empty());
+        assert_eq!(r.table.capacity(), 1);
+        assert_eq!(r.mode, Mode::Enforce);
+        assert_eq!(c.status, 429);
+        assert_eq!(c.failure_mode, FailureMode::Allow);
+        assert_eq!(c.response_headers, ResponseHeaders::default());
+    }
+
+    #[test]
+    fn a_full_configuration_parses() {
+        let json = r#"{
+            "rules": [{
+                "name": "per_client",
+                "match": {"hosts": ["API.example.com", "*.internal"],
+                          "path": {"regex": "/users/\\d+"}, "methods": ["GET", "POST"]},
+                "key": ["client_address", {"x_forwarded_for": {"trusted_hops": 2}},
+                        {"header": "x-user"}, "path", "method",
+                        {"query": "api_key"}, {"cookie": "session"}],
+                "limit": {"capacity": 100, "refill": 10, "per": "1m"},
+                "buckets": 20000,
+                "missing_key": "skip",
+                "mode": "shadow",
+                "shadow_header": "x-rate-limit-shadow"
+            }],
+            "status": 503,
+            "failure_mode": "deny",
+            "cas_attempts": 4,
+            "response_headers": {"ietf": false, "x_ratelimit": true, "on_allowed": true}
+        }"#;
+        let c = parse(json.as_bytes()).unwrap();
+        let r = &c.rules[0];
+        assert_eq!(r.key.len(), 7);
+        assert_eq!(r.key[1], KeyPart::ForwardedFor { trusted_hops: 2 });
+        assert_eq!(r.table.capacity(), 20000);
+        assert_eq!(r.missing_key, MissingKey::Skip);
+        assert_eq!(r.shadow_header.as_deref(), Some("x-rate-limit-shadow"));
+        assert_eq!(r.matcher.hosts[0], HostPattern::Exact("api.example.com".into()));
+        assert_eq!(r.matcher.hosts[1], HostPattern::Suffix(".internal".into()));
+        assert_eq!(c.status, 503);
+        assert_eq!(c.failure_mode, FailureMode::Deny);
+        assert!(c.response_headers.on_allowed);
+    }
+
+    #[test]
+    fn refuses_a_zero_capacity_naming_the_field() {
+        let json = r#"{"rules":[{"name":"a","limit":{"capacity":0,"per":"1s"}}]}"#;
+        assert_eq!(
+            refused(json),
+            "rules[0].limit.capacity: expected 1 to 1000000000, got 0"
+        );
+    }
+
+    #[test]
+    fn refuses_an_unknown_key_source() {
+        let err = refused(&with_rule(r#","key":[{"ip":{}}]"#));
+        assert!(err.starts_with("rules[0].key[0]"), "{err}");
+        assert!(err.contains("unknown variant `ip`"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_bad_regex_in_one_line() {
+        let err = refused(&with_rule(r#","match":{"path":{"regex":"/users/[0-9"}}"#));
+        assert!(err.starts_with("rules[0].match.path.regex: not a valid regex"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn refuses_unknown_fields_everywhere() {
+        for (json, field) in [
+            (r#"{"rules":[],"burst":1}"#.to_string(), "burst"),
+            (with_rule(r#","limits":{}"#), "limits"),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s","burst":2}}]}"#
+                    .to_string(),
+                "burst",
+            ),
+            (with_rule(r#","match":{"host":["a"]}"#), "host"),
+            (
+                with_rule(r#","key":[{"x_forwarded_for":{"hops":1}}]"#),
+                "hops",
+            ),
+            (
+                with_rule(r#","response_headers":{}"#),
+                "response_headers",
+            ),
+        ] {
+            let err = refused(&json);
+            assert!(err.contains(&format!("unknown field `{field}`")), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let cases = [
+            (r#"{"rules":[]}"#.to_string(), "rules: expected at least one rule"),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}}],"status":200}"#.into(),
+                "status: expected a 4xx or 5xx status, got 200",
+            ),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}}],"cas_attempts":0}"#.into(),
+                "cas_attempts: expected 1 to 100, got 0",
+            ),
+            (
+                r#"{"rules":[{"name":"Bad-Name","limit":{"capacity":1,"per":"1s"}}]}"#.into(),
+                "rules[0].name: expected 1 to 64 lowercase letters",
+            ),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"fast"}}]}"#.into(),
+                r#"rules[0].limit.per: expected a duration such as "1s" or "500ms", got "fast""#,
+            ),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1us"}}]}"#.into(),
+                "rules[0].limit.per: expected a period from 1ms",
+            ),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"refill":0,"per":"1s"}}]}"#.into(),
+                "rules[0].limit.refill: expected 1 to",
+            ),
+            (with_rule(r#","buckets":5"#), "rules[0].buckets: a rule without a key"),
+            (
+                with_rule(r#","key":["path"],"buckets":0"#),
+                "rules[0].buckets: expected 1 to 1000000",
+            ),
+            (with_rule(r#","missing_key":"skip""#), "rules[0].missing_key"),
+            (
+                with_rule(r#","shadow_header":"x-s""#),
+                "rules[0].shadow_header: only applies with",
+            ),
+            (
+                with_rule(r#","mode":"shadow","shadow_header":"X-S""#),
+                "rules[0].shadow_header: header names are lowercase",
+            ),
+            (
+                with_rule(r#","key":[{"header":"bad header"}]"#),
+                "rules[0].key[0].header: expected a header name",
+            ),
+            (
+                with_rule(r#","key":[{"x_forwarded_for":{"trusted_hops":0}}]"#),
+                "rules[0].key[0].x_forwarded_for.trusted_hops: expected 1 to 64",
+            ),
+            (with_rule(r#","key":[{"query":""}]"#), "rules[0].key[0].query"),
+            (
+                with_rule(r#","match":{"hosts":["a.com:80"]}"#),
+                "rules[0].match.hosts[0]: expected a host",
+            ),
+            (
+                with_rule(r#","match":{"methods":["get"]}"#),
+                "rules[0].match.methods[0]: expected an uppercase method",
+            ),
+            (
+                with_rule(r#","match":{"path":{"prefix":"api"}}"#),
+                "rules[0].match.path.prefix: expected a path starting with '/'",
+            ),
+            (with_rule(r#","mode":"dry_run""#), "rules[0].mode: unknown variant `dry_run`"),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}},{"name":"a","limit":{"capacity":1,"per":"1s"}}]}"#.into(),
+                r#"rules[1].name: "a" is already the name of another rule"#,
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = refused(&json);
+            assert!(err.starts_with(expected), "{json}\n  got: {err}\n  want: {expected}");
+        }
+    }
+}
