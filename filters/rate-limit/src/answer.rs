@@ -36,7 +36,11 @@ pub fn limit_item(name: &str, remaining: u64, next_token_in: Duration) -> String
 }
 
 /// The headers of a refusal by `rule`.
-pub fn refusal_headers(rule: &Rule, retry_after: Duration, options: &ResponseHeaders) -> Vec<Header> {
+pub fn refusal_headers(
+    rule: &Rule,
+    retry_after: Duration,
+    options: &ResponseHeaders,
+) -> Vec<Header> {
     let wait = seconds(retry_after);
     let mut headers = vec![("retry-after", wait.to_string())];
     if options.ietf {
@@ -138,7 +142,10 @@ mod tests {
             x_ratelimit: false,
             on_allowed: false,
         };
-        assert_eq!(refusal_headers(&r, Duration::from_secs(1), &only_retry).len(), 1);
+        assert_eq!(
+            refusal_headers(&r, Duration::from_secs(1), &only_retry).len(),
+            1
+        );
     }
 
     #[test]
@@ -176,10 +183,7 @@ mod tests {
             },
         ];
         let headers = allowed_headers(&allowances, &all());
-        assert_eq!(
-            headers[0].1,
-            "\"api\";q=10;w=1, \"hourly\";q=1000;w=3600"
-        );
+        assert_eq!(headers[0].1, "\"api\";q=10;w=1, \"hourly\";q=1000;w=3600");
         assert_eq!(headers[1].1, "\"api\";r=7;t=1, \"hourly\";r=3;t=3");
         assert_eq!(headers[2], ("x-ratelimit-limit", "1000".to_string()));
         assert_eq!(headers[3], ("x-ratelimit-remaining", "3".to_string()));

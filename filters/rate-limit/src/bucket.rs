@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(retry_after(b.take(&l, 4 * SECOND)), Duration::from_secs(6));
         // Behind the stamp, the wait includes catching up with it.
         let b = Bucket::from_parts(&l, 0, 20 * SECOND);
-        assert_eq!(retry_after(b.take(&l, 15 * SECOND)), Duration::from_secs(15));
+        assert_eq!(
+            retry_after(b.take(&l, 15 * SECOND)),
+            Duration::from_secs(15)
+        );
     }
 
     #[test]

@@ -340,9 +340,7 @@ fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
             if !(1..=64).contains(&trusted_hops) {
                 return Err(ConfigError::new(
                     "x_forwarded_for.trusted_hops",
-                    format!(
-                        "expected 1 to 64 (1: the rightmost address), got {trusted_hops}"
-                    ),
+                    format!("expected 1 to 64 (1: the rightmost address), got {trusted_hops}"),
                 ));
             }
             KeyPart::ForwardedFor { trusted_hops }
@@ -449,9 +447,7 @@ pub(crate) mod tests {
 
     /// A valid configuration with one rule, `extra` merged into the rule.
     pub(crate) fn with_rule(extra: &str) -> String {
-        format!(
-            r#"{{"rules":[{{"name":"api","limit":{{"capacity":10,"per":"1s"}}{extra}}}]}}"#
-        )
+        format!(r#"{{"rules":[{{"name":"api","limit":{{"capacity":10,"per":"1s"}}{extra}}}]}}"#)
     }
 
     fn refused(json: &str) -> String {
@@ -503,7 +499,10 @@ pub(crate) mod tests {
         assert_eq!(r.table.capacity(), 20000);
         assert_eq!(r.missing_key, MissingKey::Skip);
         assert_eq!(r.shadow_header.as_deref(), Some("x-rate-limit-shadow"));
-        assert_eq!(r.matcher.hosts[0], HostPattern::Exact("api.example.com".into()));
+        assert_eq!(
+            r.matcher.hosts[0],
+            HostPattern::Exact("api.example.com".into())
+        );
         assert_eq!(r.matcher.hosts[1], HostPattern::Suffix(".internal".into()));
         assert_eq!(c.status, 503);
         assert_eq!(c.failure_mode, FailureMode::Deny);
@@ -529,7 +528,10 @@ pub(crate) mod tests {
     #[test]
     fn refuses_a_bad_regex_in_one_line() {
         let err = refused(&with_rule(r#","match":{"path":{"regex":"/users/[0-9"}}"#));
-        assert!(err.starts_with("rules[0].match.path.regex: not a valid regex"), "{err}");
+        assert!(
+            err.starts_with("rules[0].match.path.regex: not a valid regex"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "{err}");
     }
 
@@ -548,13 +550,13 @@ pub(crate) mod tests {
                 with_rule(r#","key":[{"x_forwarded_for":{"hops":1}}]"#),
                 "hops",
             ),
-            (
-                with_rule(r#","response_headers":{}"#),
-                "response_headers",
-            ),
+            (with_rule(r#","response_headers":{}"#), "response_headers"),
         ] {
             let err = refused(&json);
-            assert!(err.contains(&format!("unknown field `{field}`")), "{json}: {err}");
+            assert!(
+                err.contains(&format!("unknown field `{field}`")),
+                "{json}: {err}"
+            );
         }
     }
 
@@ -629,7 +631,10 @@ pub(crate) mod tests {
         ];
         for (json, expected) in cases {
             let err = refused(&json);
-            assert!(err.starts_with(expected), "{json}\n  got: {err}\n  want: {expected}");
+            assert!(
+                err.starts_with(expected),
+                "{json}\n  got: {err}\n  want: {expected}"
+            );
         }
     }
 }

@@ -85,7 +85,11 @@ fn canonical_ip(text: &str) -> Option<String> {
 fn peer_address(request: &Request) -> Option<Vec<u8>> {
     let raw = request.source_address.as_deref()?;
     // A peer that is not an IP (a Unix socket) is still one peer: keep its text.
-    Some(canonical_ip(raw).unwrap_or_else(|| raw.to_string()).into_bytes())
+    Some(
+        canonical_ip(raw)
+            .unwrap_or_else(|| raw.to_string())
+            .into_bytes(),
+    )
 }
 
 fn forwarded_address(request: &Request, trusted_hops: u32) -> Option<Vec<u8>> {
@@ -185,7 +189,10 @@ mod tests {
         // Several headers are one list.
         let two = one(
             KeyPart::ForwardedFor { trusted_hops: 2 },
-            &[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")],
+            &[
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x-forwarded-for", "2.2.2.2"),
+            ],
             None,
         );
         assert_eq!(two, Some(b"1.1.1.1".to_vec()));
@@ -205,8 +212,14 @@ mod tests {
     #[test]
     fn cookies_are_found_among_several_headers() {
         let c = |headers: &[(&str, &str)]| one(KeyPart::Cookie("session".into()), headers, None);
-        assert_eq!(c(&[("cookie", "a=1; session=s1; b=2")]), Some(b"s1".to_vec()));
-        assert_eq!(c(&[("cookie", "a=1"), ("cookie", "session=s2")]), Some(b"s2".to_vec()));
+        assert_eq!(
+            c(&[("cookie", "a=1; session=s1; b=2")]),
+            Some(b"s1".to_vec())
+        );
+        assert_eq!(
+            c(&[("cookie", "a=1"), ("cookie", "session=s2")]),
+            Some(b"s2".to_vec())
+        );
         assert_eq!(c(&[("cookie", "sessionx=1")]), None);
     }
 

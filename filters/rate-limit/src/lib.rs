@@ -65,9 +65,9 @@ impl RootFilter for Root {
             .map(|r| RuleMetrics::define(&r.name))
             .collect();
         let needs_peer = config.rules.iter().any(|r| {
-            r.key.iter().any(|k| {
-                matches!(k, KeyPart::ClientAddress | KeyPart::ForwardedFor { .. })
-            })
+            r.key
+                .iter()
+                .any(|k| matches!(k, KeyPart::ClientAddress | KeyPart::ForwardedFor { .. }))
         });
         self.plugin = Some(Rc::new(Plugin {
             config,
@@ -129,7 +129,8 @@ impl HttpFilter for Stream {
                 } => {
                     m.allowed.inc();
                     if rule.mode == config::Mode::Enforce {
-                        self.allowances.push((result.rule, remaining, next_token_in));
+                        self.allowances
+                            .push((result.rule, remaining, next_token_in));
                     }
                 }
                 Outcome::Limited { .. } => m.limited.inc(),

@@ -93,7 +93,12 @@ pub struct Verdict {
 
 /// Checks `request` against every rule in order, stopping at the first refusal.
 /// `now` is the proxy's clock in nanoseconds since the epoch, `None` if it is unknown.
-pub fn check<S: Store>(config: &Config, request: &Request, now: Option<u64>, store: &mut S) -> Verdict {
+pub fn check<S: Store>(
+    config: &Config,
+    request: &Request,
+    now: Option<u64>,
+    store: &mut S,
+) -> Verdict {
     let mut verdict = Verdict::default();
     for (index, rule) in config.rules.iter().enumerate() {
         if !rule.matcher.matches(request) {
@@ -124,11 +129,20 @@ pub fn check<S: Store>(config: &Config, request: &Request, now: Option<u64>, sto
             Err(failure) => (Outcome::Failed(failure), false, false),
             Ok(c) => {
                 let outcome = match (c.take, rule.mode) {
-                    (Take::Allowed { remaining, next_token_in, .. }, _) => Outcome::Allowed {
+                    (
+                        Take::Allowed {
+                            remaining,
+                            next_token_in,
+                            ..
+                        },
+                        _,
+                    ) => Outcome::Allowed {
                         remaining,
                         next_token_in,
                     },
-                    (Take::Limited { retry_after }, Mode::Enforce) => Outcome::Limited { retry_after },
+                    (Take::Limited { retry_after }, Mode::Enforce) => {
+                        Outcome::Limited { retry_after }
+                    }
                     (Take::Limited { retry_after }, Mode::Shadow) => {
                         Outcome::ShadowLimited { retry_after }
                     }
@@ -174,7 +188,11 @@ mod tests {
     }
 
     fn get(path: &str, headers: &[(&str, &str)]) -> Request {
-        let mut all = vec![(":method", "GET"), (":path", path), (":authority", "example.com")];
+        let mut all = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", "example.com"),
+        ];
         all.extend_from_slice(headers);
         request(&all, Some("10.0.0.1:4000"))
     }
@@ -249,15 +267,17 @@ mod tests {
 
     #[test]
     fn a_shadow_rule_lets_requests_through_and_reports_them() {
-        let c = config(
-            r#"{"rules":[{"name":"s","mode":"shadow","limit":{"capacity":1,"per":"1m"}}]}"#,
-        );
+        let c =
+            config(r#"{"rules":[{"name":"s","mode":"shadow","limit":{"capacity":1,"per":"1m"}}]}"#);
         let mut store = EnvoyStore::default();
         let r = get("/", &[]);
         check(&c, &r, Some(0), &mut store);
         let v = check(&c, &r, Some(0), &mut store);
         assert_eq!(v.refusal, None);
-        assert!(matches!(v.results[0].outcome, Outcome::ShadowLimited { .. }));
+        assert!(matches!(
+            v.results[0].outcome,
+            Outcome::ShadowLimited { .. }
+        ));
     }
 
     /// A store whose every call fails, or whose writes always lose the CAS.
@@ -265,7 +285,10 @@ mod tests {
     impl Store for Broken {
         fn get(&mut self, _: &str) -> HostResult<Option<SharedValue>> {
             if self.0 == Status::CasMismatch {
-                return Ok(Some(SharedValue { bytes: vec![], cas: 1 }));
+                return Ok(Some(SharedValue {
+                    bytes: vec![],
+                    cas: 1,
+                }));
             }
             Err(self.0)
         }
@@ -297,7 +320,12 @@ mod tests {
         let c = config(
             r#"{"rules":[{"name":"api","limit":{"capacity":10,"per":"1s"}}],"cas_attempts":3}"#,
         );
-        let v = check(&c, &get("/", &[]), Some(0), &mut Broken(Status::CasMismatch));
+        let v = check(
+            &c,
+            &get("/", &[]),
+            Some(0),
+            &mut Broken(Status::CasMismatch),
+        );
         assert_eq!(
             v.results[0].outcome,
             Outcome::Failed(Failure::Store(UpdateError::Contention { attempts: 3 }))
@@ -311,15 +339,16 @@ mod tests {
         // clock at) and writes with CAS, re-reading on a lost race. The schedule is random;
         // the entry starts absent, so the first requests also race to create it.
         use meshward_shared::shared_data::Decision;
-        let c = config(
-            r#"{"rules":[{"name":"api","limit":{"capacity":20,"refill":5,"per":"1s"}}]}"#,
-        );
+        let c =
+            config(r#"{"rules":[{"name":"api","limit":{"capacity":20,"refill":5,"per":"1s"}}]}"#);
         let rule = &c.rules[0];
         let entry = rule.table.entry_for(SOLE);
         for seed in 1..=20u64 {
             let mut rng = seed;
             let mut next = move || {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 rng >> 33
             };
             let mut store = EnvoyStore::default();

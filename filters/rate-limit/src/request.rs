@@ -14,7 +14,10 @@ pub struct Request {
 
 impl Request {
     /// Every value of header `name`, in order.
-    pub fn header_values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+    pub fn header_values<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
         self.headers
             .iter()
             .filter(move |(k, _)| k == name)
@@ -92,7 +95,10 @@ pub(crate) mod tests {
     #[test]
     fn the_host_is_lowercase_without_its_port() {
         let host = |h| request(&[(":authority", h)], None).host();
-        assert_eq!(host("API.Example.com:8443").as_deref(), Some("api.example.com"));
+        assert_eq!(
+            host("API.Example.com:8443").as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(host("example.com.").as_deref(), Some("example.com"));
         assert_eq!(host("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(host("[::1]").as_deref(), Some("::1"));

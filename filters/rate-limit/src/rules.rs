@@ -65,7 +65,11 @@ impl Match {
     }
 
     fn method_matches(&self, request: &Request) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m.as_bytes() == request.method())
+        self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.as_bytes() == request.method())
     }
 }
 
@@ -75,7 +79,10 @@ mod tests {
     use crate::request::tests::request;
 
     fn get(host: &str, path: &str) -> Request {
-        request(&[(":authority", host), (":path", path), (":method", "GET")], None)
+        request(
+            &[(":authority", host), (":path", path), (":method", "GET")],
+            None,
+        )
     }
 
     #[test]

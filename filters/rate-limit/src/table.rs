@@ -152,25 +152,18 @@ pub fn decide(
         .unwrap_or_default();
     let fresh = || Bucket::full(limit, now.max(set.high_water));
 
-    let (index, bucket, placement) = match set
-        .slots
-        .iter()
-        .position(|s| s.fingerprint == fingerprint)
-    {
-        Some(i) => match set.slots.get(i) {
-            Some(slot) => (Some(i), slot.bucket, Placement::Existing),
-            None => (None, fresh(), Placement::New),
-        },
-        None if set.slots.len() < slots => (None, fresh(), Placement::New),
-        None => match set
-            .slots
-            .iter()
-            .position(|s| s.bucket.is_full(limit, now))
-        {
-            Some(i) => (Some(i), fresh(), Placement::Reclaimed),
-            None => return Decision::Keep(SetOutcome::NoRoom),
-        },
-    };
+    let (index, bucket, placement) =
+        match set.slots.iter().position(|s| s.fingerprint == fingerprint) {
+            Some(i) => match set.slots.get(i) {
+                Some(slot) => (Some(i), slot.bucket, Placement::Existing),
+                None => (None, fresh(), Placement::New),
+            },
+            None if set.slots.len() < slots => (None, fresh(), Placement::New),
+            None => match set.slots.iter().position(|s| s.bucket.is_full(limit, now)) {
+                Some(i) => (Some(i), fresh(), Placement::Reclaimed),
+                None => return Decision::Keep(SetOutcome::NoRoom),
+            },
+        };
 
     let take = bucket.take(limit, now);
     let outcome = SetOutcome::Counted { take, placement };
@@ -202,7 +195,9 @@ impl Table {
     /// The table of rule `rule` holding `buckets` buckets. The names include the limit and
     /// the size, so a changed rule starts on fresh entries instead of misreading old ones.
     pub fn new(rule: &str, limit: &Limit, buckets: u32) -> Table {
-        let slots = usize::try_from(buckets).unwrap_or(SET_SLOTS).clamp(1, SET_SLOTS);
+        let slots = usize::try_from(buckets)
+            .unwrap_or(SET_SLOTS)
+            .clamp(1, SET_SLOTS);
         let per_set = u32::try_from(slots).unwrap_or(1);
         let sets = buckets.div_ceil(per_set).max(1);
         let mut h = DefaultHasher::new();
@@ -517,7 +512,9 @@ pub(crate) mod tests {
         let a = Table::new("api", &l, 16);
         let b = Table::new("api", &limit(6), 16);
         assert_ne!(a.overflow_entry(), b.overflow_entry());
-        assert!(a.entry_for(fp(1)).starts_with("meshward_rate_limit.v1.api."));
+        assert!(a
+            .entry_for(fp(1))
+            .starts_with("meshward_rate_limit.v1.api."));
     }
 
     #[test]
