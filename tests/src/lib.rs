@@ -1,0 +1,46 @@
+//! Test support shared by the cross-crate tests: the Envoy rig and the local upstream.
+//!
+//! - [`envoy`]: starts the `.venv` Envoy on free loopback ports, waits until it is ready,
+//!   and always stops it; also runs `envoy --mode validate`.
+//! - [`config`]: Envoy configs from `envoy-config/` or built inline, rewritten so that
+//!   tests can run in parallel.
+//! - [`upstream`]: a recording upstream server that answers as a test tells it.
+//! - [`http1`]: the HTTP/1.1 client and server framing both use, keeping headers in order.
+//! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
+//! - [`error`]: the one error type, whose text says what to do.
+//!
+//! ```no_run
+//! use meshward_tests::{Envoy, EnvoyConfig, Request, Upstream};
+//!
+//! # async fn example() -> Result<(), meshward_tests::RigError> {
+//! let upstream = Upstream::start().await?;
+//! let config = EnvoyConfig::load("meshward.yaml")?.upstream(8080, upstream.port());
+//! let envoy = Envoy::start(config).await?;
+//! let response = envoy.send(Request::get("/")).await?;
+//! assert_eq!(response.status, 200);
+//! assert_eq!(upstream.received()[0].path, "/");
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod envoy;
+pub mod error;
+pub mod http1;
+pub mod stats;
+pub mod upstream;
+
+pub use config::{EnvoyConfig, WasmFilter};
+pub use envoy::{Envoy, EnvoyBuilder};
+pub use error::RigError;
+pub use http1::{Request, Response};
+pub use stats::Stats;
+pub use upstream::{Reply, Upstream};
+
+use std::path::PathBuf;
+
+/// The repository's root directory (the workspace root).
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
