@@ -52,6 +52,23 @@ impl HeaderMap {
         self.add(name, value);
     }
 
+    /// Gives the first entry with this name the value and drops the others, keeping its
+    /// place; adds the entry if there is none. For building messages, not for filters.
+    pub(crate) fn set_in_place(&mut self, name: &str, value: &str) {
+        let lower = name.to_ascii_lowercase();
+        match self.entries.iter().position(|(n, _)| *n == lower) {
+            Some(at) => {
+                self.entries[at].1 = value.to_string();
+                let mut seen = 0;
+                self.entries.retain(|(n, _)| {
+                    seen += usize::from(*n == lower);
+                    *n != lower || seen == 1
+                });
+            }
+            None => self.add(name, value),
+        }
+    }
+
     /// Removes every entry with this name.
     pub fn remove(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();

@@ -68,9 +68,9 @@ impl Request {
     /// replaces `:authority`.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         if name.eq_ignore_ascii_case("host") {
-            self.headers.set(":authority", value);
+            self.headers.set_in_place(":authority", value);
         } else if name.starts_with(':') {
-            self.headers.set(name, value);
+            self.headers.set_in_place(name, value);
         } else {
             self.headers.add(name, value);
         }
@@ -172,7 +172,7 @@ impl Response {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         if name.starts_with(':') {
-            self.headers.set(name, value);
+            self.headers.set_in_place(name, value);
         } else {
             self.headers.add(name, value);
         }
