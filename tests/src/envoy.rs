@@ -333,8 +333,13 @@ impl Envoy {
                 return Ok(());
             }
             if started.elapsed() > STAT_TIMEOUT {
+                let labels: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
                 return Err(RigError::Stat {
-                    expected: format!("{name}{labels:?} = {value} within {STAT_TIMEOUT:?}"),
+                    expected: format!(
+                        "{name}{{{}}} = {value} within {STAT_TIMEOUT:?}",
+                        labels.join(",")
+                    ),
                     found: found.map_or("no such stat".into(), |v| v.to_string()),
                 });
             }
