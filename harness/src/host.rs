@@ -797,3 +797,14 @@ impl<'h> Stream<'h> {
         Outcome::from_stream(stream.expect("a stream stays in its worker until finished"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Host>();
+    }
+}

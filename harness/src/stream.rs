@@ -544,12 +544,14 @@ impl Vm {
     }
 
     /// A local reply from the filter. Before the response started it runs the response path
-    /// through this filter, as Envoy's `sendLocalReply` does; once the filter is handling
+    /// through this filter, as Envoy's `sendLocalReply` does (with the request headers still
+    /// readable if the request was paused); once the filter is handling
     /// response headers it replaces them without calling the filter again (Envoy's direct
     /// local reply); after the response headers went out the stream is reset.
     fn apply_local_reply(&mut self, id: u32, phase: Phase, reply: LocalReply) {
         let stream = self.stream_mut(id);
-        stream.detach_request();
+        // Request maps stay as they were: Envoy runs the reply's response path inside the
+        // request callback that stopped, so the paused request headers are still readable.
         let response = Response::local_reply(reply.status, &reply.body, &reply.headers);
         if stream.local_reply_sent && !phase.is_request() {
             stream.attach(phase, false);

@@ -87,3 +87,16 @@ fn closing_the_stream_resets_it() {
     assert!(out.upstream_request.is_none());
     assert_eq!(out.response.status(), 0);
 }
+
+#[test]
+fn request_headers_stay_readable_while_a_local_reply_runs_through_the_filter() {
+    let host = probe().build().unwrap();
+    let out = host.send(
+        probe_request("local-reply:403,check-request-in-response"),
+        ok_upstream(),
+    );
+    assert_eq!(
+        out.response.header_value("x-request-map"),
+        Some("ok:/probe?q=1")
+    );
+}
