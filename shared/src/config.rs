@@ -59,8 +59,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, clean_serde_message(&err.into_inner()))
+        let inner = err.into_inner();
+        // A syntax error has no field to name (serde_path_to_error shows `?`); the message
+        // carries the line and column instead.
+        let path = if path == "." || inner.is_syntax() || inner.is_eof() {
+            String::new()
+        } else {
+            path
+        };
+        ConfigError::new(path, clean_serde_message(&inner))
     })?;
     de.end()
         .map_err(|err| ConfigError::new("", clean_serde_message(&err)))?;
@@ -190,7 +197,7 @@ mod tests {
     #[test]
     fn reports_syntax_errors_with_their_position() {
         let err = parse_json::<Doc>(b"{\"rules\": [").unwrap_err();
-        assert!(err.message.starts_with("invalid JSON"), "{err}");
+        assert!(err.to_string().starts_with("invalid JSON"), "{err}");
         assert!(err.message.contains("line 1 column"), "{err}");
     }
 

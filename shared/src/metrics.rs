@@ -1,7 +1,7 @@
 //! Metrics defined once at configure time and used by handle on the request path.
 //!
-//! Envoy prefixes custom metrics with `wasmcustom.`; Prometheus output shows them as
-//! `wasmcustom_<name>`. A handle whose definition failed (for example outside a proxy)
+//! Envoy keeps custom metrics under `wasmcustom.` in `/stats` (`wasmcustom.<name>`), and
+//! `/stats/prometheus` prints them by their own name, without the prefix. A handle whose definition failed (for example outside a proxy)
 //! does nothing, so a metric never breaks a request.
 
 use crate::host::{self, MetricKind};
