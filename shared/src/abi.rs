@@ -3,6 +3,11 @@
 //!
 //! A callback takes its context out of the table, runs it, and puts it back, so a host
 //! call that re-enters the module during a callback finds a consistent table.
+//!
+//! Envoy starts every callout on the root context and delivers its reply there, whichever
+//! context made the call. The dispatcher remembers which context made each call and hands
+//! the reply to it, after making it the effective context so its host calls (a local
+//! reply, resuming the stream) act on that stream.
 
 use crate::filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
 use crate::host::{self, Buffer, LogLevel, Map};
@@ -18,6 +23,21 @@ struct Dispatcher {
     factories: Vec<(&'static str, RootFactory)>,
     roots: HashMap<u32, Box<dyn RootFilter>>,
     streams: HashMap<u32, Stream>,
+    /// The context whose callback is running.
+    current: u32,
+    /// Which context made each HTTP callout still in flight, by token.
+    http_callouts: HashMap<u32, u32>,
+    /// Which context made each gRPC callout still in flight, by token.
+    grpc_callouts: HashMap<u32, u32>,
+}
+
+/// The two kinds of callout; Envoy numbers their tokens separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callout {
+    /// `proxy_http_call`.
+    Http,
+    /// `proxy_grpc_call`.
+    Grpc,
 }
 
 struct Stream {
@@ -51,7 +71,11 @@ fn factory_for(root_id: &str) -> Option<RootFactory> {
 
 /// Runs `f` on the root `id`, taking it out of the table for the call.
 fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
-    let mut root = with(|d| d.roots.remove(&id)).flatten()?;
+    let mut root = with(|d| {
+        d.current = id;
+        d.roots.remove(&id)
+    })
+    .flatten()?;
     let result = f(root.as_mut());
     with(|d| d.roots.insert(id, root));
     Some(result)
@@ -59,10 +83,61 @@ fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
 
 /// Runs `f` on the stream `id`, taking it out of the table for the call.
 fn on_stream<R>(id: u32, f: impl FnOnce(&mut dyn HttpFilter) -> R) -> Option<R> {
-    let mut stream = with(|d| d.streams.remove(&id)).flatten()?;
+    let mut stream = with(|d| {
+        d.current = id;
+        d.streams.remove(&id)
+    })
+    .flatten()?;
     let result = f(stream.filter.as_mut());
     with(|d| d.streams.insert(id, stream));
     Some(result)
+}
+
+/// Remembers that the running context made callout `token`, so its reply reaches it.
+pub(crate) fn note_callout(kind: Callout, token: u32) {
+    with(|d| {
+        let current = d.current;
+        match kind {
+            Callout::Http => d.http_callouts.insert(token, current),
+            Callout::Grpc => d.grpc_callouts.insert(token, current),
+        }
+    });
+}
+
+/// The context that made callout `token`, forgotten once asked for; `delivered_to` (the
+/// context the host delivered it to) when the call was not made through `host`.
+fn callout_owner(kind: Callout, token: u32, delivered_to: u32, done: bool) -> u32 {
+    with(|d| {
+        let map = match kind {
+            Callout::Http => &mut d.http_callouts,
+            Callout::Grpc => &mut d.grpc_callouts,
+        };
+        let owner = if done {
+            map.remove(&token)
+        } else {
+            map.get(&token).copied()
+        };
+        owner.unwrap_or(delivered_to)
+    })
+    .unwrap_or(delivered_to)
+}
+
+/// Delivers a callout event to the root or stream `owner`; a stream that has ended
+/// meanwhile is not there any more and the event is dropped.
+fn deliver(
+    owner: u32,
+    root: impl FnOnce(&mut dyn RootFilter),
+    stream: impl FnOnce(&mut dyn HttpFilter),
+) {
+    if is_root(owner) {
+        on_root(owner, root);
+        return;
+    }
+    // If the host cannot switch context, the stream's host calls would act on the root:
+    // better to drop the event, which the stream sees as a callout that never answered.
+    if host::set_effective_context(owner).is_ok() {
+        on_stream(owner, stream);
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -143,20 +218,26 @@ fn http_call_reply(num_headers: usize, body_size: usize) -> HttpCallReply {
 /// Delivers an HTTP callout's reply to the root or stream that made it.
 pub fn http_call_response(id: u32, token: u32, num_headers: usize, body_size: usize) {
     let reply = http_call_reply(num_headers, body_size);
-    if is_root(id) {
-        on_root(id, |root| root.on_http_call_reply(token, reply));
-    } else {
-        on_stream(id, |stream| stream.on_http_call_reply(token, reply));
-    }
+    let owner = callout_owner(Callout::Http, token, id, true);
+    let for_stream = reply.clone();
+    deliver(
+        owner,
+        |root| root.on_http_call_reply(token, reply),
+        |stream| stream.on_http_call_reply(token, for_stream),
+    );
 }
 
-/// Delivers a gRPC callout's event to the root or stream that made it.
+/// Delivers a gRPC callout's event to the root or stream that made it; a `Close` ends the
+/// call.
 pub fn grpc_event(id: u32, token: u32, event: GrpcEvent) {
-    if is_root(id) {
-        on_root(id, |root| root.on_grpc_event(token, event));
-    } else {
-        on_stream(id, |stream| stream.on_grpc_event(token, event));
-    }
+    let done = matches!(event, GrpcEvent::Close { .. });
+    let owner = callout_owner(Callout::Grpc, token, id, done);
+    let for_stream = event.clone();
+    deliver(
+        owner,
+        |root| root.on_grpc_event(token, event),
+        |stream| stream.on_grpc_event(token, for_stream),
+    );
 }
 
 fn is_root(id: u32) -> bool {
@@ -370,6 +451,25 @@ mod tests {
             action_code(on_stream(99, |s| s.on_response_headers(true))),
             0
         );
+    }
+
+    #[test]
+    fn a_callout_reply_goes_to_the_context_that_made_the_call() {
+        register("counting", || Box::new(Counting));
+        context_create(10, 0);
+        context_create(11, 10);
+        on_stream(11, |_| note_callout(Callout::Http, 7));
+        on_root(10, |_| note_callout(Callout::Http, 8));
+        // Envoy delivers both to the root context (10).
+        assert_eq!(callout_owner(Callout::Http, 7, 10, true), 11);
+        assert_eq!(callout_owner(Callout::Http, 8, 10, true), 10);
+        // Delivered once: the token is forgotten, and unknown tokens stay with the host's choice.
+        assert_eq!(callout_owner(Callout::Http, 7, 10, true), 10);
+        // gRPC tokens are numbered apart from HTTP ones; messages keep the call open.
+        on_stream(11, |_| note_callout(Callout::Grpc, 7));
+        assert_eq!(callout_owner(Callout::Grpc, 7, 10, false), 11);
+        assert_eq!(callout_owner(Callout::Grpc, 7, 10, true), 11);
+        assert_eq!(callout_owner(Callout::Grpc, 7, 10, true), 10);
     }
 
     #[test]

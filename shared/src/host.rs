@@ -370,7 +370,8 @@ pub fn send_local_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
 }
 
 /// Starts an HTTP call to Envoy cluster `cluster`. `headers` must hold `:method`, `:path`
-/// and `:authority`. Returns the token the reply will carry.
+/// and `:authority`. Returns the token the reply will carry; the reply goes to the root or
+/// stream filter that made the call.
 pub fn http_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     cluster: &str,
     headers: &[(K, V)],
@@ -399,10 +400,12 @@ pub fn http_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             &mut token,
         )
     })?;
+    crate::abi::note_callout(crate::abi::Callout::Http, token);
     Ok(token)
 }
 
-/// Starts a unary gRPC call to `cluster`. Returns the token the reply will carry.
+/// Starts a unary gRPC call to `cluster`. Returns the token the reply will carry; the
+/// events go to the root or stream filter that made the call.
 pub fn grpc_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     cluster: &str,
     service: &str,
@@ -430,6 +433,7 @@ pub fn grpc_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             &mut token,
         )
     })?;
+    crate::abi::note_callout(crate::abi::Callout::Grpc, token);
     Ok(token)
 }
 
@@ -447,6 +451,12 @@ pub fn grpc_status() -> HostResult<(u32, String)> {
     // SAFETY: on Ok, data/size describe a host allocation made by our allocator.
     let message = unsafe { take_host_bytes(data, size) };
     Ok((code, String::from_utf8_lossy(&message).into_owned()))
+}
+
+/// Makes host calls act on context `id` (used to deliver a callout's reply to a stream).
+pub(crate) fn set_effective_context(id: u32) -> HostResult<()> {
+    // SAFETY: no pointers.
+    Status::from_code(unsafe { sys::proxy_set_effective_context(id) })
 }
 
 /// Calls a host foreign function (for example Envoy's `verify_signature`).

@@ -122,6 +122,7 @@ extern "C" {
         return_token: *mut u32,
     ) -> u32;
     pub fn proxy_grpc_cancel(token: u32) -> u32;
+    pub fn proxy_set_effective_context(context_id: u32) -> u32;
     pub fn proxy_get_status(
         return_code: *mut u32,
         return_message_data: *mut *mut u8,
@@ -189,6 +190,7 @@ mod host_stand_ins {
         proxy_http_call(a: *const u8, b: usize, c: *const u8, d: usize, e: *const u8, f: usize, g: *const u8, h: usize, i: u32, j: *mut u32);
         proxy_grpc_call(a: *const u8, b: usize, c: *const u8, d: usize, e: *const u8, f: usize, g: *const u8, h: usize, i: *const u8, j: usize, k: u32, l: *mut u32);
         proxy_grpc_cancel(a: u32);
+        proxy_set_effective_context(a: u32);
         proxy_get_status(a: *mut u32, b: *mut *mut u8, c: *mut usize);
         proxy_call_foreign_function(a: *const u8, b: usize, c: *const u8, d: usize, e: *mut *mut u8, f: *mut usize);
         proxy_define_metric(a: u32, b: *const u8, c: usize, d: *mut u32);
