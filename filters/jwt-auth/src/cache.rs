@@ -1,0 +1,202 @@
+//! The verified-token cache: a bounded map from a token's SHA-256 (and the provider that
+//! verified it) to its claims, so a token seen again skips parsing and signature checks.
+//!
+//! An entry never outlives the token's `exp`. A hit still goes through the time checks and
+//! the authorization rules; only the signature, issuer and audience checks (which cannot
+//! change for the same bytes and keys) are skipped. The cache is per worker and emptied
+//! whenever a provider's keys change, so a key removed from a JWKS stops verifying at once.
+
+use crate::claims::{Claims, Times};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// A token whose signature, issuer and audience were verified.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    /// Its claims.
+    pub claims: Claims,
+    /// Its time claims.
+    pub times: Times,
+    /// Its payload segment, base64url as received.
+    pub payload_segment: String,
+}
+
+type Key = ([u8; 32], usize);
+
+#[derive(Debug)]
+struct Entry {
+    verified: Rc<Verified>,
+    /// Seconds since the epoch after which the entry is dead.
+    expires_at: i64,
+    /// Insertion number, to tell a live queue slot from a stale one.
+    seq: u64,
+}
+
+/// The cache.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    capacity: usize,
+    entries: HashMap<Key, Entry>,
+    /// Keys in insertion order, for eviction; may hold stale slots of removed entries.
+    order: VecDeque<(Key, u64)>,
+    next_seq: u64,
+}
+
+fn key(token: &str, provider: usize) -> Key {
+    (Sha256::digest(token.as_bytes()).into(), provider)
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens; 0 disables it.
+    pub fn new(capacity: usize) -> Self {
+        TokenCache {
+            capacity,
+            ..TokenCache::default()
+        }
+    }
+
+    /// The live entry for `token` as verified by `provider` at `now` (seconds).
+    pub fn get(&mut self, token: &str, provider: usize, now: u64) -> Option<Rc<Verified>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let key = key(token, provider);
+        let entry = self.entries.get(&key)?;
+        if i64::try_from(now).unwrap_or(i64::MAX) >= entry.expires_at {
+            self.entries.remove(&key);
+            return None;
+        }
+        Some(Rc::clone(&entry.verified))
+    }
+
+    /// Remembers `verified` until its `exp` (tokens without `exp` are not cached: nothing
+    /// bounds how long they would stay).
+    pub fn insert(&mut self, token: &str, provider: usize, verified: Rc<Verified>, now: u64) {
+        let Some(expires_at) = verified.times.exp else {
+            return;
+        };
+        if self.capacity == 0 || i64::try_from(now).unwrap_or(i64::MAX) >= expires_at {
+            return;
+        }
+        let key = key(token, provider);
+        while self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let Some((old, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&old).is_some_and(|e| e.seq == seq) {
+                self.entries.remove(&old);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.insert(
+            key,
+            Entry {
+                verified,
+                expires_at,
+                seq,
+            },
+        );
+        self.order.push_back((key, seq));
+        // Entries removed on expiry leave stale slots behind; drop them before they pile up.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, s)| entries.get(k).is_some_and(|e| e.seq == *s));
+        }
+    }
+
+    /// Forgets every entry (the keys changed).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
+    /// How many tokens are cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(exp: Option<i64>) -> Rc<Verified> {
+        Rc::new(Verified {
+            claims: Claims::new(),
+            times: Times {
+                exp,
+                nbf: None,
+                iat: None,
+            },
+            payload_segment: String::new(),
+        })
+    }
+
+    #[test]
+    fn remembers_a_token_per_provider() {
+        let mut cache = TokenCache::new(4);
+        cache.insert("t", 0, verified(Some(100)), 10);
+        assert!(cache.get("t", 0, 10).is_some());
+        assert!(cache.get("t", 1, 10).is_none());
+        assert!(cache.get("u", 0, 10).is_none());
+    }
+
+    #[test]
+    fn an_entry_never_outlives_the_token_exp() {
+        let mut cache = TokenCache::new(4);
+        cache.insert("t", 0, verified(Some(100)), 10);
+        assert!(cache.get("t", 0, 99).is_some());
+        assert!(cache.get("t", 0, 100).is_none());
+        assert!(cache.is_empty());
+        cache.insert("late", 0, verified(Some(100)), 100);
+        cache.insert("no-exp", 0, verified(None), 10);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn evicts_the_oldest_when_full() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("a", 0, verified(Some(100)), 0);
+        cache.insert("b", 0, verified(Some(100)), 0);
+        cache.insert("c", 0, verified(Some(100)), 0);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("a", 0, 0).is_none());
+        assert!(cache.get("b", 0, 0).is_some());
+        assert!(cache.get("c", 0, 0).is_some());
+    }
+
+    #[test]
+    fn stays_bounded_under_churn() {
+        let mut cache = TokenCache::new(8);
+        for i in 0..10_000u64 {
+            let token = i.to_string();
+            cache.insert(&token, 0, verified(Some(i as i64 + 2)), i);
+            cache.get(&token, 0, i + 5);
+        }
+        assert!(cache.len() <= 8);
+        assert!(cache.order.len() <= 16);
+    }
+
+    #[test]
+    fn capacity_zero_disables_it() {
+        let mut cache = TokenCache::new(0);
+        cache.insert("a", 0, verified(Some(100)), 0);
+        assert!(cache.get("a", 0, 0).is_none());
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("a", 0, verified(Some(100)), 0);
+        cache.clear();
+        assert!(cache.get("a", 0, 0).is_none());
+    }
+}

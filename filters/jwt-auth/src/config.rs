@@ -1,0 +1,1065 @@
+//! The plugin configuration: JSON with unknown fields refused, validated once at load into
+//! a typed [`Config`] that every request reads. Every error names its field path.
+
+use crate::claims::TimeRules;
+use crate::forward::{ClaimHeader, Forwarding};
+use crate::jwks::{self, KeySet, Limits, Strictness};
+use crate::policy::{
+    ClaimCheck, ClaimRequirement, HostPattern, Matcher, Mode, PathMatch, Requirement, Rule,
+};
+use crate::remote::RemoteSource;
+use crate::sources::TokenSource;
+use meshward_shared::config::{
+    check_header_name, check_header_value, parse_json, ConfigDuration, ConfigError,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Where a provider's keys come from.
+#[derive(Clone, Debug)]
+pub enum Keys {
+    /// Written in the configuration.
+    Inline(Rc<KeySet>),
+    /// Fetched: index into [`Config::sources`].
+    Remote(usize),
+}
+
+/// An identity provider: whose tokens are accepted, verified with which keys.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    /// Its name, used by rules.
+    pub name: String,
+    /// The `iss` its tokens must carry, if set.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; empty accepts any.
+    pub audiences: Vec<String>,
+    /// Its keys.
+    pub keys: Keys,
+    /// Where its tokens are looked for, in order.
+    pub from: Vec<TokenSource>,
+    /// What its verified tokens pass upstream.
+    pub forwarding: Forwarding,
+    /// Its time checks.
+    pub time: TimeRules,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Providers, in configuration order.
+    pub providers: Vec<Provider>,
+    /// Rules; a request no rule matches needs a valid token from any provider.
+    pub rules: Vec<Rule>,
+    /// What a request no rule matches needs.
+    pub default_requirement: Requirement,
+    /// The realm of `WWW-Authenticate`.
+    pub realm: String,
+    /// The longest token accepted, in bytes.
+    pub max_token_bytes: usize,
+    /// How many verified tokens each worker remembers (0: no cache).
+    pub cache_entries: usize,
+    /// Whether to verify RS*/ES* signatures with Envoy's `verify_signature` when offered.
+    pub host_crypto: bool,
+    /// Distinct remote key sets.
+    pub sources: Vec<RemoteSource>,
+    /// Every header any provider sets: removed from every incoming request.
+    pub managed_headers: Vec<String>,
+}
+
+const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+const DEFAULT_MAX_KEYS: usize = 32;
+const DEFAULT_CACHE_ENTRIES: usize = 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    max_token_bytes: Option<usize>,
+    #[serde(default)]
+    cache: Option<RawCache>,
+    #[serde(default)]
+    host_crypto: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    max_entries: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    jwks: Option<Value>,
+    #[serde(default)]
+    remote_jwks: Option<RawRemote>,
+    #[serde(default)]
+    from: Option<Vec<RawSource>>,
+    #[serde(default)]
+    forward: bool,
+    #[serde(default)]
+    claims_to_headers: Vec<RawClaimHeader>,
+    #[serde(default)]
+    payload_header: Option<String>,
+    #[serde(default)]
+    clock_skew: Option<ConfigDuration>,
+    #[serde(default)]
+    require_exp: Option<bool>,
+    #[serde(default)]
+    max_lifetime: Option<ConfigDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    cluster: String,
+    uri: String,
+    #[serde(default)]
+    timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    cache_duration: Option<ConfigDuration>,
+    #[serde(default)]
+    min_refetch_interval: Option<ConfigDuration>,
+    #[serde(default)]
+    retry_interval: Option<ConfigDuration>,
+    #[serde(default)]
+    max_bytes: Option<usize>,
+    #[serde(default)]
+    max_keys: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaimHeader {
+    claim: Value,
+    header: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    path_exact: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawMode {
+    #[default]
+    Any,
+    All,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawTokenMode {
+    #[default]
+    Required,
+    Optional,
+    Ignored,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default, rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    providers: Option<Vec<String>>,
+    #[serde(default)]
+    mode: RawMode,
+    #[serde(default)]
+    token: RawTokenMode,
+    #[serde(default)]
+    claims: Vec<RawClaimRequirement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaimRequirement {
+    claim: Value,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    equals: Option<Value>,
+    #[serde(default)]
+    one_of: Option<Vec<Value>>,
+    #[serde(default)]
+    contains: Option<Value>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+/// Parses and validates the plugin configuration.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    let raw: RawConfig = parse_json(bytes)?;
+    if raw.providers.is_empty() {
+        return Err(ConfigError::new(
+            "providers",
+            "at least one provider is required",
+        ));
+    }
+    let mut sources: Vec<RemoteSource> = Vec::new();
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (i, provider) in raw.providers.into_iter().enumerate() {
+        let path = format!("providers[{i}]");
+        let provider = build_provider(provider, &mut sources).map_err(|e| e.within(&path))?;
+        if providers.iter().any(|p: &Provider| p.name == provider.name) {
+            return Err(ConfigError::new(
+                format!("{path}.name"),
+                format!(
+                    "provider names must be unique, {:?} is used twice",
+                    provider.name
+                ),
+            ));
+        }
+        providers.push(provider);
+    }
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let rules = raw
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| build_rule(rule, &names).map_err(|e| e.within(&format!("rules[{i}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let realm = raw.realm.unwrap_or_else(|| "meshward".into());
+    check_header_value("realm", &realm)?;
+    if realm.is_empty() || realm.contains(['"', '\\']) || !realm.is_ascii() {
+        return Err(ConfigError::new(
+            "realm",
+            "expected non-empty ASCII text without quotes or backslashes",
+        ));
+    }
+    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    if !(256..=64 * 1024).contains(&max_token_bytes) {
+        return Err(ConfigError::new(
+            "max_token_bytes",
+            format!("expected 256 to 65536, got {max_token_bytes}"),
+        ));
+    }
+    let cache_entries = raw.cache.map_or(DEFAULT_CACHE_ENTRIES, |c| c.max_entries);
+    if cache_entries > 100_000 {
+        return Err(ConfigError::new(
+            "cache.max_entries",
+            format!("expected at most 100000 (0 disables the cache), got {cache_entries}"),
+        ));
+    }
+    let mut managed_headers: Vec<String> = Vec::new();
+    for provider in &providers {
+        for header in provider.forwarding.headers() {
+            if !managed_headers.iter().any(|h| h == header) {
+                managed_headers.push(header.to_string());
+            }
+        }
+    }
+    Ok(Config {
+        default_requirement: Requirement::Verify {
+            providers: (0..providers.len()).collect(),
+            mode: Mode::Any,
+            allow_missing: false,
+            claims: Vec::new(),
+        },
+        providers,
+        rules,
+        realm,
+        max_token_bytes,
+        cache_entries,
+        host_crypto: raw.host_crypto.unwrap_or(true),
+        sources,
+        managed_headers,
+    })
+}
+
+fn duration_in(
+    path: &str,
+    value: Option<ConfigDuration>,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = value.map_or(default, |d| d.0);
+    if d < min || d > max {
+        return Err(ConfigError::new(
+            path,
+            format!("expected between {min:?} and {max:?}, got {d:?}"),
+        ));
+    }
+    Ok(d)
+}
+
+fn build_provider(
+    raw: RawProvider,
+    sources: &mut Vec<RemoteSource>,
+) -> Result<Provider, ConfigError> {
+    let valid_name = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if raw.name.is_empty() || !raw.name.chars().all(valid_name) {
+        return Err(ConfigError::new(
+            "name",
+            format!(
+                "expected letters, digits, '-', '_' or '.', got {:?}",
+                raw.name
+            ),
+        ));
+    }
+    if raw.issuer.as_deref() == Some("") {
+        return Err(ConfigError::new(
+            "issuer",
+            "must not be empty (leave it out to accept any issuer)",
+        ));
+    }
+    if let Some(i) = raw.audiences.iter().position(String::is_empty) {
+        return Err(ConfigError::new(
+            format!("audiences[{i}]"),
+            "must not be empty",
+        ));
+    }
+    let keys = match (raw.jwks, raw.remote_jwks) {
+        (Some(inline), None) => Keys::Inline(Rc::new(inline_jwks(&inline)?)),
+        (None, Some(remote)) => {
+            Keys::Remote(remote_source(remote, sources).map_err(|e| e.within("remote_jwks"))?)
+        }
+        _ => {
+            return Err(ConfigError::new(
+                "",
+                "exactly one of \"jwks\" (inline keys) and \"remote_jwks\" is required",
+            ))
+        }
+    };
+    let from = match raw.from {
+        None => vec![TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }],
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                "from",
+                "at least one token source is required",
+            ))
+        }
+        Some(list) => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| token_source(s).map_err(|e| e.within(&format!("from[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let mut claims_to_headers = Vec::with_capacity(raw.claims_to_headers.len());
+    for (i, item) in raw.claims_to_headers.into_iter().enumerate() {
+        let at = format!("claims_to_headers[{i}]");
+        claims_to_headers.push(ClaimHeader {
+            path: claim_path(&item.claim).map_err(|e| e.within(&at))?,
+            header: settable_header(&format!("{at}.header"), item.header)?,
+        });
+    }
+    let payload_header = raw
+        .payload_header
+        .map(|h| settable_header("payload_header", h))
+        .transpose()?;
+    let skew = duration_in(
+        "clock_skew",
+        raw.clock_skew,
+        Duration::from_secs(60),
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    )?;
+    let max_lifetime = raw
+        .max_lifetime
+        .map(|d| {
+            duration_in(
+                "max_lifetime",
+                Some(d),
+                d.0,
+                Duration::from_secs(1),
+                Duration::from_secs(10 * 365 * 86400),
+            )
+        })
+        .transpose()?;
+    Ok(Provider {
+        name: raw.name,
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        keys,
+        from,
+        forwarding: Forwarding {
+            claims_to_headers,
+            payload_header,
+            keep_token: raw.forward,
+        },
+        time: TimeRules {
+            skew_secs: skew.as_secs(),
+            require_exp: raw.require_exp.unwrap_or(true),
+            max_lifetime_secs: max_lifetime.map(|d| d.as_secs()),
+        },
+    })
+}
+
+/// Inline keys: a JWKS object, or a string holding one (as Envoy's `inline_string`).
+fn inline_jwks(value: &Value) -> Result<KeySet, ConfigError> {
+    let limits = Limits {
+        max_bytes: usize::MAX,
+        max_keys: 256,
+    };
+    let parsed = match value {
+        Value::String(text) => jwks::parse(text.as_bytes(), limits, Strictness::Strict),
+        other => jwks::parse_value(other, limits, Strictness::Strict),
+    };
+    parsed
+        .map(|p| p.set)
+        .map_err(|err| ConfigError::new(err.path(), err.message()).within("jwks"))
+}
+
+fn remote_source(raw: RawRemote, sources: &mut Vec<RemoteSource>) -> Result<usize, ConfigError> {
+    if raw.cluster.is_empty() {
+        return Err(ConfigError::new(
+            "cluster",
+            "the name of the Envoy cluster that serves the JWKS is required",
+        ));
+    }
+    let (authority, path) = split_uri(&raw.uri).ok_or_else(|| {
+        ConfigError::new("uri", format!("expected an http or https URL such as \"https://idp.example.com/.well-known/jwks.json\", got {:?}", raw.uri))
+    })?;
+    let max_bytes = raw.max_bytes.unwrap_or(DEFAULT_MAX_JWKS_BYTES);
+    if !(1024..=1024 * 1024).contains(&max_bytes) {
+        return Err(ConfigError::new(
+            "max_bytes",
+            format!("expected 1024 to 1048576, got {max_bytes}"),
+        ));
+    }
+    let max_keys = raw.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+    if !(1..=256).contains(&max_keys) {
+        return Err(ConfigError::new(
+            "max_keys",
+            format!("expected 1 to 256, got {max_keys}"),
+        ));
+    }
+    let secs = Duration::from_secs;
+    let source = RemoteSource {
+        shared_key: format!("meshward-jwt-auth|jwks|{}|{authority}{path}", raw.cluster),
+        cluster: raw.cluster,
+        authority,
+        path,
+        timeout: duration_in(
+            "timeout",
+            raw.timeout,
+            secs(5),
+            Duration::from_millis(1),
+            secs(60),
+        )?,
+        cache_duration: duration_in(
+            "cache_duration",
+            raw.cache_duration,
+            secs(600),
+            secs(1),
+            secs(30 * 86400),
+        )?,
+        min_refetch_interval: duration_in(
+            "min_refetch_interval",
+            raw.min_refetch_interval,
+            secs(30),
+            secs(1),
+            secs(86400),
+        )?,
+        retry_interval: duration_in(
+            "retry_interval",
+            raw.retry_interval,
+            secs(10),
+            Duration::from_millis(100),
+            secs(3600),
+        )?,
+        limits: Limits {
+            max_bytes,
+            max_keys,
+        },
+    };
+    if let Some(existing) = sources
+        .iter()
+        .position(|s| s.shared_key == source.shared_key)
+    {
+        if sources.get(existing) != Some(&source) {
+            return Err(ConfigError::new(
+                "",
+                "another provider fetches the same JWKS with different settings; give them the same settings",
+            ));
+        }
+        return Ok(existing);
+    }
+    sources.push(source);
+    Ok(sources.len() - 1)
+}
+
+/// `https://idp.example.com:8443/keys?x=1` → (`idp.example.com:8443`, `/keys?x=1`).
+fn split_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    let printable = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+    if authority.is_empty() || !printable(authority) || !printable(&path) || authority.contains('@')
+    {
+        return None;
+    }
+    Some((authority.to_string(), path))
+}
+
+fn token_source(raw: RawSource) -> Result<TokenSource, ConfigError> {
+    match (raw.header, raw.query, raw.cookie) {
+        (Some(name), None, None) => {
+            check_header_name("header", &name)?;
+            let prefix = raw.prefix.unwrap_or_else(|| {
+                if name == "authorization" {
+                    "Bearer ".into()
+                } else {
+                    String::new()
+                }
+            });
+            check_header_value("prefix", &prefix)?;
+            Ok(TokenSource::Header { name, prefix })
+        }
+        (None, Some(_), None) | (None, None, Some(_)) if raw.prefix.is_some() => Err(
+            ConfigError::new("prefix", "only a header source has a prefix"),
+        ),
+        (None, Some(name), None) => {
+            non_empty("query", &name)?;
+            Ok(TokenSource::Query(name))
+        }
+        (None, None, Some(name)) => {
+            let token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+            if name.is_empty() || !name.chars().all(token_char) {
+                return Err(ConfigError::new(
+                    "cookie",
+                    format!("expected a cookie name, got {name:?}"),
+                ));
+            }
+            Ok(TokenSource::Cookie(name))
+        }
+        _ => Err(ConfigError::new(
+            "",
+            "expected exactly one of \"header\", \"query\" and \"cookie\"",
+        )),
+    }
+}
+
+fn non_empty(path: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError::new(path, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// A header the filter may set: a valid lowercase name, not one that routes or frames the
+/// request.
+fn settable_header(path: &str, name: String) -> Result<String, ConfigError> {
+    check_header_name(path, &name)?;
+    const RESERVED: [&str; 6] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+    ];
+    if RESERVED.contains(&name.as_str()) {
+        return Err(ConfigError::new(
+            path,
+            format!("{name:?} cannot carry claims"),
+        ));
+    }
+    Ok(name)
+}
+
+/// A claim path: `"a.b"` (split at dots) or `["a", "b.c"]` (for keys holding dots).
+fn claim_path(value: &Value) -> Result<Vec<String>, ConfigError> {
+    let parts: Vec<String> = match value {
+        Value::String(text) => text.split('.').map(str::to_owned).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if parts.is_empty() || parts.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            "claim",
+            format!("expected a claim name such as \"sub\", a dotted path such as \"realm_access.roles\", or an array of keys, got {value}"),
+        ));
+    }
+    Ok(parts)
+}
+
+fn provider_index(names: &[&str], path: &str, name: &str) -> Result<usize, ConfigError> {
+    names.iter().position(|n| *n == name).ok_or_else(|| {
+        ConfigError::new(
+            path,
+            format!(
+                "unknown provider {name:?}; the providers are {}",
+                names.join(", ")
+            ),
+        )
+    })
+}
+
+fn build_rule(raw: RawRule, names: &[&str]) -> Result<Rule, ConfigError> {
+    let matcher = build_matcher(raw.matcher).map_err(|e| e.within("match"))?;
+    let providers: Vec<usize> = match &raw.providers {
+        None => (0..names.len()).collect(),
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                "providers",
+                "list at least one provider, or leave the field out for all",
+            ))
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, name)| provider_index(names, &format!("providers[{i}]"), name))
+            .collect::<Result<_, _>>()?,
+    };
+    let requirement = match raw.token {
+        RawTokenMode::Ignored => {
+            if raw.providers.is_some() || !raw.claims.is_empty() || raw.mode != RawMode::Any {
+                return Err(ConfigError::new(
+                    "token",
+                    "a rule with \"token\": \"ignored\" verifies nothing: remove its providers, mode and claims",
+                ));
+            }
+            Requirement::Ignore
+        }
+        mode => {
+            if mode == RawTokenMode::Optional && !raw.claims.is_empty() {
+                return Err(ConfigError::new(
+                    "claims",
+                    "claims cannot be required when the token is optional: use \"token\": \"required\"",
+                ));
+            }
+            let claims = raw
+                .claims
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    build_claim(c, names, &providers).map_err(|e| e.within(&format!("claims[{i}]")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Requirement::Verify {
+                providers,
+                mode: match raw.mode {
+                    RawMode::Any => Mode::Any,
+                    RawMode::All => Mode::All,
+                },
+                allow_missing: mode == RawTokenMode::Optional,
+                claims,
+            }
+        }
+    };
+    Ok(Rule {
+        matcher,
+        requirement,
+    })
+}
+
+fn build_matcher(raw: RawMatch) -> Result<Matcher, ConfigError> {
+    let hosts = raw
+        .hosts
+        .into_iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = host.to_ascii_lowercase();
+            let rest = host.strip_prefix("*.").unwrap_or(&host);
+            let bad = rest.is_empty() || rest.contains(['/', ' ', '?', '#', '*']);
+            if bad {
+                return Err(ConfigError::new(
+                    format!("hosts[{i}]"),
+                    format!("expected a host such as \"api.example.com\" or \"*.example.com\", got {host:?}"),
+                ));
+            }
+            Ok(match host.strip_prefix('*') {
+                Some(suffix) => HostPattern::Suffix(suffix.to_string()),
+                None => HostPattern::Exact(host),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let path = match (raw.path_prefix, raw.path_exact) {
+        (None, None) => PathMatch::Any,
+        (Some(prefix), None) => PathMatch::Prefix(path_value("path_prefix", prefix)?),
+        (None, Some(exact)) => PathMatch::Exact(path_value("path_exact", exact)?),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "",
+                "give path_prefix or path_exact, not both",
+            ))
+        }
+    };
+    for (i, method) in raw.methods.iter().enumerate() {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError::new(
+                format!("methods[{i}]"),
+                format!("expected an uppercase method such as \"GET\", got {method:?}"),
+            ));
+        }
+    }
+    Ok(Matcher {
+        hosts,
+        path,
+        methods: raw.methods,
+    })
+}
+
+fn path_value(path: &str, value: String) -> Result<String, ConfigError> {
+    if !value.starts_with('/') || value.contains('?') {
+        return Err(ConfigError::new(
+            path,
+            format!("expected a path starting with '/' and without a query, got {value:?}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn build_claim(
+    raw: RawClaimRequirement,
+    names: &[&str],
+    rule_providers: &[usize],
+) -> Result<ClaimRequirement, ConfigError> {
+    let path = claim_path(&raw.claim)?;
+    let provider = match &raw.provider {
+        None => None,
+        Some(name) => {
+            let index = provider_index(names, "provider", name)?;
+            if !rule_providers.contains(&index) {
+                return Err(ConfigError::new(
+                    "provider",
+                    format!("{name:?} is not one of this rule's providers"),
+                ));
+            }
+            Some(index)
+        }
+    };
+    let check = match (raw.equals, raw.one_of, raw.contains, raw.scopes) {
+        (Some(v), None, None, None) => ClaimCheck::Equals(v),
+        (None, Some(options), None, None) if !options.is_empty() => ClaimCheck::OneOf(options),
+        (None, Some(_), None, None) => {
+            return Err(ConfigError::new("one_of", "list at least one value"))
+        }
+        (None, None, Some(v), None) => ClaimCheck::Contains(v),
+        (None, None, None, Some(scopes)) => {
+            if scopes.is_empty() {
+                return Err(ConfigError::new("scopes", "list at least one scope"));
+            }
+            if let Some(i) = scopes.iter().position(|s| s.is_empty() || s.contains(' ')) {
+                return Err(ConfigError::new(
+                    format!("scopes[{i}]"),
+                    "a scope is one non-empty word",
+                ));
+            }
+            ClaimCheck::Scopes(scopes)
+        }
+        _ => {
+            return Err(ConfigError::new(
+                "",
+                "expected exactly one of \"equals\", \"one_of\", \"contains\" and \"scopes\"",
+            ))
+        }
+    };
+    Ok(ClaimRequirement {
+        path,
+        provider,
+        check,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use serde_json::json;
+
+    fn provider() -> Value {
+        json!({ "name": "idp", "issuer": fixtures::ISSUER, "jwks": fixtures::jwks() })
+    }
+
+    fn error(config: Value) -> String {
+        parse(config.to_string().as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_minimal_config_requires_a_bearer_token_from_the_provider() {
+        let config = parse(json!({ "providers": [provider()] }).to_string().as_bytes()).unwrap();
+        assert_eq!(config.providers.len(), 1);
+        assert_eq!(
+            config.providers[0].from,
+            vec![TokenSource::Header {
+                name: "authorization".into(),
+                prefix: "Bearer ".into()
+            }]
+        );
+        assert_eq!(config.providers[0].time.skew_secs, 60);
+        assert!(config.providers[0].time.require_exp);
+        assert!(config.rules.is_empty());
+        assert!(matches!(
+            config.default_requirement,
+            Requirement::Verify {
+                allow_missing: false,
+                ..
+            }
+        ));
+        assert_eq!(config.realm, "meshward");
+        assert!(config.host_crypto);
+    }
+
+    #[test]
+    fn refuses_unknown_fields_with_their_path() {
+        let mut p = provider();
+        p["issure"] = json!("x");
+        let text = error(json!({ "providers": [p] }));
+        assert!(
+            text.starts_with("providers[0].issure: unknown field `issure`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_the_bad_key_inside_an_inline_jwks() {
+        let mut jwks = fixtures::jwks();
+        jwks["keys"][1]["crv"] = json!("P-521");
+        let mut p = provider();
+        p["jwks"] = jwks;
+        let text = error(json!({ "providers": [p] }));
+        assert!(
+            text.starts_with("providers[0].jwks.keys[1].crv: expected \"P-256\" or \"P-384\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn accepts_an_inline_jwks_as_a_string() {
+        let mut p = provider();
+        p["jwks"] = json!(fixtures::jwks().to_string());
+        assert!(parse(json!({ "providers": [p] }).to_string().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn requires_exactly_one_key_source() {
+        let both = json!({ "name": "a", "jwks": fixtures::jwks(), "remote_jwks": { "cluster": "c", "uri": "https://x/" } });
+        assert!(error(json!({ "providers": [both] })).starts_with("providers[0]: exactly one of"));
+        assert!(error(json!({ "providers": [{ "name": "a" }] }))
+            .starts_with("providers[0]: exactly one of"));
+        assert_eq!(
+            error(json!({ "providers": [] })),
+            "providers: at least one provider is required"
+        );
+    }
+
+    #[test]
+    fn parses_a_remote_jwks_uri_and_shares_identical_sources() {
+        let remote = json!({ "cluster": "jwks", "uri": "https://idp.example.com:8443/keys", "cache_duration": "5m" });
+        let config = parse(
+            json!({ "providers": [
+                { "name": "a", "remote_jwks": remote },
+                { "name": "b", "remote_jwks": remote, "audiences": ["x"] },
+            ]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(config.sources.len(), 1);
+        let source = &config.sources[0];
+        assert_eq!(source.authority, "idp.example.com:8443");
+        assert_eq!(source.path, "/keys");
+        assert_eq!(source.cache_duration, Duration::from_secs(300));
+        assert_eq!(source.timeout, Duration::from_secs(5));
+        assert!(matches!(config.providers[1].keys, Keys::Remote(0)));
+    }
+
+    #[test]
+    fn refuses_bad_remote_settings_by_field() {
+        let with =
+            |remote: Value| error(json!({ "providers": [{ "name": "a", "remote_jwks": remote }] }));
+        assert!(with(json!({ "cluster": "c", "uri": "ftp://x/" }))
+            .starts_with("providers[0].remote_jwks.uri: expected an http or https URL"));
+        assert!(with(json!({ "cluster": "", "uri": "https://x/" }))
+            .starts_with("providers[0].remote_jwks.cluster:"));
+        assert_eq!(
+            with(json!({ "cluster": "c", "uri": "https://x/", "timeout": "soon" })),
+            "providers[0].remote_jwks.timeout: expected a duration such as \"1s\" or \"500ms\", got \"soon\""
+        );
+        assert!(
+            with(json!({ "cluster": "c", "uri": "https://x/", "timeout": "2m" }))
+                .starts_with("providers[0].remote_jwks.timeout: expected between")
+        );
+    }
+
+    #[test]
+    fn token_sources_need_exactly_one_place() {
+        let with = |from: Value| {
+            let mut p = provider();
+            p["from"] = from;
+            error(json!({ "providers": [p] }))
+        };
+        assert_eq!(
+            with(json!([{ "header": "x-a", "query": "t" }])),
+            "providers[0].from[0]: expected exactly one of \"header\", \"query\" and \"cookie\""
+        );
+        assert_eq!(
+            with(json!([{ "query": "t", "prefix": "x" }])),
+            "providers[0].from[0].prefix: only a header source has a prefix"
+        );
+        assert!(with(json!([{ "header": "X-Token" }]))
+            .starts_with("providers[0].from[0].header: header names are lowercase"));
+        assert_eq!(
+            with(json!([])),
+            "providers[0].from: at least one token source is required"
+        );
+    }
+
+    #[test]
+    fn claim_headers_need_a_path_and_a_settable_header() {
+        let with = |item: Value| {
+            let mut p = provider();
+            p["claims_to_headers"] = json!([item]);
+            error(json!({ "providers": [p] }))
+        };
+        assert!(with(json!({ "claim": "a..b", "header": "x-a" }))
+            .starts_with("providers[0].claims_to_headers[0].claim:"));
+        assert!(with(json!({ "claim": 5, "header": "x-a" }))
+            .starts_with("providers[0].claims_to_headers[0].claim:"));
+        assert_eq!(
+            with(json!({ "claim": "sub", "header": "host" })),
+            "providers[0].claims_to_headers[0].header: \"host\" cannot carry claims"
+        );
+    }
+
+    #[test]
+    fn collects_every_header_the_filter_sets() {
+        let mut p = provider();
+        p["claims_to_headers"] = json!([{ "claim": "sub", "header": "x-sub" }, { "claim": ["org", "id"], "header": "x-org" }]);
+        p["payload_header"] = json!("x-payload");
+        let config = parse(json!({ "providers": [p] }).to_string().as_bytes()).unwrap();
+        assert_eq!(config.managed_headers, ["x-sub", "x-org", "x-payload"]);
+        assert_eq!(
+            config.providers[0].forwarding.claims_to_headers[1].path,
+            ["org", "id"]
+        );
+    }
+
+    #[test]
+    fn rules_name_known_providers_and_consistent_requirements() {
+        let with = |rule: Value| error(json!({ "providers": [provider()], "rules": [rule] }));
+        assert_eq!(
+            with(json!({ "providers": ["nope"] })),
+            "rules[0].providers[0]: unknown provider \"nope\"; the providers are idp"
+        );
+        assert!(with(
+            json!({ "token": "optional", "claims": [{ "claim": "sub", "equals": "a" }] })
+        )
+        .starts_with("rules[0].claims:"));
+        assert!(with(json!({ "token": "ignored", "providers": ["idp"] }))
+            .starts_with("rules[0].token:"));
+        assert_eq!(with(json!({ "token": "maybe" })), "rules[0].token: unknown variant `maybe`, expected one of `required`, `optional`, `ignored`");
+        assert_eq!(with(json!({ "claims": [{ "claim": "sub", "equals": "a", "one_of": ["b"] }] })), "rules[0].claims[0]: expected exactly one of \"equals\", \"one_of\", \"contains\" and \"scopes\"");
+        assert_eq!(
+            with(json!({ "claims": [{ "claim": "scope", "scopes": ["a b"] }] })),
+            "rules[0].claims[0].scopes[0]: a scope is one non-empty word"
+        );
+        assert!(with(json!({ "match": { "methods": ["get"] } }))
+            .starts_with("rules[0].match.methods[0]:"));
+        assert!(with(json!({ "match": { "path_prefix": "api" } }))
+            .starts_with("rules[0].match.path_prefix:"));
+        assert!(with(json!({ "match": { "hosts": ["a.*.com"] } }))
+            .starts_with("rules[0].match.hosts[0]:"));
+    }
+
+    #[test]
+    fn builds_rules_with_matchers_and_claims() {
+        let config = parse(
+            json!({
+                "providers": [provider()],
+                "rules": [
+                    { "match": { "path_prefix": "/health" }, "token": "ignored" },
+                    { "match": { "hosts": ["*.Example.com"], "methods": ["POST"], "path_exact": "/admin" },
+                      "claims": [{ "claim": "realm_access.roles", "contains": "admin" }, { "claim": "scope", "scopes": ["write"] }] },
+                ]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(config.rules[0].requirement, Requirement::Ignore);
+        assert_eq!(
+            config.rules[1].matcher.hosts,
+            vec![HostPattern::Suffix(".example.com".into())]
+        );
+        let Requirement::Verify {
+            claims, providers, ..
+        } = &config.rules[1].requirement
+        else {
+            panic!("expected a verifying rule");
+        };
+        assert_eq!(providers, &vec![0]);
+        assert_eq!(claims[0].path, ["realm_access", "roles"]);
+        assert_eq!(claims[1].check, ClaimCheck::Scopes(vec!["write".into()]));
+    }
+
+    #[test]
+    fn top_level_limits_are_checked() {
+        let base = || json!({ "providers": [provider()] });
+        let mut c = base();
+        c["max_token_bytes"] = json!(10);
+        assert_eq!(error(c), "max_token_bytes: expected 256 to 65536, got 10");
+        let mut c = base();
+        c["realm"] = json!("a\"b");
+        assert!(error(c).starts_with("realm:"));
+        let mut c = base();
+        c["cache"] = json!({ "max_entries": 1_000_000 });
+        assert!(error(c).starts_with("cache.max_entries:"));
+    }
+
+    #[test]
+    fn provider_names_are_unique() {
+        let text = error(json!({ "providers": [provider(), provider()] }));
+        assert_eq!(
+            text,
+            "providers[1].name: provider names must be unique, \"idp\" is used twice"
+        );
+    }
+}

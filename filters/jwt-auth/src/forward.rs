@@ -1,0 +1,165 @@
+//! What an allowed request carries upstream: claims copied to headers, the payload as a
+//! header, and the token removed when it is not forwarded. Incoming copies of every header
+//! the filter sets are removed first, so a client cannot forge them.
+
+use crate::cache::Verified;
+use crate::claims;
+use crate::sources::{self, TokenSource};
+use meshward_shared::pairs::Pair;
+
+/// A claim copied to a request header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// The claim's path, outermost key first.
+    pub path: Vec<String>,
+    /// The header to set.
+    pub header: String,
+}
+
+/// What a provider passes upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Claims copied to headers.
+    pub claims_to_headers: Vec<ClaimHeader>,
+    /// The header that gets the payload segment (base64url JSON), if any.
+    pub payload_header: Option<String>,
+    /// Whether the token stays in the request.
+    pub keep_token: bool,
+}
+
+impl Forwarding {
+    /// Every header this provider may set.
+    pub fn headers(&self) -> impl Iterator<Item = &str> {
+        self.claims_to_headers
+            .iter()
+            .map(|c| c.header.as_str())
+            .chain(self.payload_header.as_deref())
+    }
+}
+
+/// One change to the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// Remove every value of a header.
+    Remove(String),
+    /// Set a header, replacing any value.
+    Set(String, String),
+    /// Replace `:path` (to drop the token's query parameter).
+    SetPath(String),
+    /// Replace the `cookie` header (to drop the token's cookie); `None` removes it.
+    SetCookie(Option<String>),
+}
+
+/// The edits for a token `verified` by a provider with `forwarding`, found in `source`.
+pub fn edits(
+    forwarding: &Forwarding,
+    verified: &Verified,
+    source: &TokenSource,
+    headers: &[Pair],
+    path: &str,
+) -> Vec<Edit> {
+    let mut out = Vec::new();
+    for claim in &forwarding.claims_to_headers {
+        let value = claims::lookup(&verified.claims, &claim.path).and_then(claims::header_value);
+        if let Some(value) = value {
+            out.push(Edit::Set(claim.header.clone(), value));
+        }
+    }
+    if let Some(header) = &forwarding.payload_header {
+        out.push(Edit::Set(header.clone(), verified.payload_segment.clone()));
+    }
+    if !forwarding.keep_token {
+        out.push(match source {
+            TokenSource::Header { name, .. } => Edit::Remove(name.clone()),
+            TokenSource::Query(name) => Edit::SetPath(sources::without_query_param(path, name)),
+            TokenSource::Cookie(name) => Edit::SetCookie(sources::without_cookie(headers, name)),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::Times;
+    use serde_json::json;
+
+    fn verified() -> Verified {
+        Verified {
+            claims: json!({ "sub": "ann", "org": { "id": "acme" }, "groups": ["a", "b"], "evil": "x\r\ny: z" })
+                .as_object()
+                .unwrap()
+                .clone(),
+            times: Times::default(),
+            payload_segment: "eyJzdWIiOiJhbm4ifQ".into(),
+        }
+    }
+
+    fn claim(path: &[&str], header: &str) -> ClaimHeader {
+        ClaimHeader {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            header: header.into(),
+        }
+    }
+
+    fn bearer() -> TokenSource {
+        TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }
+    }
+
+    #[test]
+    fn copies_claims_by_path_and_joins_arrays() {
+        let forwarding = Forwarding {
+            claims_to_headers: vec![
+                claim(&["sub"], "x-sub"),
+                claim(&["org", "id"], "x-org"),
+                claim(&["groups"], "x-groups"),
+                claim(&["absent"], "x-absent"),
+                claim(&["evil"], "x-evil"),
+            ],
+            payload_header: Some("x-payload".into()),
+            keep_token: true,
+        };
+        assert_eq!(
+            edits(&forwarding, &verified(), &bearer(), &[], "/"),
+            vec![
+                Edit::Set("x-sub".into(), "ann".into()),
+                Edit::Set("x-org".into(), "acme".into()),
+                Edit::Set("x-groups".into(), "a,b".into()),
+                Edit::Set("x-payload".into(), "eyJzdWIiOiJhbm4ifQ".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn strips_the_token_from_where_it_was_found() {
+        let strip = Forwarding::default();
+        assert_eq!(
+            edits(&strip, &verified(), &bearer(), &[], "/"),
+            vec![Edit::Remove("authorization".into())]
+        );
+        assert_eq!(
+            edits(
+                &strip,
+                &verified(),
+                &TokenSource::Query("t".into()),
+                &[],
+                "/a?t=x&b=1"
+            ),
+            vec![Edit::SetPath("/a?b=1".into())]
+        );
+        let cookies = vec![("cookie".to_string(), b"jwt=x; theme=dark".to_vec())];
+        assert_eq!(
+            edits(
+                &strip,
+                &verified(),
+                &TokenSource::Cookie("jwt".into()),
+                &cookies,
+                "/"
+            ),
+            vec![Edit::SetCookie(Some("theme=dark".into()))]
+        );
+    }
+}
