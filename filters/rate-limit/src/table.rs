@@ -192,22 +192,21 @@ pub struct Table {
 }
 
 impl Table {
-    /// The table of rule `rule` holding `buckets` buckets. The names include the limit and
-    /// the size, so a changed rule starts on fresh entries instead of misreading old ones.
+    /// The table of rule `rule` holding `buckets` buckets. The names spell out the limit
+    /// and the size, so a changed rule starts on fresh entries instead of misreading old
+    /// ones: `meshward_rate_limit.v1.<rule>.c<capacity>.r<refill>.p<period ns>.b<buckets>`,
+    /// then `.<set>` or `.overflow`.
     pub fn new(rule: &str, limit: &Limit, buckets: u32) -> Table {
         let slots = usize::try_from(buckets)
             .unwrap_or(SET_SLOTS)
             .clamp(1, SET_SLOTS);
         let per_set = u32::try_from(slots).unwrap_or(1);
         let sets = buckets.div_ceil(per_set).max(1);
-        let mut h = DefaultHasher::new();
-        h.write_u64(limit.capacity());
-        h.write_u64(limit.refill());
-        h.write_u128(limit.period().as_nanos());
-        h.write_u32(buckets);
         let prefix = format!(
-            "meshward_rate_limit.v{FORMAT}.{rule}.{:08x}",
-            h.finish() as u32
+            "meshward_rate_limit.v{FORMAT}.{rule}.c{}.r{}.p{}.b{buckets}",
+            limit.capacity(),
+            limit.refill(),
+            limit.period().as_nanos(),
         );
         Table {
             prefix,
