@@ -17,7 +17,7 @@ for port in 8080 9901 10000; do
   fi
 done
 
-cargo build --quiet -p meshward-tests --bin meshward-echo
+cargo build -p meshward-tests --bin meshward-echo
 
 pids=()
 stop() {
