@@ -6,7 +6,8 @@
 # Knobs, all optional: BENCH_DURATION=10 (seconds measured per run), BENCH_WARMUP=2,
 # BENCH_ROUNDS=3, BENCH_CONNECTIONS=32, BENCH_ENVOY_CPU=0, BENCH_LOAD_CPU=1,
 # BENCH_ONLY="no-filter security-headers" (a subset; keep the baselines in it for ratios),
-# BENCH_RECORD=0 (do not rewrite the results table in BENCHMARKS.md), ENVOY=path/to/envoy.
+# BENCH_RECORD=0 (do not rewrite the results table in BENCHMARKS.md), ENVOY=path/to/envoy,
+# BENCH_UPSTREAM=path/to/server (another upstream; it must take `--port PORT`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,13 +67,15 @@ find_envoy() {
   fi
 }
 
-# The selected configuration lines.
-selected() {
+# The configuration lines BENCH_ONLY selects, into SELECTED.
+select_configs() {
   local line name
+  SELECTED=()
   for line in "${CONFIGS[@]}"; do
     read -r name _ <<<"$line"
-    if [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]]; then echo "$line"; fi
+    if [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]]; then SELECTED+=("$line"); fi
   done
+  [ ${#SELECTED[@]} -gt 0 ] || die "BENCH_ONLY=\"$ONLY\" names no configuration"
 }
 
 port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -90,9 +93,10 @@ wait_for_port() {
 # are counted after its closing parenthesis: utime and stime are then the 12th and 13th.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
-# Busy and total clock ticks of one core so far, all processes together.
+# Busy and total clock ticks of one core so far, all processes together: user to steal
+# (guest time is already counted in user), less idle and iowait.
 core_ticks() {
-  awk -v cpu="cpu$1" '$1 == cpu { total = 0; for (i = 2; i <= NF; i++) total += $i;
+  awk -v cpu="cpu$1" '$1 == cpu { total = 0; for (i = 2; i <= 9; i++) total += $i;
     print total - $5 - $6, total }' /proc/stat
 }
 
@@ -111,7 +115,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_upstream() {
-  [ -x "$UPSTREAM_BIN" ] || cargo build --release -q -p meshward-tests --bin meshward-echo
+  [ -n "${BENCH_UPSTREAM:-}" ] || cargo build --release -q -p meshward-tests --bin meshward-echo
   port_is_free "$UPSTREAM_PORT" || die "port $UPSTREAM_PORT is taken; the bench upstream needs it"
   taskset -c "$LOAD_CPU" "$UPSTREAM_BIN" --port "$UPSTREAM_PORT" >"$OUT/upstream.log" 2>&1 &
   UPSTREAM_PID=$!
@@ -136,7 +140,8 @@ start_envoy() {
   die "Envoy did not serve $name; see $OUT/envoy-$name.log"
 }
 
-# wrk's summary as key=value words, through its Lua `done` hook.
+# wrk's summary on one line, through its Lua `done` hook: "result", requests, duration (µs),
+# failed or non-2xx/3xx requests, latency p50 and p99 (µs).
 write_wrk_report_script() {
   cat >"$OUT/report.lua" <<'EOF'
 done = function(summary, latency, requests)
@@ -189,8 +194,16 @@ run() {
   log "round $round $name: $requests requests, Envoy ${fields[6]} ticks"
 }
 
+# The harness's fuel and host calls per request for every selected Wasm filter.
 fuel() {
+  local args=() line name wasm config
+  for line in "${SELECTED[@]}"; do
+    read -r name _ wasm config <<<"$line"
+    [ -z "$wasm" ] || args+=("$name" "$wasm" "$config")
+  done
   : >"$OUT/fuel.tsv"
+  [ ${#args[@]} -eq 0 ] ||
+    cargo run -q -p meshward-tests --bin meshward-fuel -- "${args[@]}" >"$OUT/fuel.tsv"
 }
 
 check_same_job() {
@@ -212,34 +225,37 @@ main() {
   local cpus
   cpus=$(nproc)
   [ "$cpus" -ge 2 ] || die "needs 2 cores to keep Envoy and the load apart; this machine has $cpus"
-  local line name config wasm _
-  while read -r name config wasm _; do
+  select_configs
+  local line name config wasm
+  for line in "${SELECTED[@]}"; do
+    read -r name config wasm _ <<<"$line"
     [ -f "$config" ] || die "$name: no $config"
     [ -z "$wasm" ] || [ -f "$wasm" ] || die "$name: no $wasm; run 'make build'"
-  done < <(selected)
+  done
   cat >"$OUT/run.env" <<EOF
 date=$(date -u +%Y-%m-%dT%H:%MZ)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 cores=$cpus
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-envoy=$("$ENVOY" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)
+envoy=$("$ENVOY" --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p')
 duration=$DURATION
 warmup=$WARMUP
 rounds=$ROUNDS
 connections=$CONNECTIONS
 clk_tck=$(getconf CLK_TCK)
 EOF
+  fuel
   start_upstream
   local round
   for round in $(seq "$ROUNDS"); do
-    while read -r name config _; do
+    for line in "${SELECTED[@]}"; do
+      read -r name config _ <<<"$line"
       run "$round" "$name" "$config"
-    done < <(selected)
+    done
+    [ "$round" -gt 1 ] || check_same_job
   done
   echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/run.env"
-  check_same_job
-  fuel
   local record=()
   [ "$RECORD" = 0 ] || record=(--record BENCHMARKS.md)
   python3 scripts/bench_report.py "$OUT" "$BASELINE" "$WASM_FLOOR" "${record[@]}" |
