@@ -49,8 +49,7 @@ run: setup build
 	scripts/run.sh
 
 bench: setup build
-	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; \
-	else echo "make bench: scripts/bench.sh is not written yet"; fi
+	scripts/bench.sh
 
 clean:
 	rm -rf out bench-results
