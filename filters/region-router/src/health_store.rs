@@ -1,0 +1,210 @@
+//! The regions' health records in shared data: one key per region, read for every decision
+//! and updated with compare-and-swap for every outcome, so all workers share one view.
+
+use crate::config::{Config, Region};
+use crate::health::{Effect, Outcome, RegionHealth, State};
+use meshward_shared::host::Status;
+use meshward_shared::shared_data::{update, Decision, Store, UpdateError};
+use std::time::Duration;
+
+/// Compare-and-swap attempts per outcome before giving up (counted in `health_errors`).
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The shared-data key of a region's record. The cluster is part of it: two plugins that
+/// share a VM id and a region name but route it to different clusters keep apart.
+pub fn key(region: &Region) -> String {
+    format!(
+        "meshward.region_router.v1.{}.{}",
+        region.name, region.cluster
+    )
+}
+
+/// Every region's record: as stored, or a fresh healthy one when absent or unreadable.
+/// The error is the first host failure, if any; its region then counts as healthy, so a
+/// broken store leaves routing to the weights and preferences rather than refusing traffic.
+pub fn records<S: Store>(store: &mut S, config: &Config) -> (Vec<RegionHealth>, Option<Status>) {
+    let mut error = None;
+    let records = config
+        .regions
+        .iter()
+        .map(|region| match store.get(&key(region)) {
+            Ok(Some(value)) => RegionHealth::decode(&value.bytes).unwrap_or_default(),
+            Ok(None) => RegionHealth::new(),
+            Err(status) => {
+                error.get_or_insert(status);
+                RegionHealth::new()
+            }
+        })
+        .collect();
+    (records, error)
+}
+
+/// Every region's state at `now`, for a decision.
+pub fn states<S: Store>(
+    store: &mut S,
+    config: &Config,
+    now: Duration,
+) -> (Vec<State>, Option<Status>) {
+    let (records, error) = records(store, config);
+    let states = records
+        .iter()
+        .map(|r| r.state(&config.health, now))
+        .collect();
+    (states, error)
+}
+
+/// Writes an empty record for every region that has none, so that every later update is a
+/// real compare-and-swap (Envoy lets any write create a key, whatever its version).
+pub fn create_missing<S: Store>(store: &mut S, config: &Config) -> Result<(), UpdateError> {
+    for region in &config.regions {
+        update(store, &key(region), MAX_ATTEMPTS, |current| match current {
+            Some(_) => Decision::Keep(()),
+            None => Decision::Write(RegionHealth::new().encode(), ()),
+        })?;
+    }
+    Ok(())
+}
+
+/// Records the outcome of a request decided at `started` and sent to region `index`.
+pub fn record<S: Store>(
+    store: &mut S,
+    config: &Config,
+    index: usize,
+    now: Duration,
+    started: Duration,
+    outcome: Outcome,
+) -> Result<Effect, UpdateError> {
+    let Some(region) = config.regions.get(index) else {
+        return Ok(Effect::Ignored);
+    };
+    update(store, &key(region), MAX_ATTEMPTS, |current| {
+        let mut health = current.and_then(RegionHealth::decode).unwrap_or_default();
+        let effect = health.record(&config.health, now, started, outcome);
+        if effect.needs_write() {
+            Decision::Write(health.encode(), effect)
+        } else {
+            Decision::Keep(effect)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Transition;
+    use meshward_shared::host::{HostResult, SharedValue};
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    /// Envoy's shared-data rules in memory; `fail` makes every call fail.
+    #[derive(Default)]
+    struct Memory {
+        data: HashMap<String, (Vec<u8>, u32)>,
+        version: u32,
+        fail: bool,
+    }
+
+    impl Store for Memory {
+        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
+            if self.fail {
+                return Err(Status::InternalFailure);
+            }
+            Ok(self.data.get(key).map(|(bytes, cas)| SharedValue {
+                bytes: bytes.clone(),
+                cas: *cas,
+            }))
+        }
+        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+            if self.fail {
+                return Err(Status::InternalFailure);
+            }
+            if let Some((_, current)) = self.data.get(key) {
+                if cas != 0 && cas != *current {
+                    return Err(Status::CasMismatch);
+                }
+            }
+            self.version += 1;
+            self.data
+                .insert(key.to_string(), (value.to_vec(), self.version));
+            Ok(())
+        }
+    }
+
+    fn config() -> Config {
+        let value = json!({
+            "regions": [
+                {"name": "eu-west-1", "cluster": "eu"},
+                {"name": "us-east-1", "cluster": "us"}
+            ],
+            "local_region": "eu-west-1",
+            "health": {"min_requests": 4}
+        });
+        Config::parse(value.to_string().as_bytes(), None).unwrap()
+    }
+
+    const NOW: Duration = Duration::from_secs(1_700_000_000);
+
+    #[test]
+    fn outcomes_recorded_by_one_worker_are_seen_by_every_decision() {
+        let c = config();
+        let mut store = Memory::default();
+        create_missing(&mut store, &c).unwrap();
+        for i in 0..3 {
+            assert_eq!(
+                record(&mut store, &c, 1, NOW, NOW, Outcome::Failure).unwrap(),
+                Effect::Counted,
+                "failure {i}"
+            );
+        }
+        assert_eq!(
+            record(&mut store, &c, 1, NOW, NOW, Outcome::Failure).unwrap(),
+            Effect::Changed(Transition::Opened)
+        );
+        let (states, error) = states(&mut store, &c, NOW);
+        assert_eq!(states, vec![State::Healthy, State::Unhealthy]);
+        assert_eq!(error, None);
+    }
+
+    #[test]
+    fn creating_keeps_existing_records() {
+        let c = config();
+        let mut store = Memory::default();
+        create_missing(&mut store, &c).unwrap();
+        for _ in 0..4 {
+            record(&mut store, &c, 0, NOW, NOW, Outcome::Failure).unwrap();
+        }
+        create_missing(&mut store, &c).unwrap();
+        assert_eq!(states(&mut store, &c, NOW).0[0], State::Unhealthy);
+    }
+
+    #[test]
+    fn an_unreadable_store_counts_every_region_healthy_and_says_so() {
+        let c = config();
+        let mut store = Memory {
+            fail: true,
+            ..Memory::default()
+        };
+        let (states, error) = states(&mut store, &c, NOW);
+        assert_eq!(states, vec![State::Healthy, State::Healthy]);
+        assert_eq!(error, Some(Status::InternalFailure));
+        assert!(record(&mut store, &c, 0, NOW, NOW, Outcome::Failure).is_err());
+    }
+
+    #[test]
+    fn a_garbled_record_starts_afresh() {
+        let c = config();
+        let mut store = Memory::default();
+        store.set(&key(&c.regions[1]), b"garbage", 0).unwrap();
+        assert_eq!(states(&mut store, &c, NOW).0[1], State::Healthy);
+        assert_eq!(
+            record(&mut store, &c, 1, NOW, NOW, Outcome::Success).unwrap(),
+            Effect::Counted
+        );
+    }
+
+    #[test]
+    fn keys_name_the_region_and_its_cluster() {
+        let c = config();
+        assert_eq!(key(&c.regions[1]), "meshward.region_router.v1.us-east-1.us");
+    }
+}
