@@ -1,0 +1,606 @@
+//! The plugin configuration: JSON parsed once at configure time into a validated, immutable
+//! [`Config`]. Unknown fields are refused, and every refusal names the field path and what
+//! was expected.
+
+use crate::breaker::{Mode, Settings};
+use crate::labels::Policy;
+use crate::outcome::StatusPattern;
+use crate::record;
+use crate::window::{Spec, MAX_BUCKETS, MAX_CALLS, MAX_SPAN};
+use meshward_shared::config::{check_header_value, parse_json, ConfigDuration, ConfigError};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The most breakers one plugin may list.
+pub const MAX_BREAKERS: usize = 256;
+/// The most names a label cap may admit beyond its allow-list.
+pub const MAX_LABELS: u32 = 1_000;
+/// Label values per kind when `max` is not given and there is no allow-list.
+pub const DEFAULT_MAX_LABELS: u32 = 20;
+/// The most probes HALF_OPEN may let through.
+pub const MAX_PROBES: u32 = 1_000;
+
+/// Which clusters a breaker entry covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterMatch {
+    /// Exactly this cluster.
+    Exact(String),
+    /// Every cluster no other entry names (`"*"`).
+    Any,
+}
+
+/// One validated breaker entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerConfig {
+    /// The clusters it covers.
+    pub cluster: ClusterMatch,
+    /// One breaker per route to the cluster, rather than one for the cluster.
+    pub per_route: bool,
+    /// The circuit's name in the refusal header; `None`: the cluster's (and route's) name.
+    pub name: Option<String>,
+    /// Whether an OPEN breaker refuses requests, or only says it would.
+    pub enforce: bool,
+    /// The state machine's settings.
+    pub settings: Settings,
+    /// The fingerprint of `settings`, stamped on its shared-data records.
+    pub fingerprint: u64,
+}
+
+/// The validated plugin configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Statuses from the upstream a breaker counts as failures.
+    pub failure_statuses: Vec<StatusPattern>,
+    /// Which cluster names get their own label.
+    pub clusters: Policy,
+    /// Which route names get their own label.
+    pub routes: Policy,
+    /// The breakers, in the order written.
+    pub breakers: Vec<BreakerConfig>,
+}
+
+impl Config {
+    /// The breaker entry for `cluster`: the one naming it, else the `"*"` entry.
+    pub fn breaker_for(&self, cluster: &str) -> Option<&BreakerConfig> {
+        self.breakers
+            .iter()
+            .find(|b| matches!(&b.cluster, ClusterMatch::Exact(name) if name == cluster))
+            .or_else(|| {
+                self.breakers
+                    .iter()
+                    .find(|b| b.cluster == ClusterMatch::Any)
+            })
+    }
+
+    /// A one-line summary for the log.
+    pub fn summary(&self) -> String {
+        let enforcing = self.breakers.iter().filter(|b| b.enforce).count();
+        format!(
+            "{} breaker(s), {enforcing} enforcing; labels: clusters {} allowed + {} more, routes {} allowed + {} more",
+            self.breakers.len(),
+            self.clusters.allow.len(),
+            self.clusters.max,
+            self.routes.allow.len(),
+            self.routes.max,
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    enforce: bool,
+    failure_statuses: Option<Vec<String>>,
+    #[serde(default)]
+    labels: RawLabels,
+    #[serde(default)]
+    breakers: Vec<RawBreaker>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabels {
+    #[serde(default)]
+    clusters: RawPolicy,
+    #[serde(default)]
+    routes: RawPolicy,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    allow: Option<Vec<String>>,
+    max: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    cluster: String,
+    #[serde(default)]
+    per_route: bool,
+    name: Option<String>,
+    enforce: Option<bool>,
+    #[serde(default)]
+    mode: RawMode,
+    failure_rate_threshold: Option<f64>,
+    slow_call_rate_threshold: Option<f64>,
+    slow_call_duration: Option<ConfigDuration>,
+    minimum_number_of_calls: Option<u32>,
+    sliding_window: Option<RawWindow>,
+    wait_duration_in_open: Option<ConfigDuration>,
+    permitted_calls_in_half_open: Option<u32>,
+    max_wait_in_half_open: Option<ConfigDuration>,
+}
+
+#[derive(Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawMode {
+    #[default]
+    Auto,
+    MetricsOnly,
+    ForcedOpen,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    count: Option<u32>,
+    time: Option<ConfigDuration>,
+}
+
+/// Parses and validates the plugin configuration.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    let raw: RawConfig = parse_json(bytes)?;
+    let failure_statuses = match raw.failure_statuses {
+        None => vec![StatusPattern::Class(5)],
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                StatusPattern::parse(text).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("failure_statuses[{i}]"),
+                        format!("expected a status such as \"503\" or a class such as \"5xx\", got {text:?}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if raw.breakers.len() > MAX_BREAKERS {
+        return Err(ConfigError::new(
+            "breakers",
+            format!(
+                "at most {MAX_BREAKERS} breakers, got {}",
+                raw.breakers.len()
+            ),
+        ));
+    }
+    let mut breakers: Vec<BreakerConfig> = Vec::with_capacity(raw.breakers.len());
+    for (i, entry) in raw.breakers.into_iter().enumerate() {
+        let path = format!("breakers[{i}]");
+        let breaker = breaker(entry, raw.enforce).map_err(|e| e.within(&path))?;
+        if breakers.iter().any(|b| b.cluster == breaker.cluster) {
+            let cluster = match &breaker.cluster {
+                ClusterMatch::Exact(name) => name.as_str(),
+                ClusterMatch::Any => "*",
+            };
+            return Err(ConfigError::new(
+                format!("{path}.cluster"),
+                format!(
+                    "cluster {cluster:?} already has a breaker; each cluster may be listed once"
+                ),
+            ));
+        }
+        breakers.push(breaker);
+    }
+    Ok(Config {
+        failure_statuses,
+        clusters: policy(raw.labels.clusters).map_err(|e| e.within("labels.clusters"))?,
+        routes: policy(raw.labels.routes).map_err(|e| e.within("labels.routes"))?,
+        breakers,
+    })
+}
+
+fn policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
+    let allow = raw.allow.unwrap_or_default();
+    for (i, name) in allow.iter().enumerate() {
+        if name.is_empty() {
+            return Err(ConfigError::new(
+                format!("allow[{i}]"),
+                "expected a cluster or route name, got an empty string",
+            ));
+        }
+        if allow.get(..i).is_some_and(|before| before.contains(name)) {
+            return Err(ConfigError::new(
+                format!("allow[{i}]"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+    }
+    let max = match (raw.max, allow.is_empty()) {
+        (Some(max), _) => max,
+        (None, true) => DEFAULT_MAX_LABELS,
+        (None, false) => 0,
+    };
+    if max > MAX_LABELS {
+        return Err(ConfigError::new(
+            "max",
+            format!("expected at most {MAX_LABELS} label values, got {max}"),
+        ));
+    }
+    Ok(Policy { allow, max })
+}
+
+fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, ConfigError> {
+    let cluster = match raw.cluster.as_str() {
+        "" => {
+            return Err(ConfigError::new(
+                "cluster",
+                "expected a cluster name, or \"*\" for every other cluster",
+            ))
+        }
+        "*" => ClusterMatch::Any,
+        name => ClusterMatch::Exact(name.to_string()),
+    };
+    if let Some(name) = &raw.name {
+        if name.is_empty() {
+            return Err(ConfigError::new("name", "expected a non-empty name"));
+        }
+        check_header_value("name", name)?;
+    }
+    let defaults = Settings::default();
+    let settings = Settings {
+        mode: match raw.mode {
+            RawMode::Auto => Mode::Auto,
+            RawMode::MetricsOnly => Mode::MetricsOnly,
+            RawMode::ForcedOpen => Mode::ForcedOpen,
+        },
+        failure_rate_threshold: rate(
+            "failure_rate_threshold",
+            raw.failure_rate_threshold,
+            defaults.failure_rate_threshold,
+        )?,
+        slow_call_rate_threshold: rate(
+            "slow_call_rate_threshold",
+            raw.slow_call_rate_threshold,
+            defaults.slow_call_rate_threshold,
+        )?,
+        slow_call_duration: positive(
+            "slow_call_duration",
+            raw.slow_call_duration,
+            defaults.slow_call_duration,
+        )?,
+        minimum_number_of_calls: at_least_one(
+            "minimum_number_of_calls",
+            raw.minimum_number_of_calls,
+            defaults.minimum_number_of_calls,
+            u32::MAX,
+        )?,
+        window: match raw.sliding_window {
+            None => defaults.window,
+            Some(window) => sliding_window(window).map_err(|e| e.within("sliding_window"))?,
+        },
+        wait_duration_in_open: positive(
+            "wait_duration_in_open",
+            raw.wait_duration_in_open,
+            defaults.wait_duration_in_open,
+        )?,
+        permitted_calls_in_half_open: at_least_one(
+            "permitted_calls_in_half_open",
+            raw.permitted_calls_in_half_open,
+            defaults.permitted_calls_in_half_open,
+            MAX_PROBES,
+        )?,
+        max_wait_in_half_open: match raw.max_wait_in_half_open {
+            None => defaults.max_wait_in_half_open,
+            Some(ConfigDuration(wait)) if wait.is_zero() => None,
+            Some(ConfigDuration(wait)) => Some(wait),
+        },
+    };
+    Ok(BreakerConfig {
+        cluster,
+        per_route: raw.per_route,
+        name: raw.name,
+        enforce: raw.enforce.unwrap_or(enforce_default),
+        fingerprint: record::fingerprint(&settings),
+        settings,
+    })
+}
+
+fn rate(field: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if v > 0.0 && v <= 100.0 => Ok(v),
+        Some(v) => Err(ConfigError::new(
+            field,
+            format!("expected a percentage above 0 and at most 100, got {v}"),
+        )),
+    }
+}
+
+fn positive(
+    field: &str,
+    value: Option<ConfigDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(ConfigDuration(d)) if d.is_zero() => Err(ConfigError::new(
+            field,
+            "expected a duration above zero, such as \"1s\" or \"500ms\"",
+        )),
+        Some(ConfigDuration(d)) => Ok(d),
+    }
+}
+
+fn at_least_one(
+    field: &str,
+    value: Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ConfigError::new(
+            field,
+            format!("expected a whole number from 1 to {max}, got {n}"),
+        )),
+    }
+}
+
+fn sliding_window(raw: RawWindow) -> Result<Spec, ConfigError> {
+    match (raw.count, raw.time) {
+        (Some(0), None) => Err(ConfigError::new(
+            "count",
+            "a window of 0 calls counts nothing; expected 1 or more",
+        )),
+        (Some(calls), None) if calls > MAX_CALLS => Err(ConfigError::new(
+            "count",
+            format!("expected at most {MAX_CALLS} calls (the window is copied on every request), got {calls}"),
+        )),
+        (Some(calls), None) => Ok(Spec::Count { calls }),
+        (None, Some(ConfigDuration(span))) if span < Duration::from_secs(1) || span > MAX_SPAN => {
+            Err(ConfigError::new(
+                "time",
+                format!(
+                    "expected a duration from \"1s\" to \"1h\" (split into at most {MAX_BUCKETS} buckets), got {span:?}"
+                ),
+            ))
+        }
+        (None, Some(ConfigDuration(span))) => Ok(Spec::time(span)),
+        _ => Err(ConfigError::new(
+            "",
+            "set exactly one of count (the last N calls, e.g. {\"count\": 100}) or time (the calls of the last span, e.g. {\"time\": \"60s\"})",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(json: &str) -> String {
+        match parse(json.as_bytes()) {
+            Ok(config) => panic!("accepted {json}: {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_empty_configuration_measures_and_breaks_nothing() {
+        let config = parse(b"{}").unwrap();
+        assert!(config.breakers.is_empty());
+        assert_eq!(config.failure_statuses, vec![StatusPattern::Class(5)]);
+        assert_eq!(config.clusters.max, DEFAULT_MAX_LABELS);
+        assert_eq!(config.routes.max, DEFAULT_MAX_LABELS);
+    }
+
+    #[test]
+    fn a_breaker_takes_resilience4j_defaults() {
+        let config = parse(br#"{"breakers": [{"cluster": "upstream"}]}"#).unwrap();
+        let breaker = &config.breakers[0];
+        assert_eq!(breaker.settings, Settings::default());
+        assert!(!breaker.enforce);
+        assert_eq!(breaker.cluster, ClusterMatch::Exact("upstream".into()));
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let config = parse(
+            br#"{
+              "enforce": true,
+              "failure_statuses": ["5xx", "429"],
+              "labels": {"clusters": {"allow": ["a"], "max": 3}, "routes": {"allow": ["r"]}},
+              "breakers": [{
+                "cluster": "*", "per_route": true, "name": "api", "enforce": false,
+                "mode": "metrics_only",
+                "failure_rate_threshold": 25.5, "slow_call_rate_threshold": 80,
+                "slow_call_duration": "2s", "minimum_number_of_calls": 20,
+                "sliding_window": {"time": "30s"}, "wait_duration_in_open": "5s",
+                "permitted_calls_in_half_open": 3, "max_wait_in_half_open": "0s"
+              }]
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.failure_statuses,
+            vec![StatusPattern::Class(5), StatusPattern::Code(429)]
+        );
+        assert_eq!(
+            config.clusters,
+            Policy {
+                allow: vec!["a".into()],
+                max: 3
+            }
+        );
+        assert_eq!(
+            config.routes.max, 0,
+            "an allow-list alone admits nothing else"
+        );
+        let b = &config.breakers[0];
+        assert_eq!((b.per_route, b.enforce), (true, false));
+        assert_eq!(b.name.as_deref(), Some("api"));
+        assert_eq!(
+            b.settings,
+            Settings {
+                mode: Mode::MetricsOnly,
+                failure_rate_threshold: 25.5,
+                slow_call_rate_threshold: 80.0,
+                slow_call_duration: Duration::from_secs(2),
+                minimum_number_of_calls: 20,
+                window: Spec::time(Duration::from_secs(30)),
+                wait_duration_in_open: Duration::from_secs(5),
+                permitted_calls_in_half_open: 3,
+                max_wait_in_half_open: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_top_level_enforce_is_each_breakers_default() {
+        let config =
+            parse(br#"{"enforce": true, "breakers": [{"cluster": "a"}, {"cluster": "b", "enforce": false}]}"#)
+                .unwrap();
+        assert!(config.breakers[0].enforce);
+        assert!(!config.breakers[1].enforce);
+    }
+
+    #[test]
+    fn a_named_cluster_wins_over_the_wildcard() {
+        let config = parse(
+            br#"{"breakers": [{"cluster": "*", "name": "any"}, {"cluster": "a", "name": "a"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(config.breaker_for("a").unwrap().name.as_deref(), Some("a"));
+        assert_eq!(
+            config.breaker_for("z").unwrap().name.as_deref(),
+            Some("any")
+        );
+        let no_wildcard = parse(br#"{"breakers": [{"cluster": "a"}]}"#).unwrap();
+        assert!(no_wildcard.breaker_for("z").is_none());
+    }
+
+    #[test]
+    fn rates_outside_0_to_100_are_refused() {
+        for bad in ["0", "-5", "100.5", "150"] {
+            let err = refusal(&format!(
+                r#"{{"breakers": [{{"cluster": "a", "failure_rate_threshold": {bad}}}]}}"#
+            ));
+            assert!(
+                err.starts_with("breakers[0].failure_rate_threshold: expected a percentage above 0 and at most 100"),
+                "{err}"
+            );
+        }
+        let err = refusal(r#"{"breakers": [{"cluster": "a", "slow_call_rate_threshold": 101}]}"#);
+        assert!(
+            err.starts_with("breakers[0].slow_call_rate_threshold:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_zero_window_is_refused() {
+        let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {"count": 0}}]}"#);
+        assert!(
+            err.starts_with("breakers[0].sliding_window.count: a window of 0 calls"),
+            "{err}"
+        );
+        let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {"time": "0s"}}]}"#);
+        assert!(
+            err.starts_with("breakers[0].sliding_window.time: expected a duration from"),
+            "{err}"
+        );
+        let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {}}]}"#);
+        assert!(
+            err.starts_with("breakers[0].sliding_window: set exactly one of count"),
+            "{err}"
+        );
+        let err = refusal(
+            r#"{"breakers": [{"cluster": "a", "sliding_window": {"count": 5, "time": "5s"}}]}"#,
+        );
+        assert!(
+            err.starts_with("breakers[0].sliding_window: set exactly one"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = refusal(r#"{"breakers": [{"cluster": "a", "failure_rate": 50}]}"#);
+        assert!(
+            err.starts_with("breakers[0].failure_rate: unknown field `failure_rate`"),
+            "{err}"
+        );
+        let err = refusal(r#"{"label": {}}"#);
+        assert!(err.contains("unknown field `label`"), "{err}");
+        let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {"size": 5}}]}"#);
+        assert!(
+            err.starts_with("breakers[0].sliding_window.size: unknown field `size`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_mistakes_name_their_field() {
+        let cases = [
+            (
+                r#"{"breakers": [{"cluster": ""}]}"#,
+                "breakers[0].cluster: expected a cluster name",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a"}, {"cluster": "a"}]}"#,
+                "breakers[1].cluster: cluster \"a\" already has a breaker",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "minimum_number_of_calls": 0}]}"#,
+                "breakers[0].minimum_number_of_calls: expected a whole number from 1",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "permitted_calls_in_half_open": 0}]}"#,
+                "breakers[0].permitted_calls_in_half_open: expected a whole number from 1 to 1000",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "wait_duration_in_open": "0s"}]}"#,
+                "breakers[0].wait_duration_in_open: expected a duration above zero",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "slow_call_duration": "fast"}]}"#,
+                "breakers[0].slow_call_duration: expected a duration such as",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "sliding_window": {"count": 20000}}]}"#,
+                "breakers[0].sliding_window.count: expected at most 10000 calls",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "mode": "off"}]}"#,
+                "breakers[0].mode: unknown variant `off`",
+            ),
+            (
+                r#"{"breakers": [{"cluster": "a", "name": "x\r\ny"}]}"#,
+                "breakers[0].name: must not contain CR, LF or NUL",
+            ),
+            (
+                r#"{"failure_statuses": ["5xx", "50"]}"#,
+                "failure_statuses[1]: expected a status",
+            ),
+            (
+                r#"{"labels": {"routes": {"max": 5000}}}"#,
+                "labels.routes.max: expected at most 1000",
+            ),
+            (
+                r#"{"labels": {"clusters": {"allow": ["a", "a"]}}}"#,
+                "labels.clusters.allow[1]: \"a\" is listed twice",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = refusal(json);
+            assert!(
+                err.starts_with(expected),
+                "{json}\n  gave: {err}\n  want: {expected}"
+            );
+        }
+    }
+}

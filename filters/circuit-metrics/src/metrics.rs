@@ -1,0 +1,243 @@
+//! Everything the filter reports, in one list.
+//!
+//! Labels are written into the stat name in the form Istio's `extraStatTags` extract:
+//! `meshward_circuit.cluster=.=<cluster>;.;route=.=<route>;.;retries`. The `stats_tags` in
+//! `envoy-config/circuit-metrics.yaml` (or, in Istio, `extraStatTags: [cluster, route,
+//! code_class, to_state]`) lift each `<tag>=.=<value>;.;` out of the name into a label, so
+//! `/stats/prometheus` shows `meshward_circuit_retries{cluster="...",route="..."}`.
+
+use crate::breaker::State;
+use crate::outcome::{CodeClass, Outcome};
+use meshward_shared::metrics::{Counter, Gauge, Histogram};
+use std::time::Duration;
+
+/// The first part of every stat name.
+pub const PREFIX: &str = "meshward_circuit";
+
+/// The stat name of `stat` with `tags`, in order.
+pub fn name(tags: &[(&str, &str)], stat: &str) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str(PREFIX);
+    out.push('.');
+    for (tag, value) in tags {
+        out.push_str(tag);
+        out.push_str("=.=");
+        out.push_str(value);
+        out.push_str(";.;");
+    }
+    out.push_str(stat);
+    out
+}
+
+macro_rules! declare {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($field:ident: $kind:ident = $doc:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default)]
+        $vis struct $name {
+            $(#[doc = $doc] pub $field: $kind,)+
+        }
+
+        impl $name {
+            /// The stats, as (name, kind, meaning), in the order declared.
+            pub const STATS: &'static [(&'static str, &'static str, &'static str)] =
+                &[$((stringify!($field), stringify!($kind), $doc)),+];
+
+            fn define_with(tags: &[(&str, &str)]) -> Self {
+                $name {
+                    $($field: $kind::define(&name(tags, stringify!($field))),)+
+                }
+            }
+        }
+    };
+}
+
+declare! {
+    /// What every request to a (cluster, route) did. Labels: `cluster`, `route`.
+    pub struct RouteMetrics {
+        requests: Counter = "Requests that ended (any outcome, this filter's own refusals included).",
+        retries: Counter = "Retries: upstream attempts after the first, summed over requests.",
+        attempts: Histogram = "Upstream attempts per request (0: never sent upstream).",
+        retries_exhausted: Counter = "Requests Envoy flagged URX: retries or the retry budget ran out.",
+        overflows: Counter = "Requests Envoy flagged UO: a cluster circuit breaker of Envoy's overflowed.",
+        timeouts: Counter = "Requests Envoy flagged UT: the upstream request timed out.",
+        connection_failures: Counter = "Requests Envoy flagged UF: no connection to the upstream could be made.",
+        no_healthy_upstream: Counter = "Requests Envoy flagged UH: the cluster had no healthy host.",
+        upstream_resets: Counter = "Requests Envoy flagged UR, UC or LR: the upstream stream or connection was reset.",
+        other_flags: Counter = "Requests with any other response flag (NR, DC, RL, ...).",
+        duration_ms: Histogram = "Request duration in milliseconds, first byte in to last byte out.",
+    }
+}
+
+/// Responses by class. Labels: `cluster`, `route`, `code_class` (`1xx` to `5xx`, `none`).
+pub const RESPONSES: &str = "responses";
+/// Shared-data reads or writes that failed; no labels. The request went on unmeasured by
+/// its breaker (or with its label as `other`).
+pub const STORE_FAILURES: &str = "store_failures";
+/// Breaker transitions, by the state entered. Labels: the breaker's, and `to_state`.
+pub const TRANSITIONS: &str = "breaker_transitions";
+
+declare! {
+    /// One breaker's state. Labels: `cluster`, and `route` for a breaker per route.
+    pub struct BreakerMetrics {
+        breaker_state: Gauge = "0 closed, 1 open, 2 half_open, 3 metrics_only, 4 forced_open.",
+        breaker_failure_rate: Gauge = "Failed calls in the window, percent (rounded down).",
+        breaker_slow_call_rate: Gauge = "Slow calls in the window, percent (rounded down).",
+        breaker_calls: Gauge = "Calls in the window (HALF_OPEN: probes finished); rates mean something from the minimum number of calls.",
+        not_permitted: Counter = "Requests the breaker refused with a 503 (enforcement on).",
+        not_permitted_dry_run: Counter = "Requests the breaker would have refused, let through because enforcement is off.",
+    }
+}
+
+/// The (cluster, route) counters and histograms, plus responses by class.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traffic {
+    /// The per-request stats.
+    pub route: RouteMetrics,
+    /// Responses, in [`CodeClass::ALL`] order.
+    pub responses: [Counter; 6],
+}
+
+impl Traffic {
+    /// Defines (or finds) the stats of requests to `cluster` on `route` (label values).
+    pub fn define(cluster: &str, route: &str) -> Traffic {
+        let tags = [("cluster", cluster), ("route", route)];
+        let responses = CodeClass::ALL.map(|class| {
+            Counter::define(&name(
+                &[
+                    ("cluster", cluster),
+                    ("route", route),
+                    ("code_class", class.label()),
+                ],
+                RESPONSES,
+            ))
+        });
+        Traffic {
+            route: RouteMetrics::define_with(&tags),
+            responses,
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn count(&self, outcome: &Outcome) {
+        let m = &self.route;
+        m.requests.inc();
+        if let Some(counter) = self.responses.get(outcome.class.index()) {
+            counter.inc();
+        }
+        m.retries.add(u64::from(outcome.retries));
+        if let Some(attempts) = outcome.attempts {
+            m.attempts.record(u64::from(attempts));
+        }
+        let flagged = &outcome.flagged;
+        for (set, counter) in [
+            (flagged.retries_exhausted, &m.retries_exhausted),
+            (flagged.overflow, &m.overflows),
+            (flagged.timeout, &m.timeouts),
+            (flagged.connection_failure, &m.connection_failures),
+            (flagged.no_healthy_upstream, &m.no_healthy_upstream),
+            (flagged.reset, &m.upstream_resets),
+            (flagged.other, &m.other_flags),
+        ] {
+            if set {
+                counter.inc();
+            }
+        }
+        if let Some(duration) = outcome.duration {
+            m.duration_ms.record(whole_millis(duration));
+        }
+    }
+}
+
+fn whole_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One breaker's stats, plus its transitions by state entered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Breaker {
+    /// The gauges and refusal counters.
+    pub stats: BreakerMetrics,
+    /// Transitions into CLOSED, OPEN and HALF_OPEN.
+    pub to_closed: Counter,
+    /// See `to_closed`.
+    pub to_open: Counter,
+    /// See `to_closed`.
+    pub to_half_open: Counter,
+}
+
+impl Breaker {
+    /// Defines (or finds) the stats of the breaker with these labels.
+    pub fn define(labels: &[(&str, &str)]) -> Breaker {
+        let transition = |to: State| {
+            let mut tags = labels.to_vec();
+            tags.push(("to_state", to.name()));
+            Counter::define(&name(&tags, TRANSITIONS))
+        };
+        Breaker {
+            stats: BreakerMetrics::define_with(labels),
+            to_closed: transition(State::Closed),
+            to_open: transition(State::Open),
+            to_half_open: transition(State::HalfOpen),
+        }
+    }
+
+    /// Counts a transition into `to`.
+    pub fn transitioned(&self, to: State) {
+        match to {
+            State::Closed => self.to_closed.inc(),
+            State::Open => self.to_open.inc(),
+            State::HalfOpen => self.to_half_open.inc(),
+            State::MetricsOnly | State::ForcedOpen => {}
+        }
+    }
+}
+
+/// Defines (or finds) the unlabelled store-failure counter.
+pub fn store_failures() -> Counter {
+    Counter::define(&format!("{PREFIX}.{STORE_FAILURES}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_their_labels_in_the_form_a_tag_regex_lifts_out() {
+        assert_eq!(
+            name(&[("cluster", "upstream"), ("route", "retry")], "retries"),
+            "meshward_circuit.cluster=.=upstream;.;route=.=retry;.;retries"
+        );
+        assert_eq!(
+            name(&[], "store_failures"),
+            "meshward_circuit.store_failures"
+        );
+    }
+
+    #[test]
+    fn defining_outside_a_proxy_gives_handles_that_do_nothing() {
+        Traffic::define("a", "b").route.requests.inc();
+        Breaker::define(&[("cluster", "a")]).transitioned(State::Open);
+        store_failures().inc();
+    }
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../README.md");
+        let stats = RouteMetrics::STATS
+            .iter()
+            .chain(BreakerMetrics::STATS)
+            .map(|(name, _, _)| *name)
+            .chain([RESPONSES, STORE_FAILURES, TRANSITIONS]);
+        for stat in stats {
+            assert!(
+                readme.contains(&format!("`{PREFIX}_{stat}`")),
+                "README.md does not list {PREFIX}_{stat}"
+            );
+        }
+    }
+}
