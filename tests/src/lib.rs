@@ -7,6 +7,7 @@
 //! - [`upstream`]: a recording upstream server that answers as a test tells it.
 //! - [`http1`]: the HTTP/1.1 client and server framing both use, keeping headers in order.
 //! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
+//! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@ pub mod config;
 pub mod envoy;
 pub mod error;
 pub mod http1;
+pub mod load;
 pub mod stats;
 pub mod upstream;
 
