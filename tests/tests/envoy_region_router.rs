@@ -237,3 +237,31 @@ async fn when_a_region_stops_mid_load_traffic_moves_away_and_comes_back() {
             > 0.0
     );
 }
+
+#[tokio::test]
+async fn the_default_config_routes_by_region_under_regions_only() {
+    // In meshward.yaml every region is the one server on port 8080.
+    let server = Upstream::start().await.unwrap();
+    let config = EnvoyConfig::load("meshward.yaml")
+        .unwrap()
+        .upstream(UPSTREAM_PORT, server.port());
+    let envoy = Envoy::start(config).await.unwrap();
+    let prefer_us = |path: &str| Request::get(path).with_header("x-region-preference", "us-east-1");
+
+    let routed = envoy.send(prefer_us("/regions/orders")).await.unwrap();
+    assert_eq!(routed.status, 200);
+    assert_eq!(
+        routed.header(DECISION),
+        Some("region=us-east-1; reason=preference")
+    );
+    let other = envoy.send(prefer_us("/orders")).await.unwrap();
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header(DECISION), None);
+
+    let received = server.received();
+    assert_eq!(
+        received[0].header("x-meshward-cluster"),
+        Some("region-us-east-1")
+    );
+    assert_eq!(received[1].header("x-meshward-cluster"), None);
+}
