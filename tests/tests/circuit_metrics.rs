@@ -365,22 +365,23 @@ fn slow_calls_open_the_breaker_at_their_threshold() {
 
 #[test]
 fn replies_that_never_reached_the_upstream_do_not_count_for_the_breaker() {
-    let host = host_with(
-        &json!({"enforce": true, "breakers": [breaker(json!({}))]}),
-        1,
-    );
+    let config =
+        json!({"enforce": true, "breakers": [breaker(json!({"failure_rate_threshold": 100}))]});
+    let host = host_with(&config, 1);
+    host.send(request(), failing());
+    // Another filter's 401s say nothing about the upstream. Had they counted as
+    // successes, the window would hold them, and the failures after them would not make
+    // the 100 % it opens at.
+    for _ in 0..10 {
+        let not_sent = request().property("upstream.request_attempt_count", 0i64);
+        let refused_by_auth =
+            Upstream::local_reply(401, "unauthorized", "jwt_authn_access_denied", 0);
+        assert_eq!(host.send(not_sent, refused_by_auth).response.status(), 401);
+    }
+    assert_eq!(gauge(&host, BREAKER_LABELS, "breaker_calls"), 1);
     for _ in 0..3 {
         host.send(request(), failing());
     }
-    // Another filter's 401s: had they counted as successes, the window would be all
-    // successes and the next failure would not open it.
-    let refused_by_auth =
-        || Upstream::local_reply(401, "unauthorized", "jwt_authn_access_denied", 0);
-    for _ in 0..10 {
-        let no_attempt = request().property("upstream.request_attempt_count", 0i64);
-        host.send(no_attempt, refused_by_auth());
-    }
-    host.send(request(), failing());
     assert_eq!(gauge(&host, BREAKER_LABELS, "breaker_state"), 1);
 }
 
