@@ -584,3 +584,62 @@ fn refuses_a_node_locality_that_is_not_a_configured_region() {
         "{logs}"
     );
 }
+
+// The Istio example.
+
+/// The documents of `k8s/region-router.yaml`, by kind.
+fn istio_example() -> Vec<Value> {
+    let path = meshward_tests::repo_root().join("k8s/region-router.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("\n---\n")
+        .map(|document| serde_yaml_ng::from_str(document).unwrap())
+        .collect()
+}
+
+fn of_kind<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    documents.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn the_istio_example_is_accepted_and_its_routes_cover_every_region() {
+    let documents = istio_example();
+    let plugin = of_kind(&documents, "WasmPlugin")[0];
+    let config = plugin["spec"]["pluginConfig"].clone();
+    // The gateway's node locality names the local region.
+    let host = Host::builder(wasm_path("region-router"))
+        .config_json(&config.to_string())
+        .property("xds.node.locality.region", EU)
+        .build()
+        .unwrap();
+    let out = host.send(
+        prefer(US).header("cookie", "session=abc"),
+        Upstream::reply(Response::new(200)),
+    );
+    let routed = out.upstream_request.unwrap();
+    assert_eq!(routed.header_value("x-meshward-region"), Some(US));
+
+    // Every region has a VirtualService route on its name, to the host its cluster names.
+    let service = of_kind(&documents, "VirtualService")[0];
+    let routes = service["spec"]["http"].as_array().unwrap();
+    for region in config["regions"].as_array().unwrap() {
+        let name = region["name"].as_str().unwrap();
+        let cluster = region["cluster"].as_str().unwrap();
+        let route = routes
+            .iter()
+            .find(|r| r["match"][0]["headers"]["x-meshward-region"]["exact"] == name)
+            .unwrap_or_else(|| panic!("no route for {name}"));
+        let host = route["route"][0]["destination"]["host"].as_str().unwrap();
+        assert!(
+            cluster.ends_with(&format!("||{host}")),
+            "{name}: {cluster} vs {host}"
+        );
+        for kind in ["ServiceEntry", "DestinationRule"] {
+            assert!(
+                of_kind(&documents, kind)
+                    .iter()
+                    .any(|d| { d["spec"]["host"] == host || d["spec"]["hosts"][0] == host }),
+                "no {kind} for {host}"
+            );
+        }
+    }
+}
