@@ -522,8 +522,9 @@ fn a_failed_refresh_keeps_the_last_good_keys() {
     host.advance(Duration::from_secs(5));
     let token = fixtures::token(Algorithm::ES256, now(&host));
     assert_eq!(host.send(get(&token), ok()).response.status(), 200);
-    // Past the whole cache duration, with the identity provider still down.
-    host.advance(Duration::from_secs(5));
+    // The retry after the 10 s backoff (refresh checks run once a second) fails too, and so
+    // do those past the whole cache duration: the last good keys stay in use.
+    host.advance(Duration::from_secs(7));
     let again = host.worker(0).pending_http_calls().remove(0);
     host.worker(0)
         .respond_http_call(again.token, Response::new(503));
@@ -665,6 +666,83 @@ fn every_worker_uses_the_keys_one_root_fetched() {
         );
     }
     assert_eq!(counter(&host, "jwks_fetch_ok"), 1);
+}
+
+#[test]
+fn a_request_waits_for_a_fetch_in_flight_on_its_worker() {
+    let host = builder(&json!({ "providers": [remote_provider()] }))
+        .cluster("jwks")
+        .build()
+        .unwrap();
+    let token = fixtures::token(Algorithm::RS256, now(&host));
+    let fetching = host.worker(0).start(get(&token));
+    let waiting = host.worker(0).start(get(&token));
+    assert_eq!(waiting.state(), StreamState::Paused(Phase::RequestHeaders));
+    answer_jwks(&host, 0, &fixtures::public_jwks());
+    assert_eq!(fetching.state(), StreamState::AwaitingUpstream);
+    assert_eq!(
+        waiting.state(),
+        StreamState::AwaitingUpstream,
+        "resumed by the fetch that landed"
+    );
+    for stream in [fetching, waiting] {
+        stream.respond(ok());
+        let out = stream.finish();
+        assert_eq!(out.response.status(), 200);
+        assert_eq!(
+            out.upstream_request.unwrap().header_value("x-jwt-sub"),
+            Some("user-1")
+        );
+    }
+    assert_eq!(counter(&host, "jwks_fetch_ok"), 1);
+}
+
+#[test]
+fn a_request_waits_for_a_fetch_in_flight_on_another_worker() {
+    let host = builder(&json!({ "providers": [remote_provider()] }))
+        .cluster("jwks")
+        .workers(2)
+        .build()
+        .unwrap();
+    let token = fixtures::token(Algorithm::ES256, now(&host));
+    let fetching = host.worker(0).start(get(&token));
+    let waiting = host.worker(1).start(get(&token));
+    assert!(host.worker(1).pending_http_calls().is_empty());
+    answer_jwks(&host, 0, &fixtures::public_jwks());
+    assert_eq!(waiting.state(), StreamState::Paused(Phase::RequestHeaders));
+    host.advance(Duration::from_millis(250));
+    assert_eq!(
+        waiting.state(),
+        StreamState::AwaitingUpstream,
+        "resumed on its root's tick"
+    );
+    for stream in [fetching, waiting] {
+        stream.respond(ok());
+        assert_eq!(stream.finish().response.status(), 200);
+    }
+}
+
+#[test]
+fn a_waiting_request_is_refused_when_the_fetch_fails() {
+    let host = builder(&json!({ "providers": [remote_provider()] }))
+        .cluster("jwks")
+        .workers(2)
+        .build()
+        .unwrap();
+    let token = fixtures::token(Algorithm::RS256, now(&host));
+    let fetching = host.worker(0).start(get(&token));
+    let same_worker = host.worker(0).start(get(&token));
+    let other_worker = host.worker(1).start(get(&token));
+    let call = host.worker(0).pending_http_calls().remove(0);
+    host.worker(0)
+        .settle_http_call(call.token, HttpCallReply::Reset);
+    host.advance(Duration::from_millis(250));
+    for stream in [fetching, same_worker, other_worker] {
+        let out = stream.finish();
+        assert_eq!(out.response.status(), 401);
+        assert!(challenge(&out).contains("signing keys are not available"));
+    }
+    assert_eq!(denied(&host, "unknown_kid"), 3);
 }
 
 // Configuration.

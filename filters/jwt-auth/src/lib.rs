@@ -4,7 +4,9 @@
 //! [`verdict`] with the worker's cache and keys, and applies the result. Remote key sets
 //! are fetched by whichever context needs them first (the root on its tick, or a request
 //! that meets no keys or an unknown `kid`) while holding the proxy-wide lease of
-//! [`remote`].
+//! [`remote`]. Requests that need keys while a fetch is in flight wait for it: a fetch that
+//! lands on this worker resumes them at once, and the root's tick resumes those whose keys
+//! another worker fetched.
 #![cfg_attr(
     test,
     allow(
@@ -37,7 +39,7 @@ pub mod verify;
 
 use crate::cache::TokenCache;
 use crate::config::Config;
-use crate::deny::Denial;
+use crate::deny::{Denial, Reason};
 use crate::forward::Edit;
 use crate::metrics::Metrics;
 use crate::remote::{FetchResult, LeaseOutcome, Remote, RemoteSource, Why};
@@ -55,8 +57,11 @@ mod entry {
     meshward_shared::register_filters!("jwt-auth" => || Box::new(super::Root::default()));
 }
 
-/// How often the root checks remote key sets for refresh, in milliseconds.
-const TICK_MILLIS: u32 = 1000;
+/// The root's tick when remote key sets are configured, in milliseconds: how soon a request
+/// waiting for keys another worker fetched is resumed.
+const TICK_MILLIS: u32 = 250;
+/// How often the root looks for key sets due for refresh, in milliseconds.
+const REFRESH_CHECK_MILLIS: u64 = 1000;
 
 /// Whether the host offers `verify_signature`, learned on first use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +70,15 @@ enum HostCrypto {
     Unknown,
     Present,
     Absent,
+}
+
+/// A request held until a key set lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Waiter {
+    context_id: u32,
+    source: usize,
+    /// When it stops waiting and is refused (ms since the epoch).
+    deadline_ms: u64,
 }
 
 /// What one worker keeps between requests.
@@ -77,6 +91,8 @@ struct Worker {
     host_crypto: HostCrypto,
     /// The root's fetches in flight: callout token → source.
     root_fetches: HashMap<u32, usize>,
+    waiters: Vec<Waiter>,
+    last_refresh_check_ms: u64,
 }
 
 impl Worker {
@@ -109,9 +125,8 @@ impl Worker {
         let Some(remote) = self.remotes.get_mut(index) else {
             return;
         };
-        let now_ms = now_millis();
         let answer = reply.status().map(|status| (status, reply.body.as_slice()));
-        match remote.fetched(&mut HostStore, source, now_ms, answer) {
+        match remote.fetched(&mut HostStore, source, now_millis(), answer) {
             FetchResult::Published { skipped } => {
                 metrics.jwks_fetch_ok.inc();
                 if skipped > 0 {
@@ -153,17 +168,40 @@ fn start_fetch(source: &RemoteSource) -> Result<u32, Status> {
     )
 }
 
+/// Makes `context_id` the context later host calls act on, so a fetch landing on one
+/// context can answer or resume another request. `meshward_shared::host` keeps its own
+/// binding of `proxy_set_effective_context` private, so the import is declared here.
+fn set_effective_context(context_id: u32) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[link(wasm_import_module = "env")]
+        extern "C" {
+            fn proxy_set_effective_context(context_id: u32) -> u32;
+        }
+        // SAFETY: no pointers; the host checks the id.
+        unsafe { proxy_set_effective_context(context_id) == 0 }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = context_id;
+        false
+    }
+}
+
 /// Remote keys through this worker's view and Envoy's shared data.
 struct RemoteKeys<'a> {
     remotes: &'a mut [Remote],
     sources: &'a [RemoteSource],
     now_ms: u64,
+    may_fetch: bool,
 }
 
 impl KeyStore for RemoteKeys<'_> {
     fn lookup(&mut self, source: usize, kid: Option<&str>) -> KeyLookup {
         match (self.remotes.get_mut(source), self.sources.get(source)) {
-            (Some(remote), Some(config)) => remote.lookup(&mut HostStore, config, kid, self.now_ms),
+            (Some(remote), Some(config)) => {
+                remote.lookup(&mut HostStore, config, kid, self.now_ms, self.may_fetch)
+            }
             _ => KeyLookup::Unavailable,
         }
     }
@@ -198,141 +236,64 @@ impl HostVerifier for EnvoyCrypto<'_> {
     }
 }
 
-/// The root context: one per plugin configuration per worker.
-#[derive(Default)]
-pub struct Root {
-    config: Option<Rc<Config>>,
-    worker: Rc<RefCell<Worker>>,
-    metrics: Option<Rc<Metrics>>,
+/// What handling a request led to.
+enum Handled {
+    /// Let it through (edits applied).
+    Continue,
+    /// A local reply was sent.
+    Answered,
+    /// It waits in the worker's list for keys another context is fetching.
+    Parked,
+    /// It fetches keys itself: the callout token and the source.
+    Fetching(u32, usize),
 }
 
-impl RootFilter for Root {
-    fn name(&self) -> &'static str {
-        "jwt-auth"
-    }
-
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = config::parse(bytes).map_err(|e| e.to_string())?;
-        if !config.sources.is_empty() {
-            if let Err(status) = host::set_tick_period_millis(TICK_MILLIS) {
-                log::warn(&format!(
-                    "jwt-auth: no tick ({status}); remote keys refresh only on demand"
-                ));
-            }
-        }
-        self.worker = Rc::new(RefCell::new(Worker::new(&config)));
-        self.metrics = Some(Rc::new(Metrics::define()));
-        self.config = Some(Rc::new(config));
-        Ok(())
-    }
-
-    fn new_http_filter(&mut self, _context_id: u32) -> Option<Box<dyn HttpFilter>> {
-        Some(Box::new(Filter {
-            config: Rc::clone(self.config.as_ref()?),
-            worker: Rc::clone(&self.worker),
-            metrics: Rc::clone(self.metrics.as_ref()?),
-            waiting: None,
-        }))
-    }
-
-    fn on_tick(&mut self) {
-        let (Some(config), Ok(mut worker)) = (&self.config, self.worker.try_borrow_mut()) else {
-            return;
-        };
-        let now_ms = now_millis();
-        for (index, source) in config.sources.iter().enumerate() {
-            let busy = worker.root_fetches.values().any(|&s| s == index);
-            let Some(remote) = worker.remotes.get_mut(index) else {
-                continue;
-            };
-            remote.sync(&mut HostStore, source);
-            if busy || !remote.refresh_due(source, now_ms) {
-                continue;
-            }
-            if let Ok(LeaseOutcome::Acquired) =
-                remote::acquire(&mut HostStore, source, now_ms, Why::Refresh)
-            {
-                match start_fetch(source) {
-                    Ok(token) => {
-                        worker.root_fetches.insert(token, index);
-                    }
-                    Err(status) => {
-                        let failed = HttpCallReply::default();
-                        log::warn(&format!(
-                            "jwt-auth: cannot call cluster {:?}: {status}",
-                            source.cluster
-                        ));
-                        if let Some(metrics) = &self.metrics {
-                            worker.complete_fetch(index, source, &failed, metrics);
-                        }
-                    }
-                }
-            }
-        }
-        worker.note_key_changes();
-    }
-
-    fn on_http_call_reply(&mut self, token: u32, reply: HttpCallReply) {
-        let (Some(config), Some(metrics), Ok(mut worker)) =
-            (&self.config, &self.metrics, self.worker.try_borrow_mut())
-        else {
-            return;
-        };
-        let Some(index) = worker.root_fetches.remove(&token) else {
-            return;
-        };
-        if let Some(source) = config.sources.get(index) {
-            worker.complete_fetch(index, source, &reply, metrics);
-        }
-    }
-}
-
-/// The per-request filter.
-struct Filter {
+/// Deciding for a request and acting on it, for the request's own callbacks and for a
+/// context that resumes it (with it as the effective context).
+#[derive(Clone)]
+struct Gate {
     config: Rc<Config>,
     worker: Rc<RefCell<Worker>>,
     metrics: Rc<Metrics>,
-    /// The JWKS fetch this request waits for: callout token and source.
-    waiting: Option<(u32, usize)>,
 }
 
-/// What the request-path decision led to.
-enum Outcome {
-    Continue,
-    Answered,
-    Waiting,
-}
-
-impl Filter {
-    /// Decides and acts; may start a fetch and wait for it.
-    fn run(&mut self) -> Outcome {
+impl Gate {
+    /// Handles the request of `context_id` (the current or effective context). With
+    /// `may_fetch`, it may take the lease and fetch; a resumed request may not (its reply
+    /// would reach the resuming context). `deadline_ms` bounds a request that already
+    /// waited.
+    fn handle(&self, context_id: u32, may_fetch: bool, deadline_ms: Option<u64>) -> Handled {
         let headers = host::headers(Map::RequestHeaders).unwrap_or_default();
         let request = Request::new(&headers);
-        let now = time::now().map_or(0, |d| d.as_secs());
         // A fetch that cannot start is recorded as failed and the decision made again:
         // the second time the lease is backing off and the keys read as unavailable.
         for _ in 0..2 {
-            let verdict = match self.decide(&request, now) {
-                Some(verdict) => verdict,
-                None => {
-                    return self.deny(&Denial::new(
-                        deny::Reason::Malformed,
-                        "the request cannot be checked now",
-                    ))
-                }
+            let Some(verdict) = self.decide(&request, may_fetch) else {
+                return self.deny(&Denial::new(
+                    Reason::Malformed,
+                    "the request cannot be checked now",
+                ));
             };
             match verdict {
                 Verdict::Allow(edits) => return self.allow(&edits),
                 Verdict::Deny(denial) => return self.deny(&denial),
+                Verdict::Wait { source, until_ms } => {
+                    let deadline_ms = deadline_ms.unwrap_or(until_ms);
+                    if now_millis() >= deadline_ms {
+                        break;
+                    }
+                    return self.park(Waiter {
+                        context_id,
+                        source,
+                        deadline_ms,
+                    });
+                }
                 Verdict::Fetch(index) => {
                     let Some(source) = self.config.sources.get(index) else {
                         break;
                     };
                     match start_fetch(source) {
-                        Ok(token) => {
-                            self.waiting = Some((token, index));
-                            return Outcome::Waiting;
-                        }
+                        Ok(token) => return Handled::Fetching(token, index),
                         Err(status) => {
                             log::warn(&format!(
                                 "jwt-auth: cannot call cluster {:?}: {status}",
@@ -352,12 +313,12 @@ impl Filter {
             }
         }
         self.deny(&Denial::new(
-            deny::Reason::UnknownKid,
+            Reason::UnknownKid,
             "the issuer's signing keys are not available",
         ))
     }
 
-    fn decide(&self, request: &Request<'_>, now: u64) -> Option<Verdict> {
+    fn decide(&self, request: &Request<'_>, may_fetch: bool) -> Option<Verdict> {
         let mut worker = self.worker.try_borrow_mut().ok()?;
         let worker = &mut *worker;
         let mut tally = Tally::default();
@@ -365,6 +326,7 @@ impl Filter {
             remotes: &mut worker.remotes,
             sources: &self.config.sources,
             now_ms: now_millis(),
+            may_fetch,
         };
         let mut envoy = EnvoyCrypto(&mut worker.host_crypto);
         let host: &mut dyn HostVerifier = if self.config.host_crypto {
@@ -377,7 +339,7 @@ impl Filter {
             cache: &mut worker.cache,
             keys: &mut keys,
             host,
-            now,
+            now: time::now().map_or(0, |d| d.as_secs()),
             tally: &mut tally,
         };
         let verdict = verdict::decide(&mut env, request);
@@ -386,7 +348,19 @@ impl Filter {
         Some(verdict)
     }
 
-    fn allow(&self, edits: &[Edit]) -> Outcome {
+    fn park(&self, waiter: Waiter) -> Handled {
+        let Ok(mut worker) = self.worker.try_borrow_mut() else {
+            return self.deny(&Denial::new(
+                Reason::UnknownKid,
+                "the issuer's signing keys are not available",
+            ));
+        };
+        worker.waiters.retain(|w| w.context_id != waiter.context_id);
+        worker.waiters.push(waiter);
+        Handled::Parked
+    }
+
+    fn allow(&self, edits: &[Edit]) -> Handled {
         for edit in edits {
             let applied = match edit {
                 Edit::Remove(name) => host::remove_header(Map::RequestHeaders, name),
@@ -414,14 +388,14 @@ impl Filter {
                     "the request could not be prepared",
                     &[],
                 );
-                return Outcome::Answered;
+                return Handled::Answered;
             }
         }
         self.metrics.allowed();
-        Outcome::Continue
+        Handled::Continue
     }
 
-    fn deny(&self, denial: &Denial) -> Outcome {
+    fn deny(&self, denial: &Denial) -> Handled {
         self.metrics.denied(denial.reason);
         let challenge = denial.challenge(&self.config.realm);
         if let Err(status) = reply::send_json_error(
@@ -435,16 +409,181 @@ impl Filter {
                 denial.status()
             ));
         }
-        Outcome::Answered
+        Handled::Answered
+    }
+
+    /// Decides again for the requests waiting on `source` (all when `None`), each as the
+    /// effective context: resumes, refuses, or leaves them waiting until their deadline.
+    fn wake(&self, source: Option<usize>) {
+        let waiters: Vec<Waiter> = match self.worker.try_borrow_mut() {
+            Ok(mut worker) => {
+                let (woken, kept) = worker
+                    .waiters
+                    .drain(..)
+                    .partition(|w| source.is_none_or(|s| s == w.source));
+                worker.waiters = kept;
+                woken
+            }
+            Err(_) => return,
+        };
+        for waiter in waiters {
+            // A request that ended meanwhile is gone, and so is its wait.
+            if !set_effective_context(waiter.context_id) {
+                continue;
+            }
+            match self.handle(waiter.context_id, false, Some(waiter.deadline_ms)) {
+                Handled::Continue => {
+                    if let Err(status) = host::continue_stream(false) {
+                        log::error(&format!(
+                            "jwt-auth: cannot resume a waiting request: {status}"
+                        ));
+                    }
+                }
+                Handled::Answered | Handled::Parked | Handled::Fetching(..) => {}
+            }
+        }
+    }
+}
+
+/// The root context: one per plugin configuration per worker.
+#[derive(Default)]
+pub struct Root {
+    gate: Option<Gate>,
+}
+
+impl RootFilter for Root {
+    fn name(&self) -> &'static str {
+        "jwt-auth"
+    }
+
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let config = config::parse(bytes).map_err(|e| e.to_string())?;
+        if !config.sources.is_empty() {
+            if let Err(status) = host::set_tick_period_millis(TICK_MILLIS) {
+                log::warn(&format!(
+                    "jwt-auth: no tick ({status}); remote keys refresh only on demand"
+                ));
+            }
+        }
+        self.gate = Some(Gate {
+            worker: Rc::new(RefCell::new(Worker::new(&config))),
+            metrics: Rc::new(Metrics::define()),
+            config: Rc::new(config),
+        });
+        Ok(())
+    }
+
+    fn new_http_filter(&mut self, context_id: u32) -> Option<Box<dyn HttpFilter>> {
+        Some(Box::new(Filter {
+            gate: self.gate.clone()?,
+            context_id,
+            waiting: None,
+        }))
+    }
+
+    fn on_tick(&mut self) {
+        let Some(gate) = &self.gate else {
+            return;
+        };
+        gate.wake(None);
+        let Ok(mut worker) = gate.worker.try_borrow_mut() else {
+            return;
+        };
+        let now_ms = now_millis();
+        if now_ms
+            < worker
+                .last_refresh_check_ms
+                .saturating_add(REFRESH_CHECK_MILLIS)
+        {
+            return;
+        }
+        worker.last_refresh_check_ms = now_ms;
+        for (index, source) in gate.config.sources.iter().enumerate() {
+            let busy = worker.root_fetches.values().any(|&s| s == index);
+            let Some(remote) = worker.remotes.get_mut(index) else {
+                continue;
+            };
+            remote.sync(&mut HostStore, source);
+            if busy || !remote.refresh_due(source, now_ms) {
+                continue;
+            }
+            if let Ok(LeaseOutcome::Acquired) =
+                remote::acquire(&mut HostStore, source, now_ms, Why::Refresh)
+            {
+                match start_fetch(source) {
+                    Ok(token) => {
+                        worker.root_fetches.insert(token, index);
+                    }
+                    Err(status) => {
+                        log::warn(&format!(
+                            "jwt-auth: cannot call cluster {:?}: {status}",
+                            source.cluster
+                        ));
+                        worker.complete_fetch(
+                            index,
+                            source,
+                            &HttpCallReply::default(),
+                            &gate.metrics,
+                        );
+                    }
+                }
+            }
+        }
+        worker.note_key_changes();
+    }
+
+    fn on_http_call_reply(&mut self, token: u32, reply: HttpCallReply) {
+        let Some(gate) = &self.gate else {
+            return;
+        };
+        let index = {
+            let Ok(mut worker) = gate.worker.try_borrow_mut() else {
+                return;
+            };
+            let Some(index) = worker.root_fetches.remove(&token) else {
+                return;
+            };
+            if let Some(source) = gate.config.sources.get(index) {
+                worker.complete_fetch(index, source, &reply, &gate.metrics);
+            }
+            index
+        };
+        gate.wake(Some(index));
+    }
+}
+
+/// The per-request filter.
+struct Filter {
+    gate: Gate,
+    context_id: u32,
+    /// The JWKS fetch this request made and waits for: callout token and source.
+    waiting: Option<(u32, usize)>,
+}
+
+impl Filter {
+    fn act(&mut self, handled: Handled, resume: bool) -> Action {
+        match handled {
+            Handled::Continue => {
+                if resume {
+                    if let Err(status) = host::continue_stream(false) {
+                        log::error(&format!("jwt-auth: cannot resume the request: {status}"));
+                    }
+                }
+                Action::Continue
+            }
+            Handled::Answered | Handled::Parked => Action::Pause,
+            Handled::Fetching(token, source) => {
+                self.waiting = Some((token, source));
+                Action::Pause
+            }
+        }
     }
 }
 
 impl HttpFilter for Filter {
     fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
-        match self.run() {
-            Outcome::Continue => Action::Continue,
-            Outcome::Answered | Outcome::Waiting => Action::Pause,
-        }
+        let handled = self.gate.handle(self.context_id, true, None);
+        self.act(handled, false)
     }
 
     fn on_http_call_reply(&mut self, token: u32, reply: HttpCallReply) {
@@ -455,20 +594,33 @@ impl HttpFilter for Filter {
             return;
         }
         self.waiting = None;
-        if let (Some(source), Ok(mut worker)) =
-            (self.config.sources.get(index), self.worker.try_borrow_mut())
-        {
-            worker.complete_fetch(index, source, &reply, &self.metrics);
+        if let (Some(source), Ok(mut worker)) = (
+            self.gate.config.sources.get(index),
+            self.gate.worker.try_borrow_mut(),
+        ) {
+            worker.complete_fetch(index, source, &reply, &self.gate.metrics);
         }
-        match self.run() {
-            Outcome::Continue => {
-                if let Err(status) = host::continue_stream(false) {
-                    log::error(&format!("jwt-auth: cannot resume the request: {status}"));
-                }
-            }
-            // Waiting again: another source (or, once, an unknown kid in freshly fetched
-            // keys) needs a fetch. Each source's lease and refetch limit bound the rounds.
-            Outcome::Answered | Outcome::Waiting => {}
+        // Waiting again is possible: another source (or, once, an unknown kid in freshly
+        // fetched keys) needs a fetch. Each source's lease and refetch limit bound it.
+        let handled = self.gate.handle(self.context_id, true, None);
+        self.act(handled, true);
+        // Then the other requests of this worker that waited for these keys.
+        let others_wait = self
+            .gate
+            .worker
+            .try_borrow()
+            .is_ok_and(|w| w.waiters.iter().any(|x| x.source == index));
+        if others_wait {
+            self.gate.wake(Some(index));
+            set_effective_context(self.context_id);
+        }
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if let Ok(mut worker) = self.gate.worker.try_borrow_mut() {
+            worker.waiters.retain(|w| w.context_id != self.context_id);
         }
     }
 }

@@ -2,16 +2,19 @@
 //! the key set every worker shares through Envoy's shared data.
 //!
 //! Two shared-data records per source (cluster + URI), both small text:
-//! - `<base>|lease`: `"<until_ms> <kid_refetch_ms>"`. Whoever moves `until_ms` into the
-//!   future with a compare-and-swap holds the lease and fetches; a failed fetch leaves it
-//!   in the future for the retry interval (backoff). `kid_refetch_ms` is when the last
-//!   fetch for an unknown `kid` started: such fetches are rate-limited proxy-wide.
+//! - `<base>|lease`: `"<until_ms> <kid_refetch_ms> <fetching>"`. Whoever moves `until_ms`
+//!   into the future with a compare-and-swap holds the lease and fetches (`fetching` 1); a
+//!   failed fetch leaves `until_ms` in the future for the retry interval (backoff,
+//!   `fetching` 0). `kid_refetch_ms` is when the last fetch for an unknown `kid` started:
+//!   such fetches are rate-limited proxy-wide.
 //! - `<base>|keys`: `"<fetched_at_ms>\n<jwks>"`, the last good key set. A failed fetch
 //!   never replaces it: the last good keys stay in use.
 //!
 //! Each worker keeps its parsed copy and re-reads the record when it sees a newer
-//! `fetched_at_ms`. Kids still unknown after a fetch are remembered (negative cache)
-//! until the next refetch is allowed, so a flood of forged kids costs one lookup each.
+//! `fetched_at_ms`. A request that needs keys while a fetch is in flight anywhere in the
+//! proxy waits for it ([`Lookup::Wait`]) rather than being refused. Kids still unknown after
+//! a fetch are remembered (negative cache) until the next refetch is allowed, so a flood of
+//! forged kids costs one lookup each.
 
 use crate::jwks::{self, KeySet, Limits, Strictness};
 use meshward_shared::shared_data::{self, Decision, Store, UpdateError};
@@ -65,6 +68,8 @@ impl RemoteSource {
 struct Lease {
     until_ms: u64,
     kid_refetch_ms: u64,
+    /// Whether `until_ms` bounds a fetch in flight (rather than a backoff).
+    fetching: bool,
 }
 
 impl Lease {
@@ -73,14 +78,22 @@ impl Lease {
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("");
         let mut numbers = text.split(' ').map(|n| n.parse::<u64>().ok());
+        let mut next = || numbers.next().flatten().unwrap_or(0);
         // An unreadable record reads as free: the next writer repairs it.
         Lease {
-            until_ms: numbers.next().flatten().unwrap_or(0),
-            kid_refetch_ms: numbers.next().flatten().unwrap_or(0),
+            until_ms: next(),
+            kid_refetch_ms: next(),
+            fetching: next() == 1,
         }
     }
     fn encode(self) -> Vec<u8> {
-        format!("{} {}", self.until_ms, self.kid_refetch_ms).into_bytes()
+        format!(
+            "{} {} {}",
+            self.until_ms,
+            self.kid_refetch_ms,
+            u8::from(self.fetching)
+        )
+        .into_bytes()
     }
 }
 
@@ -98,8 +111,10 @@ pub enum Why {
 pub enum LeaseOutcome {
     /// The caller holds the lease and must fetch, then call [`Remote::fetched`].
     Acquired,
-    /// Someone else is fetching, or a failed fetch is backing off, or an unknown-kid
-    /// refetch ran too recently; nothing to do before this time (ms).
+    /// Someone else is fetching; the lease runs until this time (ms).
+    InFlight(u64),
+    /// A failed fetch is backing off, or an unknown-kid refetch ran too recently; no fetch
+    /// before this time (ms).
     NotBefore(u64),
 }
 
@@ -113,12 +128,17 @@ pub fn acquire<S: Store>(
     shared_data::update(store, &source.lease_key(), CAS_ATTEMPTS, |current| {
         let lease = Lease::decode(current);
         if lease.until_ms > now_ms {
-            return Decision::Keep(LeaseOutcome::NotBefore(lease.until_ms));
+            return Decision::Keep(if lease.fetching {
+                LeaseOutcome::InFlight(lease.until_ms)
+            } else {
+                LeaseOutcome::NotBefore(lease.until_ms)
+            });
         }
         let mut next = Lease {
             until_ms: now_ms
                 .saturating_add(ms(source.timeout))
                 .saturating_add(1000),
+            fetching: true,
             ..lease
         };
         if why == Why::UnknownKid {
@@ -132,6 +152,13 @@ pub fn acquire<S: Store>(
         }
         Decision::Write(next.encode(), LeaseOutcome::Acquired)
     })
+}
+
+/// Whether a fetch for `source` is in flight at `now_ms`, and until when it may run.
+pub fn in_flight<S: Store>(store: &mut S, source: &RemoteSource, now_ms: u64) -> Option<u64> {
+    let value = store.get(&source.lease_key()).ok().flatten()?;
+    let lease = Lease::decode(Some(&value.bytes));
+    (lease.fetching && lease.until_ms > now_ms).then_some(lease.until_ms)
 }
 
 /// The shared keys record.
@@ -188,6 +215,9 @@ pub enum Lookup {
     Fetch,
     /// No keys can be had now.
     Unavailable,
+    /// A fetch is in flight elsewhere in the proxy: wait for it, until this time (ms) at
+    /// most, then ask again.
+    Wait(u64),
 }
 
 impl Remote {
@@ -234,13 +264,15 @@ impl Remote {
     }
 
     /// Keys for a token naming `kid` (or none) at `now_ms`: the local copy when it has the
-    /// kid, else a newer shared copy, else a fetch if the lease allows, else what there is.
+    /// kid, else a newer shared copy, else a fetch if the lease allows (and `may_fetch`),
+    /// else a wait for a fetch in flight, else what there is.
     pub fn lookup<S: Store>(
         &mut self,
         store: &mut S,
         source: &RemoteSource,
         kid: Option<&str>,
         now_ms: u64,
+        may_fetch: bool,
     ) -> Lookup {
         let has = |keys: &KeySet| match kid {
             Some(kid) => keys.keys.iter().any(|k| k.kid.as_deref() == Some(kid)),
@@ -263,16 +295,25 @@ impl Remote {
         if let Some(keys) = self.keys().filter(|k| has(k)) {
             return Lookup::Ready(keys);
         }
-        let why = if self.keys.is_some() {
-            Why::UnknownKid
+        let outcome = if may_fetch {
+            let why = if self.keys.is_some() {
+                Why::UnknownKid
+            } else {
+                Why::Refresh
+            };
+            acquire(store, source, now_ms, why)
         } else {
-            Why::Refresh
+            Ok(in_flight(store, source, now_ms)
+                .map_or(LeaseOutcome::NotBefore(now_ms), LeaseOutcome::InFlight))
         };
-        match acquire(store, source, now_ms, why) {
+        match outcome {
             Ok(LeaseOutcome::Acquired) => Lookup::Fetch,
+            Ok(LeaseOutcome::InFlight(until)) => Lookup::Wait(until),
             Ok(LeaseOutcome::NotBefore(until)) => match self.keys() {
                 Some(keys) => {
-                    self.remember_unknown(kid_key, until);
+                    if until > now_ms {
+                        self.remember_unknown(kid_key, until);
+                    }
                     Lookup::Ready(keys)
                 }
                 // Without keys, every request looks again: reading an absent record is
@@ -339,7 +380,15 @@ fn release<S: Store>(store: &mut S, source: &RemoteSource, until_ms: u64) {
     // A lease that cannot be written back expires by itself after the fetch timeout.
     let _ = shared_data::update(store, &source.lease_key(), CAS_ATTEMPTS, |current| {
         let lease = Lease::decode(current);
-        Decision::Write(Lease { until_ms, ..lease }.encode(), ())
+        Decision::Write(
+            Lease {
+                until_ms,
+                fetching: false,
+                ..lease
+            }
+            .encode(),
+            (),
+        )
     });
 }
 
@@ -376,16 +425,22 @@ mod tests {
         let (mut store, src) = (MemoryStore::default(), source());
         let (mut a, mut b) = (Remote::default(), Remote::default());
         assert!(matches!(
-            a.lookup(&mut store, &src, None, T0),
+            a.lookup(&mut store, &src, None, T0, true),
             Lookup::Fetch
         ));
+        // Worker b waits for a's fetch instead of starting its own.
         assert!(matches!(
-            b.lookup(&mut store, &src, None, T0),
-            Lookup::Unavailable
+            b.lookup(&mut store, &src, None, T0, true),
+            Lookup::Wait(until) if until == T0 + 3_000
+        ));
+        assert!(matches!(
+            b.lookup(&mut store, &src, None, T0, false),
+            Lookup::Wait(_)
         ));
         let result = a.fetched(&mut store, &src, T0 + 50, Some((200, &body())));
         assert_eq!(result, FetchResult::Published { skipped: 0 });
-        let Lookup::Ready(keys) = b.lookup(&mut store, &src, Some(fixtures::RSA_KID), T0 + 60)
+        let Lookup::Ready(keys) =
+            b.lookup(&mut store, &src, Some(fixtures::RSA_KID), T0 + 60, true)
         else {
             panic!("worker b should read the shared keys");
         };
@@ -397,7 +452,7 @@ mod tests {
         let (mut store, src) = (MemoryStore::default(), source());
         let mut a = Remote::default();
         assert!(matches!(
-            a.lookup(&mut store, &src, None, T0),
+            a.lookup(&mut store, &src, None, T0, true),
             Lookup::Fetch
         ));
         a.fetched(&mut store, &src, T0, Some((200, &body())));
@@ -439,11 +494,11 @@ mod tests {
     fn an_unknown_kid_triggers_a_rate_limited_refetch() {
         let (mut store, src) = (MemoryStore::default(), source());
         let (mut a, mut b) = (Remote::default(), Remote::default());
-        a.lookup(&mut store, &src, None, T0);
+        a.lookup(&mut store, &src, None, T0, true);
         a.fetched(&mut store, &src, T0, Some((200, &body())));
 
         assert!(matches!(
-            a.lookup(&mut store, &src, Some("new"), T0 + 1),
+            a.lookup(&mut store, &src, Some("new"), T0 + 1, true),
             Lookup::Fetch
         ));
         a.fetched(&mut store, &src, T0 + 2, Some((200, &body())));
@@ -451,13 +506,13 @@ mod tests {
         for worker in [&mut a, &mut b] {
             for now in [T0 + 3, T0 + 29_999] {
                 assert!(matches!(
-                    worker.lookup(&mut store, &src, Some("new"), now),
+                    worker.lookup(&mut store, &src, Some("new"), now, true),
                     Lookup::Ready(_)
                 ));
             }
         }
         assert!(matches!(
-            b.lookup(&mut store, &src, Some("other"), T0 + 30_001),
+            b.lookup(&mut store, &src, Some("other"), T0 + 30_001, true),
             Lookup::Fetch
         ));
     }
@@ -466,7 +521,7 @@ mod tests {
     fn a_new_kid_published_by_the_idp_is_found_by_the_refetch() {
         let (mut store, src) = (MemoryStore::default(), source());
         let mut a = Remote::default();
-        a.lookup(&mut store, &src, None, T0);
+        a.lookup(&mut store, &src, None, T0, true);
         let only_rsa = serde_json::json!({ "keys": [fixtures::rsa_jwk(&fixtures::rsa_private_key(), fixtures::RSA_KID)] });
         a.fetched(
             &mut store,
@@ -475,12 +530,12 @@ mod tests {
             Some((200, only_rsa.to_string().as_bytes())),
         );
         assert!(matches!(
-            a.lookup(&mut store, &src, Some(fixtures::P256_KID), T0 + 1),
+            a.lookup(&mut store, &src, Some(fixtures::P256_KID), T0 + 1, true),
             Lookup::Fetch
         ));
         a.fetched(&mut store, &src, T0 + 2, Some((200, &body())));
         assert!(matches!(
-            a.lookup(&mut store, &src, Some(fixtures::P256_KID), T0 + 3),
+            a.lookup(&mut store, &src, Some(fixtures::P256_KID), T0 + 3, true),
             Lookup::Ready(_)
         ));
     }
@@ -494,7 +549,7 @@ mod tests {
         );
         assert_eq!(
             acquire(&mut store, &src, T0 + 2_999, Why::Refresh),
-            Ok(LeaseOutcome::NotBefore(T0 + 3_000))
+            Ok(LeaseOutcome::InFlight(T0 + 3_000))
         );
         assert_eq!(
             acquire(&mut store, &src, T0 + 3_000, Why::Refresh),
@@ -503,8 +558,45 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_fetch_ends_the_wait_and_backs_off() {
+        let (mut store, src) = (MemoryStore::default(), source());
+        let (mut a, mut b) = (Remote::default(), Remote::default());
+        a.lookup(&mut store, &src, None, T0, true);
+        assert!(matches!(
+            b.lookup(&mut store, &src, None, T0, true),
+            Lookup::Wait(_)
+        ));
+        a.fetched(&mut store, &src, T0 + 100, None);
+        assert!(matches!(
+            b.lookup(&mut store, &src, None, T0 + 101, true),
+            Lookup::Unavailable
+        ));
+        assert_eq!(in_flight(&mut store, &src, T0 + 101), None);
+    }
+
+    #[test]
+    fn without_leave_to_fetch_a_lookup_never_takes_the_lease() {
+        let (mut store, src) = (MemoryStore::default(), source());
+        let mut a = Remote::default();
+        assert!(matches!(
+            a.lookup(&mut store, &src, None, T0, false),
+            Lookup::Unavailable
+        ));
+        assert_eq!(
+            acquire(&mut store, &src, T0, Why::Refresh),
+            Ok(LeaseOutcome::Acquired)
+        );
+    }
+
+    #[test]
     fn unreadable_records_read_as_empty() {
         assert_eq!(Lease::decode(Some(b"garbage")), Lease::default());
+        let lease = Lease {
+            until_ms: 9,
+            kid_refetch_ms: 3,
+            fetching: true,
+        };
+        assert_eq!(Lease::decode(Some(&lease.encode())), lease);
         assert_eq!(Lease::decode(None), Lease::default());
         assert_eq!(KeysRecord::decode(b"no newline"), None);
         assert_eq!(KeysRecord::decode(b"x\n{}"), None);

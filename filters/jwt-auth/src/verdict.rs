@@ -97,11 +97,20 @@ pub enum Verdict {
     Deny(Denial),
     /// Fetch remote source `.0` (the lease is held), then decide again.
     Fetch(usize),
+    /// A fetch of remote source `source` is in flight elsewhere: hold the request and
+    /// decide again when it lands, or at `until_ms` at the latest.
+    Wait {
+        /// The source.
+        source: usize,
+        /// When to stop waiting (ms since the epoch).
+        until_ms: u64,
+    },
 }
 
 enum Auth {
     Verified(Rc<Verified>),
     Fetch(usize),
+    Wait(usize, u64),
 }
 
 /// Decides what happens to `request`.
@@ -171,6 +180,7 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
                 }
             }
             Ok(Auth::Fetch(source)) => return Verdict::Fetch(source),
+            Ok(Auth::Wait(source, until_ms)) => return Verdict::Wait { source, until_ms },
             Err(denial) if *mode == Mode::All => return Verdict::Deny(denial),
             // With several providers, a wrong issuer mostly means "not this provider":
             // report any more telling reason another provider gave.
@@ -242,6 +252,7 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str) -> Result<Auth, Deni
         Keys::Remote(source) => match env.keys.lookup(*source, token.header.kid.as_deref()) {
             KeyLookup::Ready(keys) => keys,
             KeyLookup::Fetch => return Ok(Auth::Fetch(*source)),
+            KeyLookup::Wait(until_ms) => return Ok(Auth::Wait(*source, until_ms)),
             KeyLookup::Unavailable => {
                 return Err(Denial::new(
                     Reason::UnknownKid,
@@ -593,6 +604,14 @@ mod tests {
         let token = fixtures::token(Algorithm::RS256, NOW);
         h.keys = Scripted(KeyLookup::Fetch);
         assert_eq!(h.bearer(&token), Verdict::Fetch(0));
+        h.keys = Scripted(KeyLookup::Wait(5));
+        assert_eq!(
+            h.bearer(&token),
+            Verdict::Wait {
+                source: 0,
+                until_ms: 5
+            }
+        );
         h.keys = Scripted(KeyLookup::Unavailable);
         assert_eq!(reason(&h.bearer(&token)), Some("unknown_kid"));
         let set = crate::jwks::parse_value(
