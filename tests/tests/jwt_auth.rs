@@ -747,6 +747,75 @@ fn a_waiting_request_is_refused_when_the_fetch_fails() {
 
 // Configuration.
 
+/// The documents of `k8s/jwt-auth.yaml`.
+fn istio_example() -> Vec<Value> {
+    let path = meshward_tests::repo_root().join("k8s/jwt-auth.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("\n---\n")
+        .map(|document| serde_yaml_ng::from_str(document).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_istio_example_fetches_through_the_service_entry_cluster() {
+    let documents = istio_example();
+    let plugin = documents
+        .iter()
+        .find(|d| d["kind"] == "WasmPlugin")
+        .unwrap();
+    assert_eq!(plugin["spec"]["phase"], "AUTHN");
+    let entry = documents
+        .iter()
+        .find(|d| d["kind"] == "ServiceEntry")
+        .unwrap();
+    let cluster = format!(
+        "outbound|443||{}",
+        entry["spec"]["hosts"][0].as_str().unwrap()
+    );
+    let host = builder(&plugin["spec"]["pluginConfig"])
+        .cluster(&cluster)
+        .build()
+        .unwrap();
+    let health = host.send(
+        Request::get("/health").header("host", "api.example.com"),
+        ok(),
+    );
+    assert_eq!(health.response.status(), 200);
+    let anonymous = host.send(
+        Request::get("/v1/orders").header("host", "api.example.com"),
+        ok(),
+    );
+    assert_eq!(anonymous.response.status(), 401);
+    assert_eq!(challenge(&anonymous), "Bearer realm=\"api.example.com\"");
+    let mut claims = fixtures::claims(now(&host));
+    claims["iss"] = plugin["spec"]["pluginConfig"]["providers"][0]["issuer"].clone();
+    claims["aud"] = json!("api.example.com");
+    let token = fixtures::token_with(Algorithm::RS256, &claims);
+    let stream = host
+        .worker(0)
+        .start(get(&token).header("host", "api.example.com"));
+    let call = host.worker(0).pending_http_calls().remove(0);
+    assert_eq!(call.cluster, cluster);
+    assert_eq!(call.header(":authority"), Some("login.example.com"));
+    assert_eq!(call.header(":path"), Some("/.well-known/jwks.json"));
+    host.worker(0)
+        .settle_http_call(call.token, HttpCallReply::Reset);
+    assert_eq!(stream.finish().response.status(), 401);
+}
+
+#[test]
+fn the_readme_example_is_accepted() {
+    let readme =
+        std::fs::read_to_string(meshward_tests::repo_root().join("filters/jwt-auth/README.md"))
+            .unwrap();
+    let start = readme.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let config: Value = serde_json::from_str(&readme[start..end]).unwrap();
+    let host = builder(&config).cluster("idp").build().unwrap();
+    let out = host.send(Request::get("/health"), ok());
+    assert_eq!(out.response.status(), 200);
+}
+
 #[test]
 fn refuses_bad_configurations_naming_the_field() {
     let mut bad_key = inline_provider();
