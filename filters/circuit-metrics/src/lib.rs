@@ -187,26 +187,36 @@ impl HttpFilter for Stream {
         let Some(now) = now else {
             return;
         };
-        let (circuit, generation, probe) = match ticket {
-            Some(ticket) => (ticket.circuit, ticket.generation, ticket.probe),
-            None => match Circuit::find(config, &cluster, &route) {
-                Some((circuit, _)) => (circuit, None, false),
-                None => return,
-            },
-        };
-        let Some(entry) = config.breaker_for(&circuit.cluster) else {
-            return;
+        let found = Circuit::find(config, &cluster, &route);
+        let (circuit, entry, generation, probe) = match (ticket, found) {
+            (Some(ticket), Some((circuit, entry))) if ticket.circuit == circuit => {
+                (circuit, entry, ticket.generation, ticket.probe)
+            }
+            // A filter after this one sent the request elsewhere (it cleared the route
+            // cache): the outcome is the new upstream's, of unknown generation, and a probe
+            // taken from the first breaker is given back.
+            (ticket, found) => {
+                if let Some(Ticket {
+                    circuit,
+                    generation: Some(generation),
+                    probe: true,
+                    ..
+                }) = ticket
+                {
+                    worker.release(config, &circuit, now, generation);
+                }
+                match found {
+                    Some((circuit, entry)) => (circuit, entry, None, false),
+                    None => return,
+                }
+            }
         };
         let failed = match outcome.verdict {
             Verdict::Success => false,
             Verdict::Failure => true,
             Verdict::Ignored => {
                 if let (true, Some(generation)) = (probe, generation) {
-                    let released =
-                        circuits::release(&mut HostStore, &circuit.key, entry, now, generation);
-                    if let Err(e) = released {
-                        worker.store_failed(&e);
-                    }
+                    worker.release(config, &circuit, now, generation);
                 }
                 return;
             }
@@ -365,6 +375,16 @@ impl Worker {
     fn store_failed(&self, error: &shared_data::UpdateError) {
         self.store_failures.inc();
         log::warn(&format!("circuit-metrics: {error}"));
+    }
+
+    /// Gives back a probe permit of `circuit`'s breaker.
+    fn release(&self, config: &Config, circuit: &Circuit, now: Duration, generation: u32) {
+        let Some(entry) = config.breaker_for(&circuit.cluster) else {
+            return;
+        };
+        if let Err(e) = circuits::release(&mut HostStore, &circuit.key, entry, now, generation) {
+            self.store_failed(&e);
+        }
     }
 
     /// The label of `name`: its own, or `other` once the cap is reached.
