@@ -18,6 +18,7 @@ CONFIGS=(
   "noop-wasm        envoy-config/bench/noop-wasm.yaml        out/fixture-noop.wasm     {}"
   "security-headers envoy-config/bench/security-headers.yaml out/security-headers.wasm {}"
   "header-mutation  envoy-config/bench/header-mutation.yaml"
+  "circuit-metrics  envoy-config/bench/circuit-metrics.yaml  out/circuit-metrics.wasm  {\"breakers\": [{\"cluster\": \"upstream\"}]}"
 )
 BASELINE=no-filter  # ratios "x no-filter" divide by this one
 WASM_FLOOR=noop-wasm # ratios "x noop-wasm" divide by this one
