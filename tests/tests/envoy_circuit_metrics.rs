@@ -164,6 +164,38 @@ async fn metrics_reach_prometheus_with_cluster_and_route_labels() {
 }
 
 #[tokio::test]
+async fn istios_extra_stat_tags_lift_the_same_labels() {
+    // Istio's bootstrap turns each name in `extraStatTags` into the tag regex
+    // `(<tag>=\.=(.*?);\.;)`, unanchored, with Envoy's default tags off. Those alone must
+    // give the labels the config file's anchored regexes give.
+    let mut config = config(None, None);
+    let tags: Vec<Value> = ["cluster", "route", "code_class", "to_state"]
+        .iter()
+        .map(|tag| json!({"tag_name": tag, "regex": format!("({tag}=\\.=(.*?);\\.;)")}))
+        .collect();
+    config.value_mut()["stats_config"] = json!({
+        "use_all_default_tags": false,
+        "stats_tags": tags,
+    });
+    let envoy = Envoy::start(config).await.unwrap();
+
+    assert_eq!(envoy.get("/retry/x").await.unwrap().status, 503);
+
+    let mut failed = DEFAULT_ROUTE.to_vec();
+    failed[1] = ("route", "retry");
+    failed.push(("code_class", "5xx"));
+    wait_for(&envoy, "meshward_circuit_responses", &failed, 1.0).await;
+    let stats = stats(&envoy).await;
+    assert_eq!(value(&stats, "meshward_circuit_retries", RETRY_ROUTE), 2.0);
+    let mut to_open = BREAKER.to_vec();
+    to_open.push(("to_state", "open"));
+    assert_eq!(
+        value(&stats, "meshward_circuit_breaker_transitions", &to_open),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn the_breaker_opens_fails_fast_probes_and_closes_when_the_upstream_recovers() {
     let plugin = json!({
         "enforce": true,
