@@ -346,3 +346,37 @@ async fn the_corpus_gets_the_same_verdicts_as_native_jwt_authn() {
         "statuses that differ from jwt_authn's"
     );
 }
+
+/// The demo token `envoy-config/meshward.yaml` documents for `make run`.
+fn demo_token() -> String {
+    let text = std::fs::read_to_string(repo_root().join("envoy-config/meshward.yaml")).unwrap();
+    let line = text
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("#   TOKEN="))
+        .expect("meshward.yaml documents a demo token");
+    line.trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_demo_token_of_make_run_works_under_jwt_only() {
+    let upstream = Upstream::start().await.unwrap();
+    let config = EnvoyConfig::load("meshward.yaml")
+        .unwrap()
+        .upstream(UPSTREAM_PORT, upstream.port());
+    let envoy = Envoy::start(config).await.unwrap();
+    let token = demo_token();
+    assert_eq!(envoy.get("/jwt/items").await.unwrap().status, 401);
+    let response = envoy.send(bearer("/jwt/items", &token)).await.unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let received = upstream.received().pop().unwrap();
+    assert_eq!(received.header("x-jwt-sub"), Some("demo-user"));
+    let admin = envoy.send(bearer("/jwt/admin", &token)).await.unwrap();
+    assert_eq!(admin.status, 403);
+    // Elsewhere no token is needed, and forged claim headers still go.
+    let other = envoy
+        .send(Request::get("/hello").with_header("x-jwt-sub", "forged"))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 200);
+    assert_eq!(upstream.received().pop().unwrap().header("x-jwt-sub"), None);
+}
