@@ -124,6 +124,8 @@ pub struct Region {
     pub allow_preference: bool,
     /// The region's seed for rendezvous hashing, from its name.
     pub seed: u64,
+    /// The shared-data key of its health record.
+    pub health_key: String,
 }
 
 /// The validated configuration.
@@ -302,6 +304,7 @@ fn validate_regions(raw: Vec<RawRegion>) -> Result<Vec<Region>, ConfigError> {
         }
         regions.push(Region {
             seed: sticky::region_seed(&region.name),
+            health_key: crate::health_store::key(&region.name, &region.cluster),
             name: region.name,
             cluster: region.cluster,
             latency: region.latency.map(|d| d.0),

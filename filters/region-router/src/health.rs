@@ -271,6 +271,27 @@ impl RegionHealth {
         out
     }
 
+    /// The state at `now` of an encoded record, reading only its fixed header (what every
+    /// decision needs, without the outcome list); healthy for anything unreadable, as
+    /// [`RegionHealth::decode`] would start afresh.
+    pub fn state_of_encoded(bytes: &[u8], policy: &HealthPolicy, now: Duration) -> State {
+        let header = match bytes {
+            [VERSION, flags @ (0 | 1), rest @ ..] => rest
+                .first_chunk::<8>()
+                .map(|changed| (*flags == 1, u64::from_le_bytes(*changed))),
+            _ => None,
+        };
+        match header {
+            Some((true, changed_at_ms)) => RegionHealth {
+                unhealthy: true,
+                changed_at_ms,
+                ..RegionHealth::default()
+            }
+            .state(policy, now),
+            _ => State::Healthy,
+        }
+    }
+
     /// Reads a record written by [`RegionHealth::encode`]; `None` for anything else.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let (&version, rest) = bytes.split_first()?;
@@ -462,6 +483,30 @@ mod tests {
         assert_eq!(
             back.record(&p, at(201), at(201), Outcome::Success),
             Effect::Counted
+        );
+    }
+
+    #[test]
+    fn the_state_can_be_read_from_the_header_of_the_bytes_alone() {
+        let p = policy();
+        let mut h = RegionHealth::new();
+        let read = |h: &RegionHealth, ms| RegionHealth::state_of_encoded(&h.encode(), &p, at(ms));
+        assert_eq!(read(&h, 0), State::Healthy);
+        feed(&mut h, 0, 10, Outcome::Failure);
+        for ms in [100, 5_008, 5_009, 60_000] {
+            assert_eq!(read(&h, ms), h.state(&p, at(ms)), "at {ms} ms");
+        }
+        assert_eq!(
+            RegionHealth::state_of_encoded(b"", &p, at(0)),
+            State::Healthy
+        );
+        assert_eq!(
+            RegionHealth::state_of_encoded(&[1, 1, 0], &p, at(0)),
+            State::Healthy
+        );
+        assert_eq!(
+            RegionHealth::state_of_encoded(&[9, 1, 0, 0, 0, 0, 0, 0, 0, 0], &p, at(0)),
+            State::Healthy
         );
     }
 

@@ -1,7 +1,7 @@
 //! The regions' health records in shared data: one key per region, read for every decision
 //! and updated with compare-and-swap for every outcome, so all workers share one view.
 
-use crate::config::{Config, Region};
+use crate::config::Config;
 use crate::health::{Effect, Outcome, RegionHealth, State};
 use meshward_shared::host::Status;
 use meshward_shared::shared_data::{update, Decision, Store, UpdateError};
@@ -12,43 +12,31 @@ pub const MAX_ATTEMPTS: u32 = 8;
 
 /// The shared-data key of a region's record. The cluster is part of it: two plugins that
 /// share a VM id and a region name but route it to different clusters keep apart.
-pub fn key(region: &Region) -> String {
-    format!(
-        "meshward.region_router.v1.{}.{}",
-        region.name, region.cluster
-    )
+pub fn key(name: &str, cluster: &str) -> String {
+    format!("meshward.region_router.v1.{name}.{cluster}")
 }
 
-/// Every region's record: as stored, or a fresh healthy one when absent or unreadable.
-/// The error is the first host failure, if any; its region then counts as healthy, so a
-/// broken store leaves routing to the weights and preferences rather than refusing traffic.
-pub fn records<S: Store>(store: &mut S, config: &Config) -> (Vec<RegionHealth>, Option<Status>) {
-    let mut error = None;
-    let records = config
-        .regions
-        .iter()
-        .map(|region| match store.get(&key(region)) {
-            Ok(Some(value)) => RegionHealth::decode(&value.bytes).unwrap_or_default(),
-            Ok(None) => RegionHealth::new(),
-            Err(status) => {
-                error.get_or_insert(status);
-                RegionHealth::new()
-            }
-        })
-        .collect();
-    (records, error)
-}
-
-/// Every region's state at `now`, for a decision.
+/// Every region's state at `now`, for a decision. The error is the first host failure, if
+/// any; its region then counts as healthy, so a broken store leaves routing to the weights
+/// and preferences rather than refusing traffic. A record that cannot be read counts as
+/// healthy too, as an update would start it afresh.
 pub fn states<S: Store>(
     store: &mut S,
     config: &Config,
     now: Duration,
 ) -> (Vec<State>, Option<Status>) {
-    let (records, error) = records(store, config);
-    let states = records
+    let mut error = None;
+    let states = config
+        .regions
         .iter()
-        .map(|r| r.state(&config.health, now))
+        .map(|region| match store.get(&region.health_key) {
+            Ok(Some(value)) => RegionHealth::state_of_encoded(&value.bytes, &config.health, now),
+            Ok(None) => State::Healthy,
+            Err(status) => {
+                error.get_or_insert(status);
+                State::Healthy
+            }
+        })
         .collect();
     (states, error)
 }
@@ -57,10 +45,15 @@ pub fn states<S: Store>(
 /// real compare-and-swap (Envoy lets any write create a key, whatever its version).
 pub fn create_missing<S: Store>(store: &mut S, config: &Config) -> Result<(), UpdateError> {
     for region in &config.regions {
-        update(store, &key(region), MAX_ATTEMPTS, |current| match current {
-            Some(_) => Decision::Keep(()),
-            None => Decision::Write(RegionHealth::new().encode(), ()),
-        })?;
+        update(
+            store,
+            &region.health_key,
+            MAX_ATTEMPTS,
+            |current| match current {
+                Some(_) => Decision::Keep(()),
+                None => Decision::Write(RegionHealth::new().encode(), ()),
+            },
+        )?;
     }
     Ok(())
 }
@@ -77,7 +70,7 @@ pub fn record<S: Store>(
     let Some(region) = config.regions.get(index) else {
         return Ok(Effect::Ignored);
     };
-    update(store, &key(region), MAX_ATTEMPTS, |current| {
+    update(store, &region.health_key, MAX_ATTEMPTS, |current| {
         let mut health = current.and_then(RegionHealth::decode).unwrap_or_default();
         let effect = health.record(&config.health, now, started, outcome);
         if effect.needs_write() {
@@ -194,7 +187,7 @@ mod tests {
     fn a_garbled_record_starts_afresh() {
         let c = config();
         let mut store = Memory::default();
-        store.set(&key(&c.regions[1]), b"garbage", 0).unwrap();
+        store.set(&c.regions[1].health_key, b"garbage", 0).unwrap();
         assert_eq!(states(&mut store, &c, NOW).0[1], State::Healthy);
         assert_eq!(
             record(&mut store, &c, 1, NOW, NOW, Outcome::Success).unwrap(),
@@ -205,6 +198,9 @@ mod tests {
     #[test]
     fn keys_name_the_region_and_its_cluster() {
         let c = config();
-        assert_eq!(key(&c.regions[1]), "meshward.region_router.v1.us-east-1.us");
+        assert_eq!(
+            c.regions[1].health_key,
+            "meshward.region_router.v1.us-east-1.us"
+        );
     }
 }
