@@ -19,6 +19,7 @@ CONFIGS=(
   "security-headers envoy-config/bench/security-headers.yaml out/security-headers.wasm {}"
   "header-mutation  envoy-config/bench/header-mutation.yaml"
   "circuit-metrics  envoy-config/bench/circuit-metrics.yaml  out/circuit-metrics.wasm  {\"breakers\": [{\"cluster\": \"upstream\"}]}"
+  "region-router    envoy-config/bench/region-router.yaml    out/region-router.wasm    {\"regions\": [{\"name\": \"eu-west-1\", \"cluster\": \"region-eu-west-1\"}, {\"name\": \"us-east-1\", \"cluster\": \"region-us-east-1\"}, {\"name\": \"ap-south-1\", \"cluster\": \"region-ap-south-1\"}], \"local_region\": \"eu-west-1\"}"
 )
 BASELINE=no-filter  # ratios "x no-filter" divide by this one
 WASM_FLOOR=noop-wasm # ratios "x noop-wasm" divide by this one
@@ -262,6 +263,13 @@ EOF
   [ "$RECORD" = 0 ] || record=(--record BENCHMARKS.md)
   python3 scripts/bench_report.py "$OUT" "$BASELINE" "$WASM_FLOOR" "${record[@]}" |
     tee "$OUT/latest.md"
+  # region-router's failover drill (tests/src/bin/meshward-failover.rs): failures and times
+  # around a region that stops mid-load, in its own section of BENCHMARKS.md.
+  if selected | grep -q '^region-router '; then
+    log "region-router failover drill"
+    cargo run -q -p meshward-tests --bin meshward-failover -- "${record[@]}" |
+      tee "$OUT/failover.md"
+  fi
 }
 
 main "$@"
