@@ -58,6 +58,13 @@ impl Circuit {
     }
 }
 
+impl Circuit {
+    /// Whether a request to `cluster` on `route` belongs to this breaker.
+    pub fn serves(&self, cluster: &str, route: &str) -> bool {
+        self.cluster == cluster && self.route.as_deref().is_none_or(|r| r == route)
+    }
+}
+
 /// What asking for permission did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Acquired {
@@ -229,7 +236,7 @@ mod tests {
     fn a_request_finds_its_clusters_breaker_or_the_wildcards_per_route() {
         let config = config();
         let (api, _) = Circuit::find(&config, "api", "r1").unwrap();
-        assert_eq!((api.name.as_str(), api.route), ("api", None));
+        assert_eq!((api.name.as_str(), api.route.as_deref()), ("api", None));
         let (other, entry) = Circuit::find(&config, "web", "home").unwrap();
         assert_eq!(other.route.as_deref(), Some("home"));
         assert_eq!(other.name, "the rest");
@@ -239,6 +246,9 @@ mod tests {
             Circuit::find(&config, "web", "login").unwrap().0.key
         );
         assert!(Circuit::find(&config, "", "r").is_none());
+        assert!(api.serves("api", "any route"));
+        assert!(other.serves("web", "home") && !other.serves("web", "login"));
+        assert!(!api.serves("web", "r1"));
     }
 
     #[test]

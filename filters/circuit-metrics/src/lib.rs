@@ -31,7 +31,7 @@ use circuits::Circuit;
 use config::Config;
 use labels::{Admission, Policy};
 use meshward_shared::host;
-use meshward_shared::metrics::Counter;
+use meshward_shared::metrics::{Counter, Gauge};
 use meshward_shared::shared_data::{self, HostStore};
 use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
 use outcome::{Facts, Verdict};
@@ -187,15 +187,15 @@ impl HttpFilter for Stream {
         let Some(now) = now else {
             return;
         };
-        let found = Circuit::find(config, &cluster, &route);
-        let (circuit, entry, generation, probe) = match (ticket, found) {
-            (Some(ticket), Some((circuit, entry))) if ticket.circuit == circuit => {
-                (circuit, entry, ticket.generation, ticket.probe)
-            }
+        let stayed = ticket
+            .as_ref()
+            .is_some_and(|t| t.circuit.serves(&cluster, &route));
+        let (circuit, generation, probe) = match ticket {
+            Some(ticket) if stayed => (ticket.circuit, ticket.generation, ticket.probe),
             // A filter after this one sent the request elsewhere (it cleared the route
             // cache): the outcome is the new upstream's, of unknown generation, and a probe
             // taken from the first breaker is given back.
-            (ticket, found) => {
+            ticket => {
                 if let Some(Ticket {
                     circuit,
                     generation: Some(generation),
@@ -205,11 +205,14 @@ impl HttpFilter for Stream {
                 {
                     worker.release(config, &circuit, now, generation);
                 }
-                match found {
-                    Some((circuit, entry)) => (circuit, entry, None, false),
+                match Circuit::find(config, &cluster, &route) {
+                    Some((circuit, _)) => (circuit, None, false),
                     None => return,
                 }
             }
+        };
+        let Some(entry) = config.breaker_for(&circuit.cluster) else {
+            return;
         };
         let failed = match outcome.verdict {
             Verdict::Success => false,
@@ -315,7 +318,8 @@ struct Shown {
     /// labelled `other` would overwrite each other.
     gauges: bool,
     state: Option<State>,
-    rates: Option<(u64, u64, u64)>,
+    /// The failure rate, slow-call rate and calls last set.
+    rates: [Option<u64>; 3],
 }
 
 impl Shown {
@@ -338,19 +342,29 @@ impl Shown {
             self.state = Some(state);
         }
         if let Some(totals) = totals {
-            // Whole percents: the cast truncates, and the rates are within 0..=100.
-            let rates = (
+            // Whole percents: the cast truncates, and the rates are within 0..=100. Each
+            // gauge is set only when its value changed: a host call saved per gauge.
+            let [failure_rate, slow_call_rate, calls] = &mut self.rates;
+            set_if_changed(
+                &stats.breaker_failure_rate,
+                failure_rate,
                 totals.failure_rate() as u64,
-                totals.slow_call_rate() as u64,
-                u64::from(totals.calls),
             );
-            if self.rates != Some(rates) {
-                stats.breaker_failure_rate.set(rates.0);
-                stats.breaker_slow_call_rate.set(rates.1);
-                stats.breaker_calls.set(rates.2);
-                self.rates = Some(rates);
-            }
+            set_if_changed(
+                &stats.breaker_slow_call_rate,
+                slow_call_rate,
+                totals.slow_call_rate() as u64,
+            );
+            set_if_changed(&stats.breaker_calls, calls, u64::from(totals.calls));
         }
+    }
+}
+
+/// Sets `gauge` to `value` unless `last` says it already is.
+fn set_if_changed(gauge: &Gauge, last: &mut Option<u64>, value: u64) {
+    if *last != Some(value) {
+        gauge.set(value);
+        *last = Some(value);
     }
 }
 
@@ -461,7 +475,7 @@ impl Worker {
             metrics: metrics::Breaker::define(&tags),
             gauges: cluster != labels::OTHER && route.as_deref() != Some(labels::OTHER),
             state: None,
-            rates: None,
+            rates: [None; 3],
         }
     }
 }
