@@ -161,8 +161,9 @@ impl Bucket {
                     level,
                     stamp: current.stamp,
                 };
-                let remaining = u64::try_from(level / token).unwrap_or(u64::MAX);
-                let next_whole = (level / token + 1) * token;
+                let whole = div(level, token);
+                let remaining = u64::try_from(whole).unwrap_or(u64::MAX);
+                let next_whole = (whole + 1) * token;
                 Take::Allowed {
                     bucket,
                     remaining,
@@ -183,10 +184,19 @@ impl Bucket {
             return Duration::ZERO;
         }
         let rate = limit.parts_per_nano();
-        let refill_nanos = missing.div_ceil(rate);
+        let refill_nanos = div(missing + rate - 1, rate);
         let behind = u128::from(self.stamp.saturating_sub(now));
         let total = u64::try_from(refill_nanos.saturating_add(behind)).unwrap_or(u64::MAX);
         Duration::from_nanos(total)
+    }
+}
+
+/// `a / b` for a non-zero `b`, in 64 bits when both fit: 128-bit division is a slow
+/// library call in wasm, and the numbers of most limits fit in 64 bits.
+fn div(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a.checked_div(b).unwrap_or(0)),
+        _ => a.checked_div(b).unwrap_or(0),
     }
 }
 
@@ -388,6 +398,20 @@ mod tests {
         assert!(Limit::new(1, 1, Duration::from_micros(999)).is_none());
         assert!(Limit::new(1, 1, MAX_PERIOD + s).is_none());
         assert!(Limit::new(MAX_TOKENS, MAX_TOKENS, MAX_PERIOD).is_some());
+    }
+
+    #[test]
+    fn division_is_the_same_in_64_and_128_bits() {
+        for (a, b) in [
+            (0u128, 1u128),
+            (7, 2),
+            (u128::from(u64::MAX), 3),
+            (u128::MAX, 7),
+            (5, u128::MAX),
+        ] {
+            assert_eq!(div(a, b), a / b, "{a} / {b}");
+        }
+        assert_eq!(div(1, 0), 0);
     }
 
     #[test]

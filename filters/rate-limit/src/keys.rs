@@ -39,7 +39,7 @@ pub struct Key {
 }
 
 /// Builds the key of `request` from `parts`. No parts: the empty key, one bucket.
-pub fn build(parts: &[KeyPart], request: &Request) -> Key {
+pub fn build(parts: &[KeyPart], request: &dyn Request) -> Key {
     let mut bytes = Vec::new();
     let mut incomplete = false;
     for part in parts {
@@ -58,16 +58,16 @@ pub fn build(parts: &[KeyPart], request: &Request) -> Key {
     Key { bytes, incomplete }
 }
 
-fn value(part: &KeyPart, request: &Request) -> Option<Vec<u8>> {
+fn value(part: &KeyPart, request: &dyn Request) -> Option<Vec<u8>> {
     match part {
         KeyPart::ClientAddress => peer_address(request),
         KeyPart::ForwardedFor { trusted_hops } => {
             forwarded_address(request, *trusted_hops).or_else(|| peer_address(request))
         }
-        KeyPart::Header(name) => request.header(name).map(<[u8]>::to_vec),
-        KeyPart::Path => Some(request.path().to_vec()),
-        KeyPart::Method => Some(request.method().to_vec()),
-        KeyPart::Query(name) => query_value(request.query()?, name),
+        KeyPart::Header(name) => request.header(name),
+        KeyPart::Path => Some(request.path()),
+        KeyPart::Method => Some(request.method()),
+        KeyPart::Query(name) => query_value(&request.query()?, name),
         KeyPart::Cookie(name) => cookie_value(request, name),
     }
 }
@@ -82,20 +82,17 @@ fn canonical_ip(text: &str) -> Option<String> {
     Some(ip.to_canonical().to_string())
 }
 
-fn peer_address(request: &Request) -> Option<Vec<u8>> {
-    let raw = request.source_address.as_deref()?;
+fn peer_address(request: &dyn Request) -> Option<Vec<u8>> {
+    let raw = request.source_address()?;
     // A peer that is not an IP (a Unix socket) is still one peer: keep its text.
-    Some(
-        canonical_ip(raw)
-            .unwrap_or_else(|| raw.to_string())
-            .into_bytes(),
-    )
+    Some(canonical_ip(&raw).unwrap_or(raw).into_bytes())
 }
 
-fn forwarded_address(request: &Request, trusted_hops: u32) -> Option<Vec<u8>> {
+fn forwarded_address(request: &dyn Request, trusted_hops: u32) -> Option<Vec<u8>> {
     // Several x-forwarded-for headers read as one comma-separated list.
+    let values = request.header_values("x-forwarded-for");
     let mut entries: Vec<&[u8]> = Vec::new();
-    for value in request.header_values("x-forwarded-for") {
+    for value in &values {
         entries.extend(value.split(|&b| b == b','));
     }
     let from_right = usize::try_from(trusted_hops).ok()?.checked_sub(1)?;
@@ -137,8 +134,8 @@ fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn cookie_value(request: &Request, name: &str) -> Option<Vec<u8>> {
-    request.header_values("cookie").find_map(|header| {
+fn cookie_value(request: &dyn Request, name: &str) -> Option<Vec<u8>> {
+    request.header_values("cookie").iter().find_map(|header| {
         header.split(|&b| b == b';').find_map(|pair| {
             let at = pair.iter().position(|&b| b == b'=')?;
             let (k, v) = (pair.get(..at)?, pair.get(at + 1..)?);
@@ -151,6 +148,7 @@ fn cookie_value(request: &Request, name: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::request::tests::request;
+    use crate::request::HeaderList;
 
     fn key(parts: &[KeyPart], headers: &[(&str, &str)], source: Option<&str>) -> Key {
         build(parts, &request(headers, source))
@@ -248,6 +246,6 @@ mod tests {
         let a = key(&parts, &[(":method", "GET"), (":path", "/a?x=1")], None);
         let b = key(&parts, &[(":method", "GET"), (":path", "/a?x=2")], None);
         assert_eq!(a, b);
-        assert!(build(&[], &Request::default()).bytes.is_empty());
+        assert!(build(&[], &HeaderList::default()).bytes.is_empty());
     }
 }

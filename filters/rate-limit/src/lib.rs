@@ -26,13 +26,14 @@ pub mod table;
 
 use crate::answer::Allowance;
 use crate::config::Config;
-use crate::keys::KeyPart;
 use crate::limiter::{Outcome, Refusal};
 use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use meshward_shared::host::{self, Map};
+use meshward_shared::pairs::Pair;
 use meshward_shared::shared_data::HostStore;
 use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -42,8 +43,6 @@ meshward_shared::register_filters!("rate-limit" => || Box::new(Root::default()))
 struct Plugin {
     config: Config,
     metrics: Vec<RuleMetrics>,
-    /// Some rule keys on the client address, so streams read `source.address`.
-    needs_peer: bool,
 }
 
 /// The root context: parses the configuration and makes a stream filter per request.
@@ -64,16 +63,7 @@ impl RootFilter for Root {
             .iter()
             .map(|r| RuleMetrics::define(&r.name))
             .collect();
-        let needs_peer = config.rules.iter().any(|r| {
-            r.key
-                .iter()
-                .any(|k| matches!(k, KeyPart::ClientAddress | KeyPart::ForwardedFor { .. }))
-        });
-        self.plugin = Some(Rc::new(Plugin {
-            config,
-            metrics,
-            needs_peer,
-        }));
+        self.plugin = Some(Rc::new(Plugin { config, metrics }));
         Ok(())
     }
 
@@ -97,17 +87,9 @@ impl HttpFilter for Stream {
     fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
         let plugin = Rc::clone(&self.plugin);
         let config = &plugin.config;
-        let request = Request {
-            // Headers the host cannot give read as none: no rule keyed on them matches.
-            headers: host::headers(Map::RequestHeaders).unwrap_or_default(),
-            source_address: if plugin.needs_peer {
-                host::property_str(&["source", "address"])
-            } else {
-                None
-            },
-        };
-        let now = time::now().and_then(|t| u64::try_from(t.as_nanos()).ok());
-        let verdict = limiter::check(config, &request, now, &mut HostStore);
+        let request = HostRequest::default();
+        let clock = || time::now().and_then(|t| u64::try_from(t.as_nanos()).ok());
+        let verdict = limiter::check(config, &request, clock, &mut HostStore);
 
         for result in &verdict.results {
             let (Some(rule), Some(m)) = (
@@ -139,8 +121,8 @@ impl HttpFilter for Stream {
                     log::info(&format!(
                         "rate-limit: rule {} would limit {} {} (shadow mode, let through)",
                         rule.name,
-                        String::from_utf8_lossy(request.method()),
-                        String::from_utf8_lossy(request.path()),
+                        String::from_utf8_lossy(&request.method()),
+                        String::from_utf8_lossy(&request.path()),
                     ));
                     if let Some(header) = &rule.shadow_header {
                         // A mark that cannot be added only loses the mark; the count stands.
@@ -195,6 +177,50 @@ impl HttpFilter for Stream {
             let _ = host::set_header(Map::ResponseHeaders, name, value.as_bytes());
         }
         Action::Continue
+    }
+}
+
+/// The request as the host gives it: each header fetched when a rule first asks for it,
+/// once, so a request costs the headers its rules read rather than a copy of all of them.
+#[derive(Default)]
+struct HostRequest {
+    fetched: RefCell<Vec<(String, Option<Vec<u8>>)>>,
+    all: RefCell<Option<Vec<Pair>>>,
+}
+
+impl Request for HostRequest {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        if let Ok(fetched) = self.fetched.try_borrow() {
+            if let Some((_, value)) = fetched.iter().find(|(k, _)| k == name) {
+                return value.clone();
+            }
+        }
+        let value = host::header(Map::RequestHeaders, name);
+        if let Ok(mut fetched) = self.fetched.try_borrow_mut() {
+            fetched.push((name.to_string(), value.clone()));
+        }
+        value
+    }
+
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        // Envoy's read of one header gives only its first value; every value needs the
+        // whole map. Headers the host cannot give read as none.
+        let values = |all: &[Pair]| -> Vec<Vec<u8>> {
+            all.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        match self.all.try_borrow_mut() {
+            Ok(mut all) => values(
+                all.get_or_insert_with(|| host::headers(Map::RequestHeaders).unwrap_or_default()),
+            ),
+            Err(_) => values(&host::headers(Map::RequestHeaders).unwrap_or_default()),
+        }
+    }
+
+    fn source_address(&self) -> Option<String> {
+        host::property_str(&["source", "address"])
     }
 }
 

@@ -92,14 +92,17 @@ pub struct Verdict {
 }
 
 /// Checks `request` against every rule in order, stopping at the first refusal.
-/// `now` is the proxy's clock in nanoseconds since the epoch, `None` if it is unknown.
+/// `clock` reads the proxy's clock in nanoseconds since the epoch (`None` if it is
+/// unknown); it is called once, when the first rule applies.
 pub fn check<S: Store>(
     config: &Config,
-    request: &Request,
-    now: Option<u64>,
+    request: &dyn Request,
+    clock: impl FnOnce() -> Option<u64>,
     store: &mut S,
 ) -> Verdict {
     let mut verdict = Verdict::default();
+    let mut clock = Some(clock);
+    let mut read: Option<Option<u64>> = None;
     for (index, rule) in config.rules.iter().enumerate() {
         if !rule.matcher.matches(request) {
             continue;
@@ -113,6 +116,7 @@ pub fn check<S: Store>(
             }
             Fingerprint::of(&key.bytes)
         };
+        let now = *read.get_or_insert_with(|| clock.take().and_then(|read_clock| read_clock()));
         let counted = match now {
             None => Err(Failure::NoClock),
             Some(now) => table::count(
@@ -178,6 +182,7 @@ mod tests {
     use super::*;
     use crate::config::parse;
     use crate::request::tests::request;
+    use crate::request::HeaderList;
     use crate::table::tests::EnvoyStore;
     use meshward_shared::host::{HostResult, SharedValue, Status};
 
@@ -187,7 +192,7 @@ mod tests {
         parse(json.as_bytes()).unwrap()
     }
 
-    fn get(path: &str, headers: &[(&str, &str)]) -> Request {
+    fn get(path: &str, headers: &[(&str, &str)]) -> HeaderList {
         let mut all = vec![
             (":method", "GET"),
             (":path", path),
@@ -197,9 +202,15 @@ mod tests {
         request(&all, Some("10.0.0.1:4000"))
     }
 
-    fn allowed_count(c: &Config, store: &mut EnvoyStore, r: &Request, n: usize, now: u64) -> usize {
+    fn allowed_count(
+        c: &Config,
+        store: &mut EnvoyStore,
+        r: &HeaderList,
+        n: usize,
+        now: u64,
+    ) -> usize {
         (0..n)
-            .filter(|_| check(c, r, Some(now), store).refusal.is_none())
+            .filter(|_| check(c, r, || Some(now), store).refusal.is_none())
             .count()
     }
 
@@ -210,7 +221,7 @@ mod tests {
                 "limit":{"capacity":1,"per":"1m"}}]}"#,
         );
         let mut store = EnvoyStore::default();
-        let v = check(&c, &get("/other", &[]), Some(0), &mut store);
+        let v = check(&c, &get("/other", &[]), || Some(0), &mut store);
         assert_eq!(v, Verdict::default());
         assert!(store.data.is_empty());
     }
@@ -253,8 +264,8 @@ mod tests {
         );
         let mut store = EnvoyStore::default();
         let r = get("/", &[]);
-        assert_eq!(check(&c, &r, Some(0), &mut store).results.len(), 2);
-        let v = check(&c, &r, Some(0), &mut store);
+        assert_eq!(check(&c, &r, || Some(0), &mut store).results.len(), 2);
+        let v = check(&c, &r, || Some(0), &mut store);
         assert_eq!(
             v.refusal,
             Some(Refusal::Limited {
@@ -271,8 +282,8 @@ mod tests {
             config(r#"{"rules":[{"name":"s","mode":"shadow","limit":{"capacity":1,"per":"1m"}}]}"#);
         let mut store = EnvoyStore::default();
         let r = get("/", &[]);
-        check(&c, &r, Some(0), &mut store);
-        let v = check(&c, &r, Some(0), &mut store);
+        check(&c, &r, || Some(0), &mut store);
+        let v = check(&c, &r, || Some(0), &mut store);
         assert_eq!(v.refusal, None);
         assert!(matches!(
             v.results[0].outcome,
@@ -305,13 +316,13 @@ mod tests {
         );
         let r = get("/", &[]);
         for status in [Status::InternalFailure, Status::CasMismatch] {
-            let v = check(&open, &r, Some(0), &mut Broken(status));
+            let v = check(&open, &r, || Some(0), &mut Broken(status));
             assert_eq!(v.refusal, None);
             assert!(matches!(v.results[0].outcome, Outcome::Failed(_)));
-            let v = check(&closed, &r, Some(0), &mut Broken(status));
+            let v = check(&closed, &r, || Some(0), &mut Broken(status));
             assert_eq!(v.refusal, Some(Refusal::Unavailable { rule: 0 }));
         }
-        let v = check(&closed, &r, None, &mut EnvoyStore::default());
+        let v = check(&closed, &r, || None, &mut EnvoyStore::default());
         assert_eq!(v.results[0].outcome, Outcome::Failed(Failure::NoClock));
     }
 
@@ -323,7 +334,7 @@ mod tests {
         let v = check(
             &c,
             &get("/", &[]),
-            Some(0),
+            || Some(0),
             &mut Broken(Status::CasMismatch),
         );
         assert_eq!(
@@ -403,7 +414,7 @@ mod tests {
         for n in 0..2000u32 {
             let [a, b, ..] = n.to_le_bytes();
             let r = request(&[(":path", "/")], Some(&format!("10.1.{a}.{b}:1")));
-            let v = check(&c, &r, Some(u64::from(n)), &mut store);
+            let v = check(&c, &r, || Some(u64::from(n)), &mut store);
             overflowed += usize::from(v.results[0].overflowed);
         }
         assert!(overflowed >= 2000 - 16, "{overflowed}");

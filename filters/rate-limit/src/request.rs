@@ -1,69 +1,85 @@
-//! What the filter reads of a request, as plain values: its headers and the connection's
-//! client address. Matching and keys work on this, so they are tested without a proxy.
+//! What the filter reads of a request: headers by name and the connection's client
+//! address. Matching and keys ask through the [`Request`] trait, so the adapter fetches
+//! only the headers some rule needs, and tests use a plain [`HeaderList`].
 
 use meshward_shared::pairs::Pair;
 
 /// A request as the filter sees it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Request {
-    /// The request headers, pseudo-headers (`:path`, `:method`, `:authority`) included.
-    pub headers: Vec<Pair>,
-    /// The connection's peer address (Envoy's `source.address`), port included.
-    pub source_address: Option<String>,
-}
+pub trait Request {
+    /// The first value of header `name` (lowercase; pseudo-headers such as `:path`).
+    fn header(&self, name: &str) -> Option<Vec<u8>>;
 
-impl Request {
     /// Every value of header `name`, in order.
-    pub fn header_values<'a, 'n>(
-        &'a self,
-        name: &'n str,
-    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.headers
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
-    }
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>>;
 
-    /// The first value of header `name`.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.header_values(name).next()
-    }
+    /// The connection's peer address (Envoy's `source.address`), port included.
+    fn source_address(&self) -> Option<String>;
 
     /// The path without its query string.
-    pub fn path(&self) -> &[u8] {
-        let full = self.header(":path").unwrap_or_default();
-        match full.iter().position(|&b| b == b'?') {
-            Some(at) => full.get(..at).unwrap_or(full),
-            None => full,
+    fn path(&self) -> Vec<u8> {
+        let mut full = self.header(":path").unwrap_or_default();
+        if let Some(at) = full.iter().position(|&b| b == b'?') {
+            full.truncate(at);
         }
+        full
     }
 
     /// The query string, without the `?`.
-    pub fn query(&self) -> Option<&[u8]> {
+    fn query(&self) -> Option<Vec<u8>> {
         let full = self.header(":path")?;
         let at = full.iter().position(|&b| b == b'?')?;
-        full.get(at + 1..)
+        full.get(at + 1..).map(<[u8]>::to_vec)
     }
 
     /// The method.
-    pub fn method(&self) -> &[u8] {
+    fn method(&self) -> Vec<u8> {
         self.header(":method").unwrap_or_default()
     }
 
     /// The host, lowercase, without a port or trailing dot.
-    pub fn host(&self) -> Option<String> {
+    fn host(&self) -> Option<String> {
         let raw = self.header(":authority").or_else(|| self.header("host"))?;
-        let raw = std::str::from_utf8(raw).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
         let host = if let Some(rest) = raw.strip_prefix('[') {
             // An IPv6 literal: `[::1]:8080`.
             rest.split(']').next().unwrap_or(rest)
         } else {
             match raw.rsplit_once(':') {
                 Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-                _ => raw,
+                _ => &raw,
             }
         };
         Some(host.trim_end_matches('.').to_ascii_lowercase())
+    }
+}
+
+/// A request given as a list of headers and a peer address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderList {
+    /// The request headers, pseudo-headers (`:path`, `:method`, `:authority`) included.
+    pub headers: Vec<Pair>,
+    /// The connection's peer address, port included.
+    pub source_address: Option<String>,
+}
+
+impl Request for HeaderList {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn source_address(&self) -> Option<String> {
+        self.source_address.clone()
     }
 }
 
@@ -72,8 +88,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// A request with these headers and peer address.
-    pub(crate) fn request(headers: &[(&str, &str)], source: Option<&str>) -> Request {
-        Request {
+    pub(crate) fn request(headers: &[(&str, &str)], source: Option<&str>) -> HeaderList {
+        HeaderList {
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -86,7 +102,7 @@ pub(crate) mod tests {
     fn splits_the_path_from_its_query() {
         let r = request(&[(":path", "/a/b?x=1&y=2")], None);
         assert_eq!(r.path(), b"/a/b");
-        assert_eq!(r.query(), Some(&b"x=1&y=2"[..]));
+        assert_eq!(r.query(), Some(b"x=1&y=2".to_vec()));
         let r = request(&[(":path", "/plain")], None);
         assert_eq!(r.path(), b"/plain");
         assert_eq!(r.query(), None);
@@ -102,6 +118,16 @@ pub(crate) mod tests {
         assert_eq!(host("example.com.").as_deref(), Some("example.com"));
         assert_eq!(host("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(host("[::1]").as_deref(), Some("::1"));
-        assert_eq!(request(&[], None).host(), None);
+        assert_eq!(HeaderList::default().host(), None);
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_header_is_kept_in_order() {
+        let r = request(&[("cookie", "a=1"), ("x", "y"), ("cookie", "b=2")], None);
+        assert_eq!(r.header("cookie"), Some(b"a=1".to_vec()));
+        assert_eq!(
+            r.header_values("cookie"),
+            vec![b"a=1".to_vec(), b"b=2".to_vec()]
+        );
     }
 }

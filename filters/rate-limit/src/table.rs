@@ -14,6 +14,7 @@
 use crate::bucket::{Bucket, Limit, Take};
 use meshward_shared::host::{HostResult, SharedValue, Status};
 use meshward_shared::shared_data::{self, Decision, Store, UpdateError};
+use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hasher};
 
 /// Slots in one set: one shared-data entry holds this many buckets.
@@ -187,6 +188,8 @@ pub fn decide(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     prefix: String,
+    /// The name of set 0, the only set of a rule without a key, made once.
+    first: String,
     sets: u32,
     slots: usize,
 }
@@ -209,6 +212,7 @@ impl Table {
             limit.period().as_nanos(),
         );
         Table {
+            first: format!("{prefix}.0"),
             prefix,
             sets,
             slots,
@@ -222,8 +226,11 @@ impl Table {
     }
 
     /// The entry `fingerprint` lives in.
-    pub fn entry_for(&self, fingerprint: Fingerprint) -> String {
-        format!("{}.{}", self.prefix, fingerprint.set_index(self.sets))
+    pub fn entry_for(&self, fingerprint: Fingerprint) -> Cow<'_, str> {
+        match fingerprint.set_index(self.sets) {
+            0 => Cow::Borrowed(&self.first),
+            set => Cow::Owned(format!("{}.{set}", self.prefix)),
+        }
     }
 
     /// The rule's overflow bucket.
@@ -511,9 +518,16 @@ pub(crate) mod tests {
         let a = Table::new("api", &l, 16);
         let b = Table::new("api", &limit(6), 16);
         assert_ne!(a.overflow_entry(), b.overflow_entry());
-        assert!(a
-            .entry_for(fp(1))
-            .starts_with("meshward_rate_limit.v1.api."));
+        assert_eq!(
+            a.overflow_entry(),
+            "meshward_rate_limit.v1.api.c5.r1.p1000000000.b16.overflow"
+        );
+        for n in 0..50 {
+            let set = a.entry_for(fp(n));
+            let (prefix, index) = set.rsplit_once('.').unwrap();
+            assert_eq!(prefix, "meshward_rate_limit.v1.api.c5.r1.p1000000000.b16");
+            assert!(index.parse::<u32>().unwrap() < 2, "{set}");
+        }
     }
 
     #[test]
