@@ -81,6 +81,9 @@ impl fmt::Display for Algorithm {
     }
 }
 
+/// The longest `kid` accepted, in bytes.
+pub const MAX_KID_BYTES: usize = 256;
+
 /// Why a string is not a token this filter can verify. The text is safe to send to the
 /// client: it never quotes the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +201,10 @@ fn parse_header(json: &[u8]) -> Result<Header, TokenError> {
         None => return Err(TokenError::Malformed("the header has no alg")),
     };
     let kid = match fields.get("kid") {
+        // Kids are remembered when unknown (see `remote`): keep what one can cost small.
+        Some(Value::String(kid)) if kid.len() > MAX_KID_BYTES => {
+            return Err(TokenError::Malformed("the kid header is too long"))
+        }
         Some(Value::String(kid)) => Some(kid.clone()),
         None | Some(Value::Null) => None,
         Some(_) => return Err(TokenError::Malformed("the kid header is not a string")),
@@ -258,6 +265,15 @@ mod tests {
         let raw = token(r#"{"kid":"k"}"#, "{}", b"x");
         assert!(matches!(parse(&raw, 8192), Err(TokenError::Malformed(_))));
         let raw = token(r#"{"alg":256}"#, "{}", b"x");
+        assert!(matches!(parse(&raw, 8192), Err(TokenError::Malformed(_))));
+    }
+
+    #[test]
+    fn refuses_an_overlong_kid() {
+        let kid = "k".repeat(MAX_KID_BYTES);
+        let raw = token(&format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#), "{}", b"x");
+        assert!(parse(&raw, 8192).is_ok());
+        let raw = token(&format!(r#"{{"alg":"HS256","kid":"{kid}k"}}"#), "{}", b"x");
         assert!(matches!(parse(&raw, 8192), Err(TokenError::Malformed(_))));
     }
 
