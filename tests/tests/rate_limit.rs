@@ -400,6 +400,47 @@ fn endless_new_keys_leave_memory_bounded_and_overflow_is_counted() {
     assert!(counter(&host, "per_ip", "reclaimed") > 0);
 }
 
+#[test]
+fn fuel_per_request_stays_flat_from_one_key_to_ten_thousand() {
+    // The configuration of the rate-limit bench rows (envoy-config/bench/rate-limit.yaml).
+    let host = host(&one_rule(json!({
+        "name": "bench", "key": [{"header": "x-client"}], "buckets": 32768,
+        "limit": {"capacity": 1000000, "refill": 1, "per": "1h"}
+    })));
+    let mut fuel = |client: Option<String>| {
+        let request = match client {
+            Some(c) => Request::get("/").header("x-client", &c),
+            None => Request::get("/"),
+        };
+        let out = host.send(request, ok());
+        assert_eq!(out.response.status(), 200);
+        (out.cost.fuel(), out.cost.host_calls())
+    };
+    for _ in 0..100 {
+        fuel(None);
+    }
+    let one_key: Vec<_> = (0..1000).map(|_| fuel(None)).collect();
+    let keys: Vec<_> = (0..20_000u32)
+        .map(|i| fuel(Some(format!("client-{}", i % 10_000))))
+        .skip(10_000)
+        .collect();
+    let mean = |runs: &[(u64, u64)]| {
+        let n = runs.len() as u64;
+        (
+            runs.iter().map(|r| r.0).sum::<u64>() / n,
+            runs.iter().map(|r| r.1).sum::<u64>() / n,
+        )
+    };
+    let (one, one_calls) = mean(&one_key);
+    let (many, many_calls) = mean(&keys);
+    println!("rate-limit fuel/request: one key {one} ({one_calls} host calls), 10,000 keys {many} ({many_calls} host calls)");
+    assert!(
+        many < one + one / 2,
+        "10,000 keys cost {many} against {one} for one"
+    );
+    assert_eq!(one_calls, many_calls);
+}
+
 // Shadow mode.
 
 #[test]
