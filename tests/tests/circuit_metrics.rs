@@ -290,6 +290,26 @@ fn half_open_lets_exactly_the_permitted_probes_through_across_workers_then_close
 }
 
 #[test]
+fn the_gauges_show_the_shared_state_whichever_worker_set_them_last() {
+    let host = host_with(
+        &json!({"enforce": true, "breakers": [breaker(json!({}))]}),
+        2,
+    );
+    host.worker(1).send(request(), failing()); // worker 1 shows 1 call
+    for _ in 0..3 {
+        host.worker(0).send(request(), failing()); // 2, 3 calls, then open: 0
+    }
+    assert_eq!(gauge(&host, BREAKER_LABELS, "breaker_calls"), 0);
+    host.advance(Duration::from_secs(10));
+
+    // Worker 1's first probe finishes: 1 call again, the value worker 1 showed before.
+    host.worker(1).send(request(), ok());
+
+    assert_eq!(gauge(&host, BREAKER_LABELS, "breaker_state"), 2);
+    assert_eq!(gauge(&host, BREAKER_LABELS, "breaker_calls"), 1);
+}
+
+#[test]
 fn a_failed_probe_opens_the_breaker_again_for_a_new_wait() {
     let host = host_with(
         &json!({"enforce": true, "breakers": [breaker(json!({}))]}),

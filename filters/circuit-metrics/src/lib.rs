@@ -31,7 +31,7 @@ use circuits::Circuit;
 use config::Config;
 use labels::{Admission, Policy};
 use meshward_shared::host;
-use meshward_shared::metrics::{Counter, Gauge};
+use meshward_shared::metrics::Counter;
 use meshward_shared::shared_data::{self, HostStore};
 use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
 use outcome::{Facts, Verdict};
@@ -310,25 +310,33 @@ struct Worker {
     store_failures: Counter,
 }
 
-/// A breaker's metrics and what this worker last set its gauges to.
+/// A breaker's metrics, and the state this worker last showed.
+///
+/// The gauges are the proxy's, set by whichever worker saw the breaker last: a worker
+/// cannot know what another one set since. So when a request ends, its worker sets every
+/// gauge from the state it has just written; only the state seen when a request arrives is
+/// set when it differs from what this worker last showed (a transition's own worker sets
+/// it, and the next request to end corrects a stale value).
 #[derive(Default)]
 struct Shown {
+    /// The circuit's name, for the log.
+    name: String,
     metrics: metrics::Breaker,
     /// Gauges are set only for breakers whose labels are their own: several breakers
     /// labelled `other` would overwrite each other.
     gauges: bool,
     state: Option<State>,
-    /// The failure rate, slow-call rate and calls last set.
-    rates: [Option<u64>; 3],
 }
 
 impl Shown {
-    /// Shows the breaker's state, a transition, and what it has counted.
+    /// Shows the breaker's state, a transition, and what it has counted (when a request
+    /// ended).
     fn show(&mut self, state: State, transition: Option<Transition>, totals: Option<Totals>) {
         if let Some(transition) = transition {
             self.metrics.transitioned(transition.to);
             log::info(&format!(
-                "circuit-metrics: breaker went from {} to {}",
+                "circuit-metrics: circuit {} went from {} to {}",
+                self.name,
                 transition.from.name(),
                 transition.to.name()
             ));
@@ -337,34 +345,18 @@ impl Shown {
             return;
         }
         let stats = &self.metrics.stats;
-        if self.state != Some(state) {
+        if totals.is_some() || self.state != Some(state) {
             stats.breaker_state.set(state.gauge());
             self.state = Some(state);
         }
         if let Some(totals) = totals {
-            // Whole percents: the cast truncates, and the rates are within 0..=100. Each
-            // gauge is set only when its value changed: a host call saved per gauge.
-            let [failure_rate, slow_call_rate, calls] = &mut self.rates;
-            set_if_changed(
-                &stats.breaker_failure_rate,
-                failure_rate,
-                totals.failure_rate() as u64,
-            );
-            set_if_changed(
-                &stats.breaker_slow_call_rate,
-                slow_call_rate,
-                totals.slow_call_rate() as u64,
-            );
-            set_if_changed(&stats.breaker_calls, calls, u64::from(totals.calls));
+            // Whole percents: the cast truncates, and the rates are within 0..=100.
+            stats.breaker_failure_rate.set(totals.failure_rate() as u64);
+            stats
+                .breaker_slow_call_rate
+                .set(totals.slow_call_rate() as u64);
+            stats.breaker_calls.set(u64::from(totals.calls));
         }
-    }
-}
-
-/// Sets `gauge` to `value` unless `last` says it already is.
-fn set_if_changed(gauge: &Gauge, last: &mut Option<u64>, value: u64) {
-    if *last != Some(value) {
-        gauge.set(value);
-        *last = Some(value);
     }
 }
 
@@ -472,10 +464,10 @@ impl Worker {
             tags.push(("route", route.as_str()));
         }
         Shown {
+            name: circuit.name.clone(),
             metrics: metrics::Breaker::define(&tags),
             gauges: cluster != labels::OTHER && route.as_deref() != Some(labels::OTHER),
             state: None,
-            rates: [None; 3],
         }
     }
 }
