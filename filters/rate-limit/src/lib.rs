@@ -110,7 +110,7 @@ impl HttpFilter for Stream {
                     next_token_in,
                 } => {
                     m.allowed.inc();
-                    if rule.mode == config::Mode::Enforce {
+                    if rule.mode == config::Mode::Enforce && config.response_headers.on_allowed {
                         self.allowances
                             .push((result.rule, remaining, next_token_in));
                     }
