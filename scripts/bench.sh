@@ -20,12 +20,22 @@ CONFIGS=(
   "header-mutation  envoy-config/bench/header-mutation.yaml"
   "circuit-metrics  envoy-config/bench/circuit-metrics.yaml  out/circuit-metrics.wasm  {\"breakers\": [{\"cluster\": \"upstream\"}]}"
   "region-router    envoy-config/bench/region-router.yaml    out/region-router.wasm    {\"regions\": [{\"name\": \"eu-west-1\", \"cluster\": \"region-eu-west-1\"}, {\"name\": \"us-east-1\", \"cluster\": \"region-us-east-1\"}, {\"name\": \"ap-south-1\", \"cluster\": \"region-ap-south-1\"}], \"local_region\": \"eu-west-1\"}"
+  "rate-limit       envoy-config/bench/rate-limit.yaml       out/rate-limit.wasm       {\"rules\": [{\"name\": \"bench\", \"key\": [{\"header\": \"x-client\"}], \"buckets\": 32768, \"limit\": {\"capacity\": 1000000, \"refill\": 1, \"per\": \"1h\"}}]}"
+  "rate-limit-10k-keys envoy-config/bench/rate-limit.yaml"
+  "local-ratelimit  envoy-config/bench/local-ratelimit.yaml"
+  "local-ratelimit-10k-keys envoy-config/bench/local-ratelimit.yaml"
 )
 BASELINE=no-filter  # ratios "x no-filter" divide by this one
 WASM_FLOOR=noop-wasm # ratios "x noop-wasm" divide by this one
 # Configurations doing the same job: they must send the same response headers, or comparing
 # them says nothing.
 SAME_JOB=(security-headers header-mutation)
+# Configurations loaded with a request script of their own (wrk's `request` hook, run with
+# the report script): the *-10k-keys runs send one of 10,000 `x-client` values per request.
+declare -A REQUEST_SCRIPTS=(
+  [rate-limit-10k-keys]=envoy-config/bench/keys-10k.lua
+  [local-ratelimit-10k-keys]=envoy-config/bench/keys-10k.lua
+)
 
 # The ports every envoy-config/bench/*.yaml uses.
 LISTENER_PORT=19080
@@ -159,7 +169,12 @@ EOF
 }
 
 load() {
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$1"s -s "$OUT/report.lua" \
+  local seconds=$1 name=$2 script="$OUT/report.lua"
+  if [ -n "${REQUEST_SCRIPTS[$name]:-}" ]; then
+    script="$OUT/wrk-$name.lua"
+    cat "${REQUEST_SCRIPTS[$name]}" "$OUT/report.lua" >"$script"
+  fi
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$seconds"s -s "$script" \
     "http://127.0.0.1:$LISTENER_PORT/"
 }
 
@@ -181,10 +196,10 @@ run() {
   local round=$1 name=$2 config=$3
   start_envoy "$name" "$config"
   [ "$round" -gt 1 ] || response_headers >"$OUT/headers-$name.txt"
-  load "$WARMUP" >/dev/null
+  load "$WARMUP" "$name" >/dev/null
   local before after result
   read -ra before <<<"$(sample)"
-  result=$(load "$DURATION" | grep '^result ')
+  result=$(load "$DURATION" "$name" | grep '^result ')
   read -ra after <<<"$(sample)"
   stop "$ENVOY_PID"
   ENVOY_PID=""
