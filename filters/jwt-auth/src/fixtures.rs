@@ -56,6 +56,24 @@ pub fn other_rsa_private_key() -> RsaPrivateKey {
     .clone()
 }
 
+/// Every RSA test key: 2048 bits (two), 2049 bits (so that PSS's encoded message is a byte
+/// shorter than the modulus), 3072 bits, and 4096 bits with exponent 3.
+pub fn rsa_test_keys() -> Vec<RsaPrivateKey> {
+    static KEYS: OnceLock<Vec<RsaPrivateKey>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        [
+            include_str!("../fixtures/rsa-2049.pem"),
+            include_str!("../fixtures/rsa-3072.pem"),
+            include_str!("../fixtures/rsa-4096-e3.pem"),
+        ]
+        .iter()
+        .map(|pem| RsaPrivateKey::from_pkcs8_pem(pem).unwrap())
+        .chain([rsa_private_key(), other_rsa_private_key()])
+        .collect()
+    })
+    .clone()
+}
+
 /// The P-256 test key.
 pub fn p256_signing_key() -> p256::ecdsa::SigningKey {
     p256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap()

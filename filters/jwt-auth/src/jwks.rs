@@ -8,9 +8,8 @@
 
 use crate::base64url;
 use crate::der::{self, Curve};
+use crate::rsa_verify;
 use crate::token::Algorithm;
-use rsa::traits::PublicKeyParts;
-use rsa::BigUint;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -27,7 +26,7 @@ pub enum KeyMaterial {
     /// An RSA public key and its SubjectPublicKeyInfo for the host's verifier.
     Rsa {
         /// The key.
-        key: rsa::RsaPublicKey,
+        key: rsa_verify::PublicKey,
         /// The key as DER SubjectPublicKeyInfo.
         spki: Vec<u8>,
     },
@@ -341,22 +340,22 @@ fn parse_key(fields: &Map<String, Value>) -> Result<Jwk, Unusable> {
 fn rsa_key(fields: &Map<String, Value>) -> Result<KeyMaterial, Unusable> {
     let n = bytes_field(fields, "n")?;
     let e = bytes_field(fields, "e")?;
-    let modulus = BigUint::from_bytes_be(&n);
-    let bits = modulus.bits();
-    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-        return Err(Unusable::bad(
-            Some("n"),
-            format!(
-                "RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, this one has {bits}"
-            ),
-        ));
-    }
     let key =
-        rsa::RsaPublicKey::new_with_max_size(modulus, BigUint::from_bytes_be(&e), MAX_RSA_BITS)
-            .map_err(|err| {
-                Unusable::bad(Some("e"), format!("not a valid RSA public key: {err}"))
-            })?;
-    let spki = der::rsa_spki(&key.n().to_bytes_be(), &key.e().to_bytes_be());
+        rsa_verify::PublicKey::new(&n, &e, MIN_RSA_BITS, MAX_RSA_BITS).map_err(
+            |err| match err {
+                rsa_verify::KeyError::Size(bits) => Unusable::bad(
+                    Some("n"),
+                    format!(
+                    "RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, this one has {bits}"
+                ),
+                ),
+                rsa_verify::KeyError::EvenModulus => {
+                    Unusable::bad(Some("n"), "not an RSA modulus: it is even")
+                }
+                rsa_verify::KeyError::Exponent => Unusable::bad(Some("e"), err.to_string()),
+            },
+        )?;
+    let spki = der::rsa_spki(&key.modulus(), &key.exponent());
     Ok(KeyMaterial::Rsa { key, spki })
 }
 

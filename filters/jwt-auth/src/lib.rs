@@ -32,6 +32,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod policy;
 pub mod remote;
+pub mod rsa_verify;
 pub mod sources;
 pub mod token;
 pub mod verdict;

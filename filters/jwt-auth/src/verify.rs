@@ -8,10 +8,10 @@
 use crate::der;
 use crate::foreign::Arguments;
 use crate::jwks::{Jwk, KeyMaterial, KeySet};
+use crate::rsa_verify::Hash;
 use crate::token::{Algorithm, Token};
 use hmac::{Hmac, Mac};
-use rsa::{Pkcs1v15Sign, Pss};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
 
 /// The host's verifier: Envoy's `verify_signature` foreign function.
@@ -123,40 +123,21 @@ fn check(
     let verdict = |valid: bool, engine: Engine| valid.then_some(engine);
     match (&key.material, alg) {
         (KeyMaterial::Rsa { key, spki }, RS256 | RS384 | RS512) => {
-            use rsa::traits::PublicKeyParts;
             if signature.len() != key.size() {
                 return None;
             }
             if let Some(valid) = on_host(host, spki, signature.to_vec()) {
                 return verdict(valid, Engine::Host);
             }
-            let valid = match alg {
-                RS256 => key.verify(
-                    Pkcs1v15Sign::new::<Sha256>(),
-                    &Sha256::digest(input),
-                    signature,
-                ),
-                RS384 => key.verify(
-                    Pkcs1v15Sign::new::<Sha384>(),
-                    &Sha384::digest(input),
-                    signature,
-                ),
-                _ => key.verify(
-                    Pkcs1v15Sign::new::<Sha512>(),
-                    &Sha512::digest(input),
-                    signature,
-                ),
-            };
-            verdict(valid.is_ok(), Engine::Wasm)
+            verdict(
+                key.verify_pkcs1v15(rsa_hash(alg), input, signature),
+                Engine::Wasm,
+            )
         }
-        (KeyMaterial::Rsa { key, .. }, PS256 | PS384 | PS512) => {
-            let valid = match alg {
-                PS256 => key.verify(Pss::new::<Sha256>(), &Sha256::digest(input), signature),
-                PS384 => key.verify(Pss::new::<Sha384>(), &Sha384::digest(input), signature),
-                _ => key.verify(Pss::new::<Sha512>(), &Sha512::digest(input), signature),
-            };
-            verdict(valid.is_ok(), Engine::Wasm)
-        }
+        (KeyMaterial::Rsa { key, .. }, PS256 | PS384 | PS512) => verdict(
+            key.verify_pss(rsa_hash(alg), input, signature),
+            Engine::Wasm,
+        ),
         (KeyMaterial::P256 { key, spki }, ES256) => {
             use p256::ecdsa::signature::Verifier;
             let sig = p256::ecdsa::Signature::from_slice(signature).ok()?;
@@ -202,6 +183,15 @@ fn hmac_ok<M: Mac + hmac::digest::KeyInit>(secret: &[u8], input: &[u8], tag: &[u
             mac.verify_slice(tag).is_ok()
         }
         Err(_) => false,
+    }
+}
+
+/// The hash of an RSA algorithm.
+fn rsa_hash(alg: Algorithm) -> Hash {
+    match alg {
+        Algorithm::RS384 | Algorithm::PS384 => Hash::Sha384,
+        Algorithm::RS512 | Algorithm::PS512 => Hash::Sha512,
+        _ => Hash::Sha256,
     }
 }
 
