@@ -453,8 +453,9 @@ pub fn grpc_status() -> HostResult<(u32, String)> {
     Ok((code, String::from_utf8_lossy(&message).into_owned()))
 }
 
-/// Makes host calls act on context `id` (used to deliver a callout's reply to a stream).
-pub(crate) fn set_effective_context(id: u32) -> HostResult<()> {
+/// Makes later host calls in this callback act on context `id`: how a reply that lands on
+/// one context answers or resumes another request.
+pub fn set_effective_context(id: u32) -> HostResult<()> {
     // SAFETY: no pointers.
     Status::from_code(unsafe { sys::proxy_set_effective_context(id) })
 }

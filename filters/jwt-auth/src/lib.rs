@@ -170,23 +170,9 @@ fn start_fetch(source: &RemoteSource) -> Result<u32, Status> {
 }
 
 /// Makes `context_id` the context later host calls act on, so a fetch landing on one
-/// context can answer or resume another request. `meshward_shared::host` keeps its own
-/// binding of `proxy_set_effective_context` private, so the import is declared here.
+/// context can answer or resume another request.
 fn set_effective_context(context_id: u32) -> bool {
-    #[cfg(target_arch = "wasm32")]
-    {
-        #[link(wasm_import_module = "env")]
-        extern "C" {
-            fn proxy_set_effective_context(context_id: u32) -> u32;
-        }
-        // SAFETY: no pointers; the host checks the id.
-        unsafe { proxy_set_effective_context(context_id) == 0 }
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = context_id;
-        false
-    }
+    host::set_effective_context(context_id).is_ok()
 }
 
 /// Remote keys through this worker's view and Envoy's shared data.
