@@ -41,6 +41,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use window::Totals;
 
+#[cfg(feature = "entry-point")]
 meshward_shared::register_filters!("circuit-metrics" => || Box::new(Root::default()));
 
 /// The response header that names the circuit a refused request met.

@@ -54,6 +54,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// The module's entry point (`_initialize`), serving `Root` for every root id.
+#[cfg(feature = "entry-point")]
 mod entry {
     meshward_shared::register_filters!("jwt-auth" => || Box::new(super::Root::default()));
 }

@@ -37,6 +37,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+#[cfg(feature = "entry-point")]
 meshward_shared::register_filters!("rate-limit" => || Box::new(Root::default()));
 
 /// The configured plugin, shared read-only by its streams.

@@ -33,6 +33,7 @@ use policy::Edit;
 use request::RequestFacts;
 use std::rc::Rc;
 
+#[cfg(feature = "entry-point")]
 meshward_shared::register_filters!("security-headers" => || Box::new(Root::default()));
 
 /// The plugin: holds the accepted configuration and makes a stream filter per request.
