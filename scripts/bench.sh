@@ -280,7 +280,7 @@ EOF
     tee "$OUT/latest.md"
   # region-router's failover drill (tests/src/bin/meshward-failover.rs): failures and times
   # around a region that stops mid-load, in its own section of BENCHMARKS.md.
-  if selected | grep -q '^region-router '; then
+  if printf '%s\n' "${SELECTED[@]}" | grep -q '^region-router '; then
     log "region-router failover drill"
     cargo run -q -p meshward-tests --bin meshward-failover -- "${record[@]}" |
       tee "$OUT/failover.md"
