@@ -34,6 +34,7 @@ use metrics::Metrics;
 use std::rc::Rc;
 use std::time::Duration;
 
+#[cfg(feature = "entry-point")]
 meshward_shared::register_filters!("region-router" => || Box::new(Root::default()));
 
 /// How often each VM refreshes the state gauges (a region turns from unhealthy to probing
