@@ -411,7 +411,7 @@ fn fuel_per_request_stays_flat_from_one_key_to_ten_thousand() {
         "name": "bench", "key": [{"header": "x-client"}], "buckets": 32768,
         "limit": {"capacity": 1000000, "refill": 1, "per": "1h"}
     })));
-    let mut fuel = |client: Option<String>| {
+    let fuel = |client: Option<String>| {
         let request = match client {
             Some(c) => Request::get("/").header("x-client", &c),
             None => Request::get("/"),
