@@ -12,9 +12,11 @@ installed_components=$(rustup component list --installed)
 grep -q '^rustfmt' <<<"$installed_components" || rustup component add rustfmt
 grep -q '^clippy' <<<"$installed_components" || rustup component add clippy
 
-# Debian packages: curl for `make run`'s examples, python3-venv where Python lacks venv.
+# Debian packages: curl for `make run`'s examples, python3-venv where Python lacks venv, and
+# a C toolchain: Cargo links host binaries with `cc`, and wasmtime builds C code.
 missing=()
 command -v curl >/dev/null || missing+=(curl)
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=()
