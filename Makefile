@@ -15,7 +15,7 @@ package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -
 out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
 WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
 
-.PHONY: help setup build lint test run bench clean
+.PHONY: help setup build lint test run bench clean images push
 
 help:
 	@echo "make run    build the filters and start Envoy + an echo upstream on 127.0.0.1:10000"
@@ -25,6 +25,8 @@ help:
 	@echo "make lint   rustfmt and clippy, for the host and for $(WASM_TARGET)"
 	@echo "make bench  run the benchmarks (scripts/bench.sh)"
 	@echo "make clean  remove out/ and Cargo's target/ (.venv stays)"
+	@echo "make images package each filter as an OCI image in out/images/<name>/ (Istio's compat layout)"
+	@echo "make push REGISTRY=127.0.0.1:5000/meshward [TAG=x]  push every image; prints the digests to pin"
 
 setup:
 	scripts/setup.sh
@@ -50,6 +52,20 @@ run: setup build
 
 bench: setup build
 	scripts/bench.sh
+
+# OCI images for Istio's WasmPlugin, made by tools/meshward-image (see its README): one per
+# filter, out/images/<name>/, and pushed as $(REGISTRY)/<name>:$(TAG).
+FILTER_NAMES := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard filters/*/Cargo.toml)))
+IMAGE_TOOL := $(TARGET_DIR)/debug/meshward-image
+TAG ?= $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+images: build
+	$(CARGO) build -p meshward-image
+	@$(foreach n,$(FILTER_NAMES),$(IMAGE_TOOL) build out/$(n).wasm out/images/$(n) &&) true
+
+push: images
+	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY, for example REGISTRY=127.0.0.1:5000/meshward" >&2; exit 2; }
+	@$(foreach n,$(FILTER_NAMES),$(IMAGE_TOOL) push out/images/$(n) $(REGISTRY)/$(n):$(TAG) &&) true
 
 clean:
 	rm -rf out bench-results

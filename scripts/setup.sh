@@ -12,11 +12,14 @@ installed_components=$(rustup component list --installed)
 grep -q '^rustfmt' <<<"$installed_components" || rustup component add rustfmt
 grep -q '^clippy' <<<"$installed_components" || rustup component add clippy
 
-# Debian packages: curl for `make run`'s examples, python3-venv where Python lacks venv, and
-# a C toolchain: Cargo links host binaries with `cc`, and wasmtime builds C code.
+# Debian packages: curl for `make run`'s examples, python3-venv where Python lacks venv, a C
+# toolchain (Cargo links host binaries with `cc`, and wasmtime builds C code), and
+# docker-registry for the image push test (tools/meshward-image/tests/registry.rs starts its
+# own on a free 127.0.0.1 port; where systemd runs, Debian also starts it as a service).
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=()
