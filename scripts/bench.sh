@@ -5,14 +5,16 @@
 # Usage: scripts/bench.sh   (from `make bench`, after `make build` and `make setup`)
 # Knobs, all optional: BENCH_DURATION=10 (seconds measured per run), BENCH_WARMUP=2,
 # BENCH_ROUNDS=3, BENCH_CONNECTIONS=32, BENCH_ENVOY_CPU=0, BENCH_LOAD_CPU=1,
-# BENCH_ONLY="no-filter security-headers" (a subset; keep the baselines in it for ratios),
+# BENCH_ONLY="no-filter security-headers" (a subset; keep the baselines in it for ratios;
+# it may also name the OPTIONAL_CONFIGS, which run only when named),
 # BENCH_RECORD=0 (do not rewrite the results table in BENCHMARKS.md), ENVOY=path/to/envoy,
 # BENCH_UPSTREAM=path/to/server (another upstream; it must take `--port PORT`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The configurations, one a line: a name and its Envoy config; a Wasm filter adds its module
-# and the plugin configuration (the rest of the line) for the fuel measurement.
+# and the plugin configuration (the rest of the line) for the fuel measurement, as JSON or
+# as @FILE for the plugin configuration in that Envoy config.
 CONFIGS=(
   "no-filter        envoy-config/bench/no-filter.yaml"
   "noop-wasm        envoy-config/bench/noop-wasm.yaml        out/fixture-noop.wasm     {}"
@@ -24,6 +26,20 @@ CONFIGS=(
   "rate-limit-10k-keys envoy-config/bench/rate-limit.yaml"
   "local-ratelimit  envoy-config/bench/local-ratelimit.yaml"
   "local-ratelimit-10k-keys envoy-config/bench/local-ratelimit.yaml"
+  "jwt-auth-rs256-one   envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
+  "jwt-authn-rs256-one  envoy-config/bench/jwt-authn.yaml"
+  "jwt-auth-rs256-many  envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
+  "jwt-authn-rs256-many envoy-config/bench/jwt-authn.yaml"
+  "jwt-auth-es256-one   envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
+  "jwt-authn-es256-one  envoy-config/bench/jwt-authn.yaml"
+  "jwt-auth-es256-many  envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
+  "jwt-authn-es256-many envoy-config/bench/jwt-authn.yaml"
+)
+# Configurations that run only when BENCH_ONLY names them: jwt-auth checking signatures in
+# Wasm ("host_crypto": false), up to 25 times Envoy's CPU per new token.
+OPTIONAL_CONFIGS=(
+  "jwt-auth-wasm-crypto-rs256-many envoy-config/bench/jwt-auth-wasm-crypto.yaml out/jwt-auth.wasm @envoy-config/bench/jwt-auth-wasm-crypto.yaml"
+  "jwt-auth-wasm-crypto-es256-many envoy-config/bench/jwt-auth-wasm-crypto.yaml out/jwt-auth.wasm @envoy-config/bench/jwt-auth-wasm-crypto.yaml"
 )
 BASELINE=no-filter  # ratios "x no-filter" divide by this one
 WASM_FLOOR=noop-wasm # ratios "x noop-wasm" divide by this one
@@ -33,9 +49,27 @@ SAME_JOB=(security-headers header-mutation)
 # Configurations loaded with a request script of their own (wrk's `request` hook, run with
 # the report script): the *-10k-keys runs send one of 10,000 `x-client` values per request.
 declare -A REQUEST_SCRIPTS=(
-  [rate-limit-10k-keys]=envoy-config/bench/keys-10k.lua
-  [local-ratelimit-10k-keys]=envoy-config/bench/keys-10k.lua
+  [rate-limit-10k-keys]=scripts/wrk/keys-10k.lua
+  [local-ratelimit-10k-keys]=scripts/wrk/keys-10k.lua
 )
+# Configurations sent bearer tokens: the algorithm and how many distinct tokens. Each run of
+# the bench signs them (tests/tools/bench_tokens.py) into $OUT/tokens-ALG-COUNT.txt; the
+# load sends them in turn with scripts/wrk/jwt-tokens.lua, and every other request
+# (the readiness probe, the recorded headers, the fuel measurement) carries the first one.
+# 4000 is well above the 1024 tokens both jwt filters cache, so every request misses.
+declare -A TOKENS=(
+  [jwt-auth-rs256-one]="RS256 1"
+  [jwt-authn-rs256-one]="RS256 1"
+  [jwt-auth-rs256-many]="RS256 4000"
+  [jwt-authn-rs256-many]="RS256 4000"
+  [jwt-auth-es256-one]="ES256 1"
+  [jwt-authn-es256-one]="ES256 1"
+  [jwt-auth-es256-many]="ES256 4000"
+  [jwt-authn-es256-many]="ES256 4000"
+  [jwt-auth-wasm-crypto-rs256-many]="RS256 4000"
+  [jwt-auth-wasm-crypto-es256-many]="ES256 4000"
+)
+TOKENS_SCRIPT=scripts/wrk/jwt-tokens.lua
 
 # The ports every envoy-config/bench/*.yaml uses.
 LISTENER_PORT=19080
@@ -88,7 +122,41 @@ select_configs() {
     read -r name _ <<<"$line"
     if [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]]; then SELECTED+=("$line"); fi
   done
+  for line in "${OPTIONAL_CONFIGS[@]}"; do
+    read -r name _ <<<"$line"
+    if [[ " $ONLY " == *" $name "* ]]; then SELECTED+=("$line"); fi
+  done
   [ ${#SELECTED[@]} -gt 0 ] || die "BENCH_ONLY=\"$ONLY\" names no configuration"
+}
+
+# The token file of a configuration in TOKENS.
+token_file() {
+  local alg count
+  read -r alg count <<<"${TOKENS[$1]}"
+  echo "$OUT/tokens-$alg-$count.txt"
+}
+
+# Signs the token files the selected configurations use, fresh in each run (they expire).
+make_tokens() {
+  local line name file alg count made=" "
+  for line in "${SELECTED[@]}"; do
+    read -r name _ <<<"$line"
+    [ -n "${TOKENS[$name]:-}" ] || continue
+    file=$(token_file "$name")
+    [[ "$made" != *" $file "* ]] || continue
+    [ -x .venv/bin/python ] || die "$name: no .venv/bin/python to sign its tokens; run 'make setup'"
+    read -r alg count <<<"${TOKENS[$name]}"
+    log "signing $count $alg tokens into $file"
+    .venv/bin/python tests/tools/bench_tokens.py "$alg" "$count" "$file" ||
+      die "$name: tests/tools/bench_tokens.py failed (PyJWT comes with 'make setup')"
+    made+="$file "
+  done
+}
+
+# curl's arguments for the requests a configuration takes: the first of its tokens, if any.
+curl_auth() {
+  [ -n "${TOKENS[$1]:-}" ] || return 0
+  printf '%s\n' -H "authorization: Bearer $(head -n 1 "$(token_file "$1")")"
 }
 
 port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -141,10 +209,11 @@ start_envoy() {
   taskset -c "$ENVOY_CPU" "$ENVOY" -c "$config" --concurrency 1 --disable-hot-restart \
     --log-level warn >"$OUT/envoy-$name.log" 2>&1 &
   ENVOY_PID=$!
-  local i
+  local i auth
+  mapfile -t auth < <(curl_auth "$name")
   for i in $(seq 300); do
     if curl -fs -o /dev/null "http://127.0.0.1:$ADMIN_PORT/ready" &&
-      curl -fs -o /dev/null "http://127.0.0.1:$LISTENER_PORT/"; then
+      curl -fs -o /dev/null "${auth[@]}" "http://127.0.0.1:$LISTENER_PORT/"; then
       return 0
     fi
     kill -0 "$ENVOY_PID" 2>/dev/null || break
@@ -169,18 +238,25 @@ EOF
 }
 
 load() {
-  local seconds=$1 name=$2 script="$OUT/report.lua"
-  if [ -n "${REQUEST_SCRIPTS[$name]:-}" ]; then
-    script="$OUT/wrk-$name.lua"
-    cat "${REQUEST_SCRIPTS[$name]}" "$OUT/report.lua" >"$script"
+  local seconds=$1 name=$2 script="$OUT/report.lua" request_script tokens=""
+  request_script=${REQUEST_SCRIPTS[$name]:-}
+  if [ -n "${TOKENS[$name]:-}" ]; then
+    request_script=$TOKENS_SCRIPT
+    tokens=$(token_file "$name")
   fi
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$seconds"s -s "$script" \
-    "http://127.0.0.1:$LISTENER_PORT/"
+  if [ -n "$request_script" ]; then
+    script="$OUT/wrk-$name.lua"
+    cat "$request_script" "$OUT/report.lua" >"$script"
+  fi
+  JWT_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$seconds"s \
+    -s "$script" "http://127.0.0.1:$LISTENER_PORT/"
 }
 
 # The response headers a configuration sends, less the ones that change per response.
 response_headers() {
-  curl -fsS -D - -o /dev/null "http://127.0.0.1:$LISTENER_PORT/" | tr -d '\r' |
+  local auth
+  mapfile -t auth < <(curl_auth "$1")
+  curl -fsS -D - -o /dev/null "${auth[@]}" "http://127.0.0.1:$LISTENER_PORT/" | tr -d '\r' |
     grep -viE '^(date|x-envoy-upstream-service-time):' | sed '/^$/d' | sort
 }
 
@@ -195,7 +271,7 @@ sample() {
 run() {
   local round=$1 name=$2 config=$3
   start_envoy "$name" "$config"
-  [ "$round" -gt 1 ] || response_headers >"$OUT/headers-$name.txt"
+  [ "$round" -gt 1 ] || response_headers "$name" >"$OUT/headers-$name.txt"
   load "$WARMUP" "$name" >/dev/null
   local before after result
   read -ra before <<<"$(sample)"
@@ -217,7 +293,9 @@ fuel() {
   local args=() line name wasm config
   for line in "${SELECTED[@]}"; do
     read -r name _ wasm config <<<"$line"
-    [ -z "$wasm" ] || args+=("$name" "$wasm" "$config")
+    [ -n "$wasm" ] || continue
+    args+=("$name" "$wasm" "$config")
+    [ -z "${TOKENS[$name]:-}" ] || args+=(--tokens "$(token_file "$name")")
   done
   : >"$OUT/fuel.tsv"
   [ ${#args[@]} -eq 0 ] ||
@@ -263,6 +341,7 @@ rounds=$ROUNDS
 connections=$CONNECTIONS
 clk_tck=$(getconf CLK_TCK)
 EOF
+  make_tokens
   fuel
   start_upstream
   local round
