@@ -23,7 +23,7 @@ CONFIGS=(
   "circuit-metrics  envoy-config/bench/circuit-metrics.yaml  out/circuit-metrics.wasm  {\"breakers\": [{\"cluster\": \"upstream\"}]}"
   "region-router    envoy-config/bench/region-router.yaml    out/region-router.wasm    {\"regions\": [{\"name\": \"eu-west-1\", \"cluster\": \"region-eu-west-1\"}, {\"name\": \"us-east-1\", \"cluster\": \"region-us-east-1\"}, {\"name\": \"ap-south-1\", \"cluster\": \"region-ap-south-1\"}], \"local_region\": \"eu-west-1\"}"
   "rate-limit       envoy-config/bench/rate-limit.yaml       out/rate-limit.wasm       {\"rules\": [{\"name\": \"bench\", \"key\": [{\"header\": \"x-client\"}], \"buckets\": 32768, \"limit\": {\"capacity\": 1000000, \"refill\": 1, \"per\": \"1h\"}}]}"
-  "rate-limit-10k-keys envoy-config/bench/rate-limit.yaml"
+  "rate-limit-10k-keys envoy-config/bench/rate-limit.yaml out/rate-limit.wasm @envoy-config/bench/rate-limit.yaml"
   "local-ratelimit  envoy-config/bench/local-ratelimit.yaml"
   "local-ratelimit-10k-keys envoy-config/bench/local-ratelimit.yaml"
   "jwt-auth-rs256-one   envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
@@ -70,6 +70,11 @@ declare -A TOKENS=(
   [jwt-auth-wasm-crypto-es256-many]="ES256 4000"
 )
 TOKENS_SCRIPT=scripts/wrk/jwt-tokens.lua
+# Configurations whose fuel is measured with this many distinct `x-client` values, as
+# scripts/wrk/keys-10k.lua sends them.
+declare -A CLIENTS=(
+  [rate-limit-10k-keys]=10000
+)
 
 # The ports every envoy-config/bench/*.yaml uses.
 LISTENER_PORT=19080
@@ -296,6 +301,7 @@ fuel() {
     [ -n "$wasm" ] || continue
     args+=("$name" "$wasm" "$config")
     [ -z "${TOKENS[$name]:-}" ] || args+=(--tokens "$(token_file "$name")")
+    [ -z "${CLIENTS[$name]:-}" ] || args+=(--clients "${CLIENTS[$name]}")
   done
   : >"$OUT/fuel.tsv"
   [ ${#args[@]} -eq 0 ] ||

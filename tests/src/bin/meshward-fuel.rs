@@ -2,11 +2,14 @@
 //! one request and its response, measured in the harness. `make bench` (scripts/bench.sh)
 //! puts these next to Envoy's CPU time per request; BENCHMARKS.md says how to read them.
 //!
-//! Usage: `meshward-fuel NAME MODULE CONFIG [--tokens FILE] [NAME MODULE CONFIG ...]`, for
-//! example `meshward-fuel security-headers out/security-headers.wasm '{}'`. CONFIG is the
-//! plugin configuration as JSON, or `@ENVOY_YAML` for the one of the Wasm filter in that
-//! Envoy config. `--tokens FILE` sends the bearer tokens of FILE (one a line, as
-//! tests/tools/bench_tokens.py writes them) in turn, one per request, in `authorization`.
+//! Usage: `meshward-fuel NAME MODULE CONFIG [--tokens FILE | --clients N] [NAME MODULE
+//! CONFIG ...]`, for example `meshward-fuel security-headers out/security-headers.wasm '{}'`.
+//! CONFIG is the plugin configuration as JSON, or `@ENVOY_YAML` for the one of the Wasm
+//! filter in that Envoy config. `--tokens FILE` sends the bearer tokens of FILE (one a line,
+//! as tests/tools/bench_tokens.py writes them) in turn, one per request, in `authorization`.
+//! `--clients N` sends `x-client: client-1` to `client-N` as scripts/wrk/keys-10k.lua does:
+//! every value once to warm up, so the filter holds N keys, then measures requests from
+//! clients it has seen.
 //! Prints one line per filter: the name, the fuel per request and the host calls per
 //! request, tab-separated.
 //!
@@ -30,11 +33,11 @@ use serde_json::Value;
 
 /// Requests sent before the measured one.
 const WARM_UP_REQUESTS: usize = 3;
-/// Requests measured, and averaged, when the filter gets distinct tokens.
+/// Requests measured, and averaged, when the filter gets distinct tokens or clients.
 const MEASURED_WITH_TOKENS: usize = 8;
 
-const USAGE: &str =
-    "usage: meshward-fuel NAME MODULE CONFIG [--tokens FILE] [NAME MODULE CONFIG ...]";
+const USAGE: &str = "usage: meshward-fuel NAME MODULE CONFIG [--tokens FILE | --clients N] \
+                     [NAME MODULE CONFIG ...]";
 
 /// One filter to measure, from the command line.
 struct Filter {
@@ -43,21 +46,26 @@ struct Filter {
     config: String,
     /// Bearer tokens to send in turn; none sends no `authorization`.
     tokens: Vec<String>,
+    /// Distinct `x-client` values to warm up with; 0 sends no `x-client`.
+    clients: usize,
 }
 
 /// A request as wrk sends it to the bench's Envoy, with the attributes Envoy 1.40 reports
 /// for it that the harness does not derive: the cluster its route sends it to, and one
 /// upstream attempt. (The bench route has no name, so `xds.route_name` is empty.)
-fn bench_request(token: Option<&str>) -> Request {
-    let request = Request::get("/")
+fn bench_request(token: Option<&str>, client: Option<usize>) -> Request {
+    let mut request = Request::get("/")
         .header("host", "127.0.0.1:19080")
         .property("xds.cluster_name", "upstream")
         .property("xds.route_name", "")
         .property("upstream.request_attempt_count", 1i64);
-    match token {
-        Some(token) => request.header("authorization", &format!("Bearer {token}")),
-        None => request,
+    if let Some(token) = token {
+        request = request.header("authorization", &format!("Bearer {token}"));
     }
+    if let Some(client) = client {
+        request = request.header("x-client", &format!("client-{client}"));
+    }
+    request
 }
 
 /// A response as `meshward-echo` sends it for `bench_request`, body of the same size.
@@ -117,13 +125,15 @@ fn cost_per_request(filter: &Filter) -> Result<(u64, u64), String> {
         .build()
         .map_err(|e| format!("{module}: {e}"))?;
     let mut tokens = filter.tokens.iter().map(String::as_str).cycle();
-    for _ in 0..WARM_UP_REQUESTS {
+    // Clients 1..=N once each, then from 1 again: every measured client is one seen before.
+    let mut clients = (1..=filter.clients).cycle();
+    for _ in 0..WARM_UP_REQUESTS.max(filter.clients) {
         host.send(
-            bench_request(tokens.next()),
+            bench_request(tokens.next(), clients.next()),
             Upstream::reply(bench_response()),
         );
     }
-    let measured = if filter.tokens.len() > 1 {
+    let measured = if filter.tokens.len() > 1 || filter.clients > 1 {
         MEASURED_WITH_TOKENS
     } else {
         1
@@ -131,7 +141,7 @@ fn cost_per_request(filter: &Filter) -> Result<(u64, u64), String> {
     let (mut fuel, mut host_calls) = (0, 0);
     for _ in 0..measured {
         let outcome = host.send(
-            bench_request(tokens.next()),
+            bench_request(tokens.next(), clients.next()),
             Upstream::reply(bench_response()),
         );
         if outcome.response.status() != 200 || !host.vm_alive(0) {
@@ -167,8 +177,18 @@ fn parse(args: &[String]) -> Result<Vec<Filter>, String> {
             module: module.clone(),
             config,
             tokens: Vec::new(),
+            clients: 0,
         });
-        if args.as_slice().first().map(String::as_str) == Some("--tokens") {
+        if args.as_slice().first().map(String::as_str) == Some("--clients") {
+            args.next();
+            let count = args.next().ok_or("--clients: a number must follow")?;
+            let count: usize = count
+                .parse()
+                .map_err(|_| format!("--clients: expected a number, got {count:?}"))?;
+            if let Some(filter) = filters.last_mut() {
+                filter.clients = count;
+            }
+        } else if args.as_slice().first().map(String::as_str) == Some("--tokens") {
             args.next();
             let path = args.next().ok_or("--tokens: a file must follow")?;
             let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
