@@ -21,6 +21,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# Node.js and npm for the Istio schema validator in k8s/check (see the end of this file).
+command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -42,4 +44,16 @@ PYJWT_VERSION=2.15.1
 if ! .venv/bin/python -c "import jwt, cryptography, sys; sys.exit(jwt.__version__ != '$PYJWT_VERSION')" 2>/dev/null; then
   echo "setup: installing PyJWT $PYJWT_VERSION in .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check "pyjwt[crypto]==$PYJWT_VERSION"
+fi
+
+# The checks of k8s/ (tests/tests/wasmplugins.rs): `kubectl kustomize` renders it, and
+# @kubernetes-models/istio, installed here from k8s/check's lock file, checks the schema.
+# kubectl comes with the machine; Debian's own (kubernetes-client) is too old for
+# kustomize v5, so none is installed here.
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  echo "setup: kubectl with kustomize (kubectl 1.27 or later) is missing; the k8s/ tests need it" >&2
+fi
+if [[ ! k8s/check/node_modules/.package-lock.json -nt k8s/check/package-lock.json ]]; then
+  echo "setup: installing k8s/check's npm packages"
+  npm ci --prefix k8s/check --no-audit --no-fund --loglevel=error
 fi

@@ -141,7 +141,12 @@ impl EnvoyConfig {
     /// admin 9901, cluster `upstream` at 8080, a local 404 under [`LOCAL_REPLY_PREFIX`],
     /// and `server` headers passed through so filters can remove them.
     pub fn with_filters(filters: &[WasmFilter]) -> Self {
-        let mut http_filters: Vec<Value> = filters.iter().map(WasmFilter::http_filter).collect();
+        Self::with_http_filters(filters.iter().map(WasmFilter::http_filter).collect())
+    }
+
+    /// The same config with `http_filters` (entries of the HTTP connection manager's
+    /// `http_filters`, such as those [`crate::istiod`] builds) before the router.
+    pub fn with_http_filters(mut http_filters: Vec<Value>) -> Self {
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {

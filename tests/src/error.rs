@@ -76,6 +76,13 @@ pub enum RigError {
         /// What was found last.
         found: String,
     },
+    /// A tool the tests run (`kubectl`, `node`) is missing or failed.
+    Tool {
+        /// The command, as a user would type it.
+        command: String,
+        /// What went wrong, with the tool's output, and what to do.
+        message: String,
+    },
     /// A line of `/stats/prometheus` could not be parsed.
     Stats {
         /// The line.
@@ -134,6 +141,7 @@ impl fmt::Display for RigError {
             RigError::Stat { expected, found } => {
                 write!(f, "expected stat {expected}, found {found}")
             }
+            RigError::Tool { command, message } => write!(f, "{command}: {message}"),
             RigError::Stats { line, message } => {
                 write!(f, "cannot parse stats line {line:?}: {message}")
             }

@@ -7,6 +7,8 @@
 //! - [`upstream`]: a recording upstream server that answers as a test tells it.
 //! - [`http1`]: the HTTP/1.1 client and server framing both use, keeping headers in order.
 //! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
+//! - [`kustomize`], [`istio_schema`], [`istiod`]: the manifests `k8s/` renders, checked
+//!   as Istio's API server would, and turned into the Envoy config istiod would produce.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
@@ -28,6 +30,9 @@ pub mod config;
 pub mod envoy;
 pub mod error;
 pub mod http1;
+pub mod istio_schema;
+pub mod istiod;
+pub mod kustomize;
 pub mod load;
 pub mod stats;
 pub mod upstream;

@@ -653,7 +653,7 @@ fn refuses_unknown_fields_by_name() {
 
 #[test]
 fn the_istio_example_plugin_config_is_accepted() {
-    let path = meshward_tests::repo_root().join("k8s/circuit-metrics.yaml");
+    let path = meshward_tests::repo_root().join("k8s/base/circuit-metrics.yaml");
     let manifest: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let config = manifest["spec"]["pluginConfig"].clone();
     assert!(config.is_object());

@@ -747,9 +747,9 @@ fn a_waiting_request_is_refused_when_the_fetch_fails() {
 
 // Configuration.
 
-/// The documents of `k8s/jwt-auth.yaml`.
+/// The documents of `k8s/base/jwt-auth.yaml`.
 fn istio_example() -> Vec<Value> {
-    let path = meshward_tests::repo_root().join("k8s/jwt-auth.yaml");
+    let path = meshward_tests::repo_root().join("k8s/base/jwt-auth.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     text.split("\n---\n")
         .map(|document| serde_yaml_ng::from_str(document).unwrap())

@@ -587,9 +587,9 @@ fn refuses_a_node_locality_that_is_not_a_configured_region() {
 
 // The Istio example.
 
-/// The documents of `k8s/region-router.yaml`, by kind.
+/// The documents of `k8s/base/region-router.yaml`, by kind.
 fn istio_example() -> Vec<Value> {
-    let path = meshward_tests::repo_root().join("k8s/region-router.yaml");
+    let path = meshward_tests::repo_root().join("k8s/base/region-router.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     text.split("\n---\n")
         .map(|document| serde_yaml_ng::from_str(document).unwrap())

@@ -480,7 +480,7 @@ fn the_readme_example_configuration_is_accepted() {
 
 #[test]
 fn the_istio_example_plugin_config_is_accepted() {
-    let path = meshward_tests::repo_root().join("k8s/security-headers.yaml");
+    let path = meshward_tests::repo_root().join("k8s/base/security-headers.yaml");
     let manifest: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let config = manifest["spec"]["pluginConfig"].clone();
     assert!(config.is_object());
