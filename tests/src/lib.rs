@@ -7,6 +7,7 @@
 //! - [`upstream`]: a recording upstream server that answers as a test tells it.
 //! - [`http1`]: the HTTP/1.1 client and server framing both use, keeping headers in order.
 //! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
+//! - [`ecds`]: filter configs Envoy watches in a temporary directory, for hot reload.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
@@ -25,6 +26,7 @@
 //! ```
 
 pub mod config;
+pub mod ecds;
 pub mod envoy;
 pub mod error;
 pub mod http1;
