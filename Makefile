@@ -15,7 +15,7 @@ package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -
 out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
 WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
 
-.PHONY: help setup build lint test run bench clean
+.PHONY: help setup build lint test run bench clean new-filter
 
 help:
 	@echo "make run    build the filters and start Envoy + an echo upstream on 127.0.0.1:10000"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint   rustfmt and clippy, for the host and for $(WASM_TARGET)"
 	@echo "make bench  run the benchmarks (scripts/bench.sh)"
 	@echo "make clean  remove out/ and Cargo's target/ (.venv stays)"
+	@echo "make new-filter NAME=my-filter  a new filter from templates/filter/ (docs/writing-a-filter.md)"
 
 setup:
 	scripts/setup.sh
@@ -44,12 +45,16 @@ lint:
 
 test: setup build lint
 	$(CARGO) test --workspace
+	scripts/test-new-filter.sh
 
 run: setup build
 	scripts/run.sh
 
 bench: setup build
 	scripts/bench.sh
+
+new-filter:
+	scripts/new-filter.sh "$(NAME)"
 
 clean:
 	rm -rf out bench-results
