@@ -17,8 +17,8 @@ const STATS: &str = "envoy_extension_config_discovery_http_filter_security_heade
 /// The `referrer-policy` the repository's resource file sets.
 const FIRST: &str = "strict-origin-when-cross-origin";
 const SECOND: &str = "same-origin";
-/// How long an accepted update may take to reach every worker.
-const SETTLE: Duration = Duration::from_millis(300);
+/// Responses in a row with the new value that show an update has reached every worker.
+const IN_A_ROW: usize = 10;
 
 /// The resource with `plugin_config` as the filter's configuration.
 fn with_plugin_config(resource: &Value, version: &str, plugin_config: &Value) -> Value {
@@ -44,6 +44,25 @@ async fn wait_for(envoy: &Envoy, name: &str, value: f64) {
         .wait_for_stat(&format!("{STATS}_{name}"), &[], value)
         .await
         .unwrap();
+}
+
+/// Waits until `IN_A_ROW` responses in a row (each on a new connection, so spread over the
+/// workers) carry `referrer-policy: value`.
+async fn wait_until_served(envoy: &Envoy, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut in_a_row = 0;
+    while in_a_row < IN_A_ROW {
+        let response = envoy.get("/").await.unwrap();
+        if response.header("referrer-policy") == Some(value) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{value:?} was not served {IN_A_ROW} times in a row within 5s; last: {response:?}"
+        );
+    }
 }
 
 fn labels_of<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<Option<&'a str>> {
@@ -77,7 +96,7 @@ async fn a_new_config_applies_under_load_and_a_refused_one_leaves_the_last_good_
     let second = with_plugin_config(&resource, "2", &referrer_policy(SECOND));
     ecds.write(RESOURCE, &second).unwrap();
     wait_for(&envoy, "update_success", 2.0).await;
-    tokio::time::sleep(SETTLE).await;
+    wait_until_served(&envoy, SECOND).await;
     let applied_at = load.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -103,6 +122,13 @@ async fn a_new_config_applies_under_load_and_a_refused_one_leaves_the_last_good_
     let before: Vec<&Sample> = samples.iter().filter(|s| s.finished < updated_at).collect();
     let after: Vec<&Sample> = samples.iter().filter(|s| s.started > applied_at).collect();
     let after_refusal = after.iter().filter(|s| s.started > refused_at).count();
+    eprintln!(
+        "hot reload under load: {} requests, {} before the update, {} after it reached every \
+         worker, {after_refusal} of them after the refused config",
+        samples.len(),
+        before.len(),
+        after.len()
+    );
     assert!(
         before.len() > 10 && after_refusal > 10,
         "too little load to tell: {} requests before the update, {after_refusal} after the \
@@ -147,17 +173,5 @@ async fn a_good_config_after_a_refused_one_is_applied() {
     )
     .unwrap();
     wait_for(&envoy, "update_success", 2.0).await;
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let response = envoy.get("/").await.unwrap();
-        if response.header("referrer-policy") == Some(SECOND) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the good config never applied: {response:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_served(&envoy, SECOND).await;
 }
