@@ -15,7 +15,7 @@ package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -
 out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
 WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
 
-.PHONY: help setup build lint test run bench clean images push
+.PHONY: help setup build lint test run bench clean images push new-filter
 
 help:
 	@echo "make run    build the filters and start Envoy + an echo upstream on 127.0.0.1:10000"
@@ -27,6 +27,7 @@ help:
 	@echo "make clean  remove out/ and Cargo's target/ (.venv stays)"
 	@echo "make images package each filter as an OCI image in out/images/<name>/ (Istio's compat layout)"
 	@echo "make push REGISTRY=127.0.0.1:5000/meshward [TAG=x]  push every image; prints the digests to pin"
+	@echo "make new-filter NAME=my-filter  a new filter from templates/filter/ (docs/writing-a-filter.md)"
 
 setup:
 	scripts/setup.sh
@@ -46,6 +47,7 @@ lint:
 
 test: setup build lint
 	$(CARGO) test --workspace
+	scripts/test-new-filter.sh
 
 run: setup build
 	scripts/run.sh
@@ -66,6 +68,8 @@ images: build
 push: images
 	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY, for example REGISTRY=127.0.0.1:5000/meshward" >&2; exit 2; }
 	@$(foreach n,$(FILTER_NAMES),$(IMAGE_TOOL) push out/images/$(n) $(REGISTRY)/$(n):$(TAG) &&) true
+new-filter:
+	scripts/new-filter.sh "$(NAME)"
 
 clean:
 	rm -rf out bench-results

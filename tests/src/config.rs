@@ -314,7 +314,7 @@ fn visit_ports(value: &mut Value, map: &mut dyn FnMut(u16) -> u16) {
 }
 
 /// Makes every `filename: out/...` absolute under `root` and checks the file exists.
-fn absolute_wasm_paths(value: &mut Value, root: &Path) -> Result<(), RigError> {
+pub(crate) fn absolute_wasm_paths(value: &mut Value, root: &Path) -> Result<(), RigError> {
     match value {
         Value::Object(object) => absolute_in_object(object, root),
         Value::Array(items) => items

@@ -9,6 +9,7 @@
 //! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
 //! - [`kustomize`], [`istio_schema`], [`istiod`]: the manifests `k8s/` renders, checked
 //!   as Istio's API server would, and turned into the Envoy config istiod would produce.
+//! - [`ecds`]: filter configs Envoy watches in a temporary directory, for hot reload.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod config;
+pub mod ecds;
 pub mod envoy;
 pub mod error;
 pub mod http1;

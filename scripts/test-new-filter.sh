@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Proves `make new-filter` works: copies the repository's files (tracked and new, not
+# ignored) into a scratch directory, generates the filter hello-probe there, and builds,
+# lints and tests it as generated: the Wasm module, clippy on host and Wasm, its unit tests,
+# its harness tests, its WasmPlugin (tests/tests/wasmplugins.rs), and `envoy --mode validate`
+# on its Envoy example. It also checks that
+# bad names are refused. `make test` runs it after the workspace's tests.
+#
+# It is cheap because it shares this repository's Cargo target directory, where the
+# crates.io dependencies are already built. Sharing needs care: Cargo names a workspace
+# crate's artifacts by its path relative to the workspace root, so the copy's crates would
+# reuse ours (with our paths compiled in, for example the harness's `out/`) or overwrite
+# them. The copy therefore gives each of its workspace crates a profile setting of its own
+# (line-tables-only debug info), which gives them artifacts of their own and leaves the
+# crates.io dependencies shared. The harness tests run in meshward-tests
+# (`-p meshward-tests`), whose dependency features match the workspace's, so wasmtime is
+# not built again.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+[[ "$target" = /* ]] || target="$root/$target"
+envoy="$root/.venv/bin/envoy"
+[[ -x "$envoy" ]] || { echo "test-new-filter: $envoy is missing: run make setup" >&2; exit 1; }
+name=hello-probe
+snake=hello_probe
+started=$SECONDS
+
+# Always the same place, inside this checkout's target directory, so two checkouts never
+# share a copy. The files get fresh modification times: Cargo does not notice that a crate
+# moved, so without that a crate built in an earlier copy elsewhere would count as fresh,
+# with that copy's paths compiled in (the harness finds `out/` from its own).
+copy="$target/new-filter-check"
+rm -rf "$copy"
+mkdir -p "$copy"
+trap 'rm -rf "$copy"' EXIT
+(cd "$root" && git ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' file; do [[ -e "$file" ]] && printf '%s\0' "$file"; done |
+  tar --null -T - -cf -) | tar -xmf - -C "$copy" # -m: fresh times, so Cargo rebuilds the copy's crates
+cd "$copy"
+export CARGO_TARGET_DIR="$target"
+
+step() { echo "--- test-new-filter: $*"; }
+
+# Artifacts of its own for every workspace crate of the copy (see above). A `cdylib`'s
+# files carry no hash in their names at all, so the other filters, which meshward-tests
+# needs only as libraries, are built as plain `rlib`s here.
+isolate() {
+  local toml pkg
+  for toml in shared/Cargo.toml harness/Cargo.toml harness/fixtures/*/Cargo.toml \
+    filters/*/Cargo.toml tests/Cargo.toml; do
+    pkg=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$toml" | head -n 1)
+    printf '\n[profile.dev.package.%s]\ndebug = "line-tables-only"\n' "$pkg" >>Cargo.toml
+    printf '[profile.release.package.%s]\ndebug = "line-tables-only"\n' "$pkg" >>Cargo.toml
+    if [[ "$toml" != "filters/$name/Cargo.toml" ]]; then
+      sed -i 's/^crate-type = \["cdylib", "rlib"\]/crate-type = ["rlib"]/' "$toml"
+    fi
+  done
+}
+
+step "bad names are refused"
+listing() { find filters k8s envoy-config tests/tests | sort; }
+before=$(listing)
+for bad in Hello-Probe hello_probe -hello hello--probe 9lives security-headers shared ""; do
+  if scripts/new-filter.sh "$bad" >/dev/null 2>&1; then
+    echo "test-new-filter: new-filter accepted the name \"$bad\"" >&2
+    exit 1
+  fi
+done
+[[ "$(listing)" == "$before" ]] || { echo "test-new-filter: a refused name left files" >&2; exit 1; }
+
+step "make new-filter NAME=$name"
+make --no-print-directory new-filter NAME=$name
+if make --no-print-directory new-filter NAME=$name >/dev/null 2>&1; then
+  echo "test-new-filter: new-filter overwrote the existing $name" >&2
+  exit 1
+fi
+
+isolate
+
+step "build out/$name.wasm"
+cargo build --quiet --release --target wasm32-wasip1 -p meshward-$name
+mkdir -p out
+cp "$target/wasm32-wasip1/release/meshward_$snake.wasm" "out/$name.wasm"
+
+step "lint"
+cargo fmt -p meshward-$name -p meshward-tests --check
+cargo clippy --quiet -p meshward-$name --all-targets -- -D warnings
+cargo clippy --quiet --target wasm32-wasip1 -p meshward-$name -- -D warnings
+cargo clippy --quiet -p meshward-tests --test $snake -- -D warnings
+
+step "unit and harness tests"
+cargo test --quiet -p meshward-$name
+cargo test --quiet -p meshward-tests --test $snake
+
+step "its WasmPlugin: Istio's schema, and its pluginConfig loaded in the harness and Envoy"
+cp "$root"/out/*.wasm out/ 2>/dev/null || true
+cp "$target/wasm32-wasip1/release/meshward_$snake.wasm" "out/$name.wasm"
+cargo test --quiet -p meshward-tests --test wasmplugins
+
+step "envoy --mode validate -c envoy-config/$name.yaml"
+"$envoy" --mode validate --disable-hot-restart --log-level warn -c "envoy-config/$name.yaml"
+
+step "ok in $((SECONDS - started))s"

@@ -1,0 +1,89 @@
+//! meshward __NAME__: tags each response with a header saying the filter saw it, except for
+//! requests under the paths the configuration skips. Replace this with what yours does.
+//!
+//! This file is the entry point and the Proxy-Wasm adapter only: it reads the request path
+//! from the host, asks [`decide::tag`] what to do, and applies the answer.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod config;
+pub mod decide;
+pub mod metrics;
+
+use config::Config;
+use meshward_shared::host::{self, Map};
+use meshward_shared::{log, Action, HttpFilter, RootFilter};
+use metrics::Metrics;
+use std::rc::Rc;
+
+#[cfg(feature = "entry-point")]
+meshward_shared::register_filters!("__NAME__" => || Box::new(Root::default()));
+
+/// The plugin: holds the accepted configuration and makes a stream filter per request.
+#[derive(Default)]
+pub struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Metrics,
+}
+
+impl RootFilter for Root {
+    fn name(&self) -> &'static str {
+        "__NAME__"
+    }
+
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let config = Config::parse(bytes).map_err(|e| e.to_string())?;
+        log::info(&format!(
+            "__NAME__: configured, tagging responses with {}",
+            config.header
+        ));
+        self.metrics = Metrics::define();
+        self.config = Some(Rc::new(config));
+        Ok(())
+    }
+
+    fn new_http_filter(&mut self, _context_id: u32) -> Option<Box<dyn HttpFilter>> {
+        Some(Box::new(Stream {
+            config: Rc::clone(self.config.as_ref()?),
+            metrics: self.metrics,
+            path: None,
+        }))
+    }
+}
+
+/// One request's filter.
+struct Stream {
+    config: Rc<Config>,
+    metrics: Metrics,
+    /// The request path, read while the request headers are readable; `None` when the
+    /// response is a reply Envoy sent before the request reached this filter.
+    path: Option<String>,
+}
+
+impl HttpFilter for Stream {
+    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+        self.path = host::header_str(Map::RequestHeaders, ":path");
+        Action::Continue
+    }
+
+    fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+        match decide::tag(&self.config, self.path.as_deref()) {
+            Some((name, value)) => {
+                match host::set_header(Map::ResponseHeaders, name, value.as_bytes()) {
+                    Ok(()) => self.metrics.responses_tagged.inc(),
+                    // The response goes out untagged; the counter says how often.
+                    Err(_) => self.metrics.edit_failures.inc(),
+                }
+            }
+            None => self.metrics.responses_skipped.inc(),
+        }
+        Action::Continue
+    }
+}
