@@ -37,6 +37,10 @@ fn claims(scope: &str) -> Value {
 }
 
 /// Tokens signed by PyJWT, one per spec (`{"alg", "claims", "headers"}`).
+/// Tokens signed by PyJWT. It blocks the thread for as long as Python takes, so the tests
+/// that call it with Envoy running use a multi-threaded runtime: on one thread, the JWKS
+/// server would not answer Envoy's fetch until Python was done, and under load that outlasts
+/// the fetch's 2 s timeout.
 fn pyjwt(specs: &Value) -> Vec<String> {
     let python = repo_root().join(".venv/bin/python");
     let script = repo_root().join("tests/tools/pyjwt_sign.py");
@@ -95,7 +99,7 @@ fn body_error(response: &Response) -> String {
     body["error"].as_str().unwrap_or("").to_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_signed_by_pyjwt_are_accepted_and_their_claims_reach_the_upstream() {
     let upstream = Upstream::start().await.unwrap();
     let jwks = jwks_server(&fixtures::public_jwks()).await;
@@ -137,7 +141,7 @@ async fn tokens_signed_by_pyjwt_are_accepted_and_their_claims_reach_the_upstream
     assert_eq!(fetches[0].path, JWKS_PATH);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_carry_their_challenges_and_open_paths_stay_open() {
     let upstream = Upstream::start().await.unwrap();
     let jwks = jwks_server(&fixtures::public_jwks()).await;
@@ -219,7 +223,7 @@ async fn refusals_carry_their_challenges_and_open_paths_stay_open() {
     assert!(stats.get("meshward_jwt_auth_denied_insufficient_claims", &[]) >= Some(1.0));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_in_key_is_found_by_one_refetch() {
     let upstream = Upstream::start().await.unwrap();
     let only_rsa =
