@@ -558,6 +558,33 @@ fn contention_past_the_attempts_refuses_when_failure_mode_is_deny() {
     assert_eq!(refused[0].response.header_value("retry-after"), Some("1"));
 }
 
+#[test]
+fn a_shadow_rule_under_contention_lets_requests_through_even_when_failure_mode_is_deny() {
+    let config = json!({
+        "rules": [{"name": "trial", "mode": "shadow", "limit": {"capacity": 1000000, "per": "1s"}}],
+        "cas_attempts": 1,
+        "failure_mode": "deny"
+    });
+    let host = host_with(&config, 4);
+    let outcomes = race_until_contended(&host, "trial", "failed_open");
+    let failed = counter(&host, "trial", "failed_open");
+    assert!(
+        failed > 0,
+        "no contention in {} parallel requests",
+        outcomes.len()
+    );
+    assert!(
+        outcomes.iter().all(|o| o.response.status() == 200),
+        "a shadow rule refused a request"
+    );
+    assert_eq!(counter(&host, "trial", "failed_closed"), 0);
+    let warnings = host.log_messages(LogLevel::Warn).join("\n");
+    assert!(
+        warnings.contains("rule trial: shared data still contended after 1 attempts; request let through (shadow mode)"),
+        "{warnings}"
+    );
+}
+
 // Refused configurations.
 
 #[test]

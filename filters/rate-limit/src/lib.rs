@@ -131,17 +131,22 @@ impl HttpFilter for Stream {
                     }
                 }
                 Outcome::Failed(failure) => {
-                    let deny = config.failure_mode == config::FailureMode::Deny;
+                    let deny = limiter::fails_closed(config, rule);
                     if deny {
                         m.failed_closed.inc();
                     } else {
                         m.failed_open.inc();
                     }
+                    let why = if deny {
+                        "refused (failure_mode deny)"
+                    } else if rule.mode == config::Mode::Shadow {
+                        "let through (shadow mode)"
+                    } else {
+                        "let through (failure_mode allow)"
+                    };
                     log::warn(&format!(
-                        "rate-limit: rule {}: {failure}; request {} (failure_mode {})",
-                        rule.name,
-                        if deny { "refused" } else { "let through" },
-                        if deny { "deny" } else { "allow" },
+                        "rate-limit: rule {}: {failure}; request {why}",
+                        rule.name
                     ));
                 }
             }
