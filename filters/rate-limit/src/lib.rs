@@ -26,12 +26,12 @@ pub mod table;
 
 use crate::answer::Allowance;
 use crate::config::Config;
-use crate::limiter::{Outcome, Refusal};
+use crate::limiter::{Failure, Outcome, Refusal};
 use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use meshward_shared::host::{self, Map};
 use meshward_shared::pairs::Pair;
-use meshward_shared::shared_data::HostStore;
+use meshward_shared::shared_data::{HostStore, UpdateError};
 use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -132,6 +132,9 @@ impl HttpFilter for Stream {
                 }
                 Outcome::Failed(failure) => {
                     let deny = limiter::fails_closed(config, rule);
+                    if matches!(failure, Failure::Store(UpdateError::Contention { .. })) {
+                        m.contention_fallbacks.inc();
+                    }
                     if deny {
                         m.failed_closed.inc();
                     } else {
