@@ -1,7 +1,9 @@
 //! Everything the filter reports, in one list: counters per rule, named
 //! `meshward_rate_limit.rule.<rule>.<stat>` so a `stats_tags` regex can lift the rule name
-//! into a tag. Envoy's Prometheus output shows them as
-//! `wasmcustom_meshward_rate_limit_rule_<rule>_<stat>`.
+//! into a tag. Envoy shows them as `wasmcustom.meshward_rate_limit.rule.<rule>.<stat>` in
+//! `/stats`, and in `/stats/prometheus` (which drops the `wasmcustom` namespace) as
+//! `meshward_rate_limit_rule_<rule>_<stat>`, or `meshward_rate_limit_rule_<stat>{rule="<rule>"}`
+//! with the stats tag of `envoy-config/rate-limit.yaml`.
 
 use meshward_shared::metrics::Counter;
 
