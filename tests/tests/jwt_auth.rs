@@ -262,6 +262,37 @@ fn a_valid_token_without_the_required_claims_gets_403_insufficient_scope() {
 }
 
 #[test]
+fn a_token_in_a_custom_header_is_found_only_behind_its_prefix() {
+    let mut provider = inline_provider();
+    provider["from"] = json!([{ "header": "x-api-token", "prefix": "Token " }]);
+    let host = host(&json!({ "providers": [provider] }));
+    let token = fixtures::token(Algorithm::RS256, now(&host));
+    let request = |value: &str| {
+        Request::get("/api/items")
+            .header("host", "api.test")
+            .header("x-api-token", value)
+    };
+
+    let accepted = host.send(request(&format!("Token {token}")), ok());
+    assert_eq!(accepted.response.status(), 200);
+    let upstream = accepted.upstream_request.unwrap();
+    assert_eq!(upstream.header_value("x-jwt-sub"), Some("user-1"));
+    // The prefix is matched regardless of ASCII case, as the README says.
+    let lower = host.send(request(&format!("token {token}")), ok());
+    assert_eq!(lower.response.status(), 200);
+
+    for value in [token.clone(), format!("Bearer {token}")] {
+        let refused = host.send(request(&value), ok());
+        assert_eq!(refused.response.status(), 401, "{value:.12}...");
+        assert!(refused.upstream_request.is_none());
+    }
+    // The default source is not looked at once `from` names another.
+    let bearer = host.send(get(&token), ok());
+    assert_eq!(bearer.response.status(), 401);
+    assert_eq!(denied(&host, "missing"), 3);
+}
+
+#[test]
 fn two_authorization_headers_are_refused() {
     let host = inline_host();
     let good = fixtures::token(Algorithm::RS256, now(&host));
