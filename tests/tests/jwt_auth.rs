@@ -122,16 +122,6 @@ fn first_request_fetches(host: &Host, worker: usize, request: Request) -> Outcom
     stream.finish()
 }
 
-/// Envoy's `verify_signature`, written in Rust with RustCrypto, for the harness.
-fn rust_verify_signature(arguments: &[u8]) -> Result<Vec<u8>, Status> {
-    let args = foreign::decode_arguments(arguments).ok_or(Status::BadArgument)?;
-    let valid = fixtures::host_verify(&args);
-    Ok(foreign::encode_result(
-        valid,
-        if valid { "" } else { "Failed to verify digest" },
-    ))
-}
-
 /// Why the filter refused this configuration: its error log lines.
 fn refusal(config: &Value) -> String {
     match builder(config).build() {
@@ -381,7 +371,7 @@ fn a_cached_token_still_expires_on_time() {
 #[test]
 fn rs_and_es_signatures_are_checked_by_the_host_when_it_offers_verify_signature() {
     let host = builder(&json!({ "providers": [inline_provider()], "cache": { "max_entries": 0 } }))
-        .foreign_function(foreign::VERIFY_SIGNATURE, rust_verify_signature)
+        .envoy_foreign_functions()
         .build()
         .unwrap();
     let t = now(&host);
@@ -443,7 +433,7 @@ fn a_host_that_refuses_the_key_falls_back_to_wasm() {
 #[test]
 fn host_crypto_can_be_turned_off() {
     let host = builder(&json!({ "providers": [inline_provider()], "host_crypto": false }))
-        .foreign_function(foreign::VERIFY_SIGNATURE, rust_verify_signature)
+        .envoy_foreign_functions()
         .build()
         .unwrap();
     let token = fixtures::token(Algorithm::RS256, now(&host));
@@ -456,7 +446,7 @@ fn fuel_per_request_for_the_benchmark_rows() {
     let measure = |alg: Algorithm, with_host: bool, distinct: bool| -> u64 {
         let mut b = builder(&json!({ "providers": [inline_provider()] }));
         if with_host {
-            b = b.foreign_function(foreign::VERIFY_SIGNATURE, rust_verify_signature);
+            b = b.envoy_foreign_functions();
         }
         let host = b.build().unwrap();
         let t = now(&host);
