@@ -382,7 +382,7 @@ mod tests {
         // others read and write, then decides on what it read (with the time it read the
         // clock at) and writes with CAS, re-reading on a lost race. The schedule is random;
         // the entry starts absent, so the first requests also race to create it.
-        use meshward_shared::shared_data::Decision;
+        use meshward_shared::shared_data::{self, Decision};
         let c =
             config(r#"{"rules":[{"name":"api","limit":{"capacity":20,"refill":5,"per":"1s"}}]}"#);
         let rule = &c.rules[0];
@@ -415,7 +415,8 @@ mod tests {
                         match table::decide(bytes, SOLE, 1, &rule.limit, now) {
                             Decision::Keep(_) => limited += 1,
                             Decision::Write(new, _) => {
-                                let mut creating = table::CreateOnce::new(&mut store);
+                                let mut creating =
+                                    shared_data::CreateOnce::new(&mut store, table::ANCHOR);
                                 match creating.set(&entry, &new, cas) {
                                     Ok(()) => admitted += 1,
                                     Err(Status::CasMismatch) => {
