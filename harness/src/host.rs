@@ -288,6 +288,16 @@ impl HostBuilder {
         self
     }
 
+    /// Offers the foreign functions Envoy 1.40 registers that [`crate::envoy_foreign`]
+    /// emulates (`verify_signature`), as Envoy does for every module. Off unless asked for,
+    /// so a test can also see how a filter does on a host without them.
+    pub fn envoy_foreign_functions(mut self) -> Self {
+        for (name, function) in crate::envoy_foreign::functions() {
+            self.foreign.insert(name.to_string(), Arc::new(function));
+        }
+        self
+    }
+
     /// Loads the module (compiled once per process), starts one VM per worker and
     /// configures the plugin on each, as Envoy does when it loads a Wasm filter.
     ///

@@ -13,6 +13,7 @@ mod callouts;
 mod clock;
 mod cost;
 mod engine;
+pub mod envoy_foreign;
 mod error;
 mod headers;
 mod host;

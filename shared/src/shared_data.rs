@@ -3,8 +3,8 @@
 //!
 //! Envoy's rules: a read returns the value and a version (`cas`); a write with that version
 //! fails if another worker wrote in between. A write to a key that does not exist yet always
-//! succeeds, whatever the version, so two workers can both create a key: callers that need
-//! exactness from the very first request must make creation idempotent.
+//! succeeds, whatever the version, so two workers can both create a key, the second
+//! wiping what the first wrote: [`CreateOnce`] makes creation happen once.
 
 use crate::host::{self, HostResult, SharedValue, Status};
 
@@ -89,6 +89,46 @@ pub fn update<S: Store, T>(
     })
 }
 
+/// A store whose writes to absent keys are "create if still absent".
+///
+/// Envoy creates an absent key on any write, whatever the CAS given, and a write with CAS 0
+/// overwrites unconditionally; so two workers that both read "absent" would both create
+/// the entry, the second wiping the first's. Envoy gives every write a fresh version from
+/// one process-wide counter, so the version of another key's write is one no entry can
+/// hold: writing with it succeeds only if our key is still absent. This store writes an
+/// anchor key of the caller's, reads its version, and creates with that.
+pub struct CreateOnce<'a, S: Store> {
+    inner: &'a mut S,
+    anchor: &'a str,
+}
+
+impl<'a, S: Store> CreateOnce<'a, S> {
+    /// Wraps `inner`; `anchor` is a shared-data name the caller uses for nothing else.
+    pub fn new(inner: &'a mut S, anchor: &'a str) -> Self {
+        CreateOnce { inner, anchor }
+    }
+
+    fn fresh_version(&mut self) -> HostResult<u32> {
+        self.inner.set(self.anchor, b"", 0)?;
+        match self.inner.get(self.anchor)? {
+            Some(SharedValue { cas, .. }) if cas != 0 => Ok(cas),
+            _ => Err(Status::InternalFailure),
+        }
+    }
+}
+
+impl<S: Store> Store for CreateOnce<'_, S> {
+    fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
+        self.inner.get(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+        // `update` passes 0 only for a key it read as absent.
+        let cas = if cas == 0 { self.fresh_version()? } else { cas };
+        self.inner.set(key, value, cas)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +197,23 @@ mod tests {
             update(&mut store, "k", 3, increment),
             Err(UpdateError::Contention { attempts: 3 })
         );
+    }
+
+    #[test]
+    fn create_once_never_overwrites_a_key_another_worker_created_in_between() {
+        // Another worker creates "k" between our read (absent) and our write. A plain
+        // creating write (CAS 0) wipes its value; CreateOnce loses the race and builds on it.
+        let mut plain = MemoryStore {
+            interfere: 1,
+            ..MemoryStore::default()
+        };
+        assert_eq!(update(&mut plain, "k", 3, increment), Ok(1));
+        let mut store = MemoryStore {
+            interfere: 1,
+            ..MemoryStore::default()
+        };
+        let mut once = CreateOnce::new(&mut store, "anchor");
+        assert_eq!(update(&mut once, "k", 3, increment), Ok(b'o' + 1));
     }
 
     #[test]

@@ -211,16 +211,14 @@ async fn refusals_carry_their_challenges_and_open_paths_stay_open() {
         .with_header("access-control-request-method", "POST");
     assert_eq!(envoy.send(preflight).await.unwrap().status, 200);
 
+    // The config's stats tag makes the denials one metric with a `reason` label.
     let stats = envoy.stats().await.unwrap();
-    assert_eq!(
-        stats.get("meshward_jwt_auth_denied_missing", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        stats.get("meshward_jwt_auth_denied_expired", &[]),
-        Some(2.0)
-    );
-    assert!(stats.get("meshward_jwt_auth_denied_insufficient_claims", &[]) >= Some(1.0));
+    let denied = |reason: &str| stats.get("meshward_jwt_auth_denied", &[("reason", reason)]);
+    assert_eq!(denied("missing"), Some(1.0));
+    assert_eq!(denied("expired"), Some(2.0));
+    assert!(denied("insufficient_claims") >= Some(1.0));
+    assert_eq!(denied("wrong_audience"), Some(0.0));
+    assert_eq!(stats.get("meshward_jwt_auth_denied_expired", &[]), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,4 +381,17 @@ async fn the_demo_token_of_make_run_works_under_jwt_only() {
         .unwrap();
     assert_eq!(other.status, 200);
     assert_eq!(upstream.received().pop().unwrap().header("x-jwt-sub"), None);
+    // The demo config tags jwt-auth's denials by reason and rate-limit's stats by rule.
+    let stats = envoy.stats().await.unwrap();
+    let denied = |reason: &str| stats.get("meshward_jwt_auth_denied", &[("reason", reason)]);
+    assert_eq!(denied("missing"), Some(1.0));
+    assert_eq!(denied("insufficient_claims"), Some(1.0));
+    // The two requests jwt-auth let through (its refusals end before rate-limit).
+    assert_eq!(
+        stats.get(
+            "meshward_rate_limit_rule_allowed",
+            &[("rule", "per_client")]
+        ),
+        Some(2.0)
+    );
 }

@@ -235,6 +235,7 @@ async fn every_stat_of_every_rule_is_in_prometheus_with_the_rule_as_a_tag() {
             "shadow_limited",
             "failed_open",
             "failed_closed",
+            "contention_fallbacks",
             "reclaimed",
             "overflowed",
         ] {

@@ -236,6 +236,16 @@ async fn when_a_region_stops_mid_load_traffic_moves_away_and_comes_back() {
             .unwrap_or(0.0)
             > 0.0
     );
+    // Failover goes to the nearest healthy region (us-east-1, 80 ms), never ap-south-1.
+    assert_eq!(
+        stats
+            .get(
+                "meshward_region_router_region_decisions",
+                &[("region", "ap-south-1"), ("reason", "failover")]
+            )
+            .unwrap_or(0.0),
+        0.0
+    );
 }
 
 #[tokio::test]

@@ -122,16 +122,6 @@ fn first_request_fetches(host: &Host, worker: usize, request: Request) -> Outcom
     stream.finish()
 }
 
-/// Envoy's `verify_signature`, written in Rust with RustCrypto, for the harness.
-fn rust_verify_signature(arguments: &[u8]) -> Result<Vec<u8>, Status> {
-    let args = foreign::decode_arguments(arguments).ok_or(Status::BadArgument)?;
-    let valid = fixtures::host_verify(&args);
-    Ok(foreign::encode_result(
-        valid,
-        if valid { "" } else { "Failed to verify digest" },
-    ))
-}
-
 /// Why the filter refused this configuration: its error log lines.
 fn refusal(config: &Value) -> String {
     match builder(config).build() {
@@ -262,6 +252,37 @@ fn a_valid_token_without_the_required_claims_gets_403_insufficient_scope() {
 }
 
 #[test]
+fn a_token_in_a_custom_header_is_found_only_behind_its_prefix() {
+    let mut provider = inline_provider();
+    provider["from"] = json!([{ "header": "x-api-token", "prefix": "Token " }]);
+    let host = host(&json!({ "providers": [provider] }));
+    let token = fixtures::token(Algorithm::RS256, now(&host));
+    let request = |value: &str| {
+        Request::get("/api/items")
+            .header("host", "api.test")
+            .header("x-api-token", value)
+    };
+
+    let accepted = host.send(request(&format!("Token {token}")), ok());
+    assert_eq!(accepted.response.status(), 200);
+    let upstream = accepted.upstream_request.unwrap();
+    assert_eq!(upstream.header_value("x-jwt-sub"), Some("user-1"));
+    // The prefix is matched regardless of ASCII case, as the README says.
+    let lower = host.send(request(&format!("token {token}")), ok());
+    assert_eq!(lower.response.status(), 200);
+
+    for value in [token.clone(), format!("Bearer {token}")] {
+        let refused = host.send(request(&value), ok());
+        assert_eq!(refused.response.status(), 401, "{value:.12}...");
+        assert!(refused.upstream_request.is_none());
+    }
+    // The default source is not looked at once `from` names another.
+    let bearer = host.send(get(&token), ok());
+    assert_eq!(bearer.response.status(), 401);
+    assert_eq!(denied(&host, "missing"), 3);
+}
+
+#[test]
 fn two_authorization_headers_are_refused() {
     let host = inline_host();
     let good = fixtures::token(Algorithm::RS256, now(&host));
@@ -350,7 +371,7 @@ fn a_cached_token_still_expires_on_time() {
 #[test]
 fn rs_and_es_signatures_are_checked_by_the_host_when_it_offers_verify_signature() {
     let host = builder(&json!({ "providers": [inline_provider()], "cache": { "max_entries": 0 } }))
-        .foreign_function(foreign::VERIFY_SIGNATURE, rust_verify_signature)
+        .envoy_foreign_functions()
         .build()
         .unwrap();
     let t = now(&host);
@@ -412,7 +433,7 @@ fn a_host_that_refuses_the_key_falls_back_to_wasm() {
 #[test]
 fn host_crypto_can_be_turned_off() {
     let host = builder(&json!({ "providers": [inline_provider()], "host_crypto": false }))
-        .foreign_function(foreign::VERIFY_SIGNATURE, rust_verify_signature)
+        .envoy_foreign_functions()
         .build()
         .unwrap();
     let token = fixtures::token(Algorithm::RS256, now(&host));
@@ -425,7 +446,7 @@ fn fuel_per_request_for_the_benchmark_rows() {
     let measure = |alg: Algorithm, with_host: bool, distinct: bool| -> u64 {
         let mut b = builder(&json!({ "providers": [inline_provider()] }));
         if with_host {
-            b = b.foreign_function(foreign::VERIFY_SIGNATURE, rust_verify_signature);
+            b = b.envoy_foreign_functions();
         }
         let host = b.build().unwrap();
         let t = now(&host);

@@ -356,6 +356,7 @@ fn workers_racing_in_parallel_never_exceed_capacity_plus_refill() {
     assert_eq!(counter(&host, "api", "allowed"), 69);
     assert_eq!(counter(&host, "api", "limited"), 1200 - 69);
     assert_eq!(counter(&host, "api", "failed_open"), 0);
+    assert_eq!(counter(&host, "api", "contention_fallbacks"), 0);
 }
 
 // Bounded memory.
@@ -527,6 +528,10 @@ fn contention_past_the_attempts_is_counted_and_let_through_by_default() {
         counter(&host, "hot", "allowed") + failed,
         outcomes.len() as u64
     );
+    // Every fallback here was contention, and the contention counter says so apart from
+    // the policy outcome.
+    assert_eq!(counter(&host, "hot", "contention_fallbacks"), failed);
+    assert_eq!(counter(&host, "hot", "failed_closed"), 0);
     let warnings = host.log_messages(LogLevel::Warn).join("\n");
     assert!(
         warnings.contains("rule hot: shared data still contended after 1 attempts"),
@@ -553,9 +558,42 @@ fn contention_past_the_attempts_refuses_when_failure_mode_is_deny() {
         outcomes.len()
     );
     assert_eq!(refused.len() as u64, counter(&host, "hot", "failed_closed"));
+    assert_eq!(
+        counter(&host, "hot", "contention_fallbacks"),
+        refused.len() as u64
+    );
+    assert_eq!(counter(&host, "hot", "failed_open"), 0);
     let body: Value = serde_json::from_slice(refused[0].response.body_bytes()).unwrap();
     assert_eq!(body["error"], "rate_limit_unavailable");
     assert_eq!(refused[0].response.header_value("retry-after"), Some("1"));
+}
+
+#[test]
+fn a_shadow_rule_under_contention_lets_requests_through_even_when_failure_mode_is_deny() {
+    let config = json!({
+        "rules": [{"name": "trial", "mode": "shadow", "limit": {"capacity": 1000000, "per": "1s"}}],
+        "cas_attempts": 1,
+        "failure_mode": "deny"
+    });
+    let host = host_with(&config, 4);
+    let outcomes = race_until_contended(&host, "trial", "failed_open");
+    let failed = counter(&host, "trial", "failed_open");
+    assert!(
+        failed > 0,
+        "no contention in {} parallel requests",
+        outcomes.len()
+    );
+    assert!(
+        outcomes.iter().all(|o| o.response.status() == 200),
+        "a shadow rule refused a request"
+    );
+    assert_eq!(counter(&host, "trial", "failed_closed"), 0);
+    assert_eq!(counter(&host, "trial", "contention_fallbacks"), failed);
+    let warnings = host.log_messages(LogLevel::Warn).join("\n");
+    assert!(
+        warnings.contains("rule trial: shared data still contended after 1 attempts; request let through (shadow mode)"),
+        "{warnings}"
+    );
 }
 
 // Refused configurations.

@@ -284,7 +284,8 @@ pub fn token(alg: Algorithm, now: u64) -> String {
 
 /// A Rust stand-in for Envoy's `verify_signature` host function: imports the DER
 /// SubjectPublicKeyInfo and verifies as BoringSSL's `EVP_DigestVerify` would (RSA with
-/// PKCS#1 v1.5 padding, ECDSA with a DER signature). For test hosts.
+/// PKCS#1 v1.5 padding, ECDSA with a DER signature). For this crate's unit tests; the
+/// harness offers Envoy's function itself (`meshward_harness::envoy_foreign`).
 pub fn host_verify(args: &crate::foreign::Arguments) -> bool {
     use p256::pkcs8::DecodePublicKey;
     use rsa::Pkcs1v15Sign;

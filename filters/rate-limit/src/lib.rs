@@ -26,12 +26,12 @@ pub mod table;
 
 use crate::answer::Allowance;
 use crate::config::Config;
-use crate::limiter::{Outcome, Refusal};
+use crate::limiter::{Failure, Outcome, Refusal};
 use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use meshward_shared::host::{self, Map};
 use meshward_shared::pairs::Pair;
-use meshward_shared::shared_data::HostStore;
+use meshward_shared::shared_data::{HostStore, UpdateError};
 use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -131,17 +131,25 @@ impl HttpFilter for Stream {
                     }
                 }
                 Outcome::Failed(failure) => {
-                    let deny = config.failure_mode == config::FailureMode::Deny;
+                    let deny = limiter::fails_closed(config, rule);
+                    if matches!(failure, Failure::Store(UpdateError::Contention { .. })) {
+                        m.contention_fallbacks.inc();
+                    }
                     if deny {
                         m.failed_closed.inc();
                     } else {
                         m.failed_open.inc();
                     }
+                    let why = if deny {
+                        "refused (failure_mode deny)"
+                    } else if rule.mode == config::Mode::Shadow {
+                        "let through (shadow mode)"
+                    } else {
+                        "let through (failure_mode allow)"
+                    };
                     log::warn(&format!(
-                        "rate-limit: rule {}: {failure}; request {} (failure_mode {})",
-                        rule.name,
-                        if deny { "refused" } else { "let through" },
-                        if deny { "deny" } else { "allow" },
+                        "rate-limit: rule {}: {failure}; request {why}",
+                        rule.name
                     ));
                 }
             }

@@ -3,7 +3,7 @@
 //! tested on an in-memory store with Envoy's rules.
 
 use crate::bucket::Take;
-use crate::config::{Config, FailureMode, MissingKey, Mode};
+use crate::config::{Config, FailureMode, MissingKey, Mode, Rule};
 use crate::keys;
 use crate::request::Request;
 use crate::table::{self, Fingerprint, Placement, SOLE};
@@ -75,7 +75,7 @@ pub enum Refusal {
         /// Time until a token is available.
         retry_after: Duration,
     },
-    /// A bucket could not be reached and `failure_mode` is `deny`.
+    /// An enforced rule's bucket could not be reached and `failure_mode` is `deny`.
     Unavailable {
         /// The rule's index.
         rule: usize,
@@ -89,6 +89,13 @@ pub struct Verdict {
     pub results: Vec<RuleResult>,
     /// Set when the request is refused; rules after the refusing one were not checked.
     pub refusal: Option<Refusal>,
+}
+
+/// Whether `rule` refuses a request when its bucket cannot be reached: only an enforced rule
+/// under `failure_mode: deny`. A shadow rule never refuses, whatever the failure mode: it is
+/// there to try a limit out, so it counts the failure and lets the request through.
+pub fn fails_closed(config: &Config, rule: &Rule) -> bool {
+    config.failure_mode == FailureMode::Deny && rule.mode == Mode::Enforce
 }
 
 /// Checks `request` against every rule in order, stopping at the first refusal.
@@ -165,7 +172,7 @@ pub fn check<S: Store>(
                 rule: index,
                 retry_after,
             }),
-            Outcome::Failed(_) if config.failure_mode == FailureMode::Deny => {
+            Outcome::Failed(_) if fails_closed(config, rule) => {
                 Some(Refusal::Unavailable { rule: index })
             }
             _ => None,
@@ -327,6 +334,32 @@ mod tests {
     }
 
     #[test]
+    fn a_shadow_rule_whose_bucket_is_unreachable_lets_the_request_through_under_deny() {
+        let c = config(
+            r#"{"rules":[
+                {"name":"trial","mode":"shadow","limit":{"capacity":10,"per":"1s"}},
+                {"name":"api","limit":{"capacity":10,"per":"1s"}}],
+                "failure_mode":"deny"}"#,
+        );
+        let r = get("/", &[]);
+        for status in [Status::InternalFailure, Status::CasMismatch] {
+            let v = check(&c, &r, || Some(0), &mut Broken(status));
+            assert!(matches!(v.results[0].outcome, Outcome::Failed(_)));
+            // The shadow rule let it through; the enforced rule after it refused.
+            assert_eq!(v.results.len(), 2);
+            assert_eq!(v.refusal, Some(Refusal::Unavailable { rule: 1 }));
+        }
+        let shadow_only = config(
+            r#"{"rules":[{"name":"trial","mode":"shadow","limit":{"capacity":10,"per":"1s"}}],
+                "failure_mode":"deny"}"#,
+        );
+        let v = check(&shadow_only, &r, || None, &mut EnvoyStore::default());
+        assert_eq!(v.results[0].outcome, Outcome::Failed(Failure::NoClock));
+        assert_eq!(v.refusal, None);
+        assert!(!fails_closed(&shadow_only, &shadow_only.rules[0]));
+    }
+
+    #[test]
     fn contention_is_reported_after_the_configured_attempts() {
         let c = config(
             r#"{"rules":[{"name":"api","limit":{"capacity":10,"per":"1s"}}],"cas_attempts":3}"#,
@@ -349,7 +382,7 @@ mod tests {
         // others read and write, then decides on what it read (with the time it read the
         // clock at) and writes with CAS, re-reading on a lost race. The schedule is random;
         // the entry starts absent, so the first requests also race to create it.
-        use meshward_shared::shared_data::Decision;
+        use meshward_shared::shared_data::{self, Decision};
         let c =
             config(r#"{"rules":[{"name":"api","limit":{"capacity":20,"refill":5,"per":"1s"}}]}"#);
         let rule = &c.rules[0];
@@ -382,7 +415,8 @@ mod tests {
                         match table::decide(bytes, SOLE, 1, &rule.limit, now) {
                             Decision::Keep(_) => limited += 1,
                             Decision::Write(new, _) => {
-                                let mut creating = table::CreateOnce::new(&mut store);
+                                let mut creating =
+                                    shared_data::CreateOnce::new(&mut store, table::ANCHOR);
                                 match creating.set(&entry, &new, cas) {
                                     Ok(()) => admitted += 1,
                                     Err(Status::CasMismatch) => {

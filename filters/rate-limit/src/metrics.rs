@@ -1,7 +1,9 @@
 //! Everything the filter reports, in one list: counters per rule, named
 //! `meshward_rate_limit.rule.<rule>.<stat>` so a `stats_tags` regex can lift the rule name
-//! into a tag. Envoy's Prometheus output shows them as
-//! `wasmcustom_meshward_rate_limit_rule_<rule>_<stat>`.
+//! into a tag. Envoy shows them as `wasmcustom.meshward_rate_limit.rule.<rule>.<stat>` in
+//! `/stats`, and in `/stats/prometheus` (which drops the `wasmcustom` namespace) as
+//! `meshward_rate_limit_rule_<rule>_<stat>`, or `meshward_rate_limit_rule_<stat>{rule="<rule>"}`
+//! with the stats tag of `envoy-config/rate-limit.yaml`.
 
 use meshward_shared::metrics::Counter;
 
@@ -33,6 +35,7 @@ rule_stats! {
     shadow_limited: "Requests a shadow rule would have refused and let through.",
     failed_open: "Requests let through because the bucket could not be reached.",
     failed_closed: "Requests refused because the bucket could not be reached.",
+    contention_fallbacks: "Requests whose bucket update lost the compare-and-swap `cas_attempts` times in a row, so the failure policy decided (also counted in `failed_open` or `failed_closed`).",
     reclaimed: "Keys that took the slot of an idle key whose bucket had refilled.",
     overflowed: "Requests counted in the shared overflow bucket because their set was full.",
 }
@@ -52,7 +55,7 @@ mod tests {
             metric_name("per_ip", "allowed"),
             "meshward_rate_limit.rule.per_ip.allowed"
         );
-        assert_eq!(RuleMetrics::STATS.len(), 7);
+        assert_eq!(RuleMetrics::STATS.len(), 8);
         // Defining outside a proxy gives handles that do nothing.
         RuleMetrics::define("x").allowed.inc();
     }

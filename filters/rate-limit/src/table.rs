@@ -12,8 +12,8 @@
 //! hold (see [`CreateOnce`]), so two workers can never both create it.
 
 use crate::bucket::{Bucket, Limit, Take};
-use meshward_shared::host::{HostResult, SharedValue, Status};
-use meshward_shared::shared_data::{self, Decision, Store, UpdateError};
+use meshward_shared::host::Status;
+use meshward_shared::shared_data::{self, CreateOnce, Decision, Store, UpdateError};
 use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hasher};
 
@@ -279,7 +279,7 @@ pub fn count<S: Store>(
     now: u64,
     attempts: u32,
 ) -> Result<Counted, UpdateError> {
-    let mut store = CreateOnce::new(store);
+    let mut store = CreateOnce::new(store, ANCHOR);
     let entry = table.entry_for(fingerprint);
     let outcome = shared_data::update(&mut store, &entry, attempts, |bytes| {
         decide(bytes, fingerprint, table.slots(), limit, now)
@@ -305,51 +305,13 @@ pub fn count<S: Store>(
     }
 }
 
-/// The shared-data name whose version [`CreateOnce`] borrows.
+/// The shared-data name whose version [`CreateOnce`] borrows to create entries once.
 pub const ANCHOR: &str = "meshward_rate_limit.anchor";
-
-/// A store whose writes to absent keys are "create if still absent".
-///
-/// Envoy creates an absent key on any write, whatever the CAS given, and a write with CAS 0
-/// overwrites unconditionally; so two workers that both read "absent" would both create
-/// the entry, the second wiping the first's tokens. Envoy gives every write a fresh version
-/// from one process-wide counter, so the version of another key's write is one no entry
-/// can hold: writing with it succeeds only if our key is still absent. This store writes
-/// the [`ANCHOR`] key, reads its version, and creates with that.
-pub struct CreateOnce<'a, S: Store> {
-    inner: &'a mut S,
-}
-
-impl<'a, S: Store> CreateOnce<'a, S> {
-    /// Wraps `inner`.
-    pub fn new(inner: &'a mut S) -> Self {
-        CreateOnce { inner }
-    }
-
-    fn fresh_version(&mut self) -> HostResult<u32> {
-        self.inner.set(ANCHOR, b"", 0)?;
-        match self.inner.get(ANCHOR)? {
-            Some(SharedValue { cas, .. }) if cas != 0 => Ok(cas),
-            _ => Err(Status::InternalFailure),
-        }
-    }
-}
-
-impl<S: Store> Store for CreateOnce<'_, S> {
-    fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
-        self.inner.get(key)
-    }
-
-    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
-        // `shared_data::update` passes 0 only for a key it read as absent.
-        let cas = if cas == 0 { self.fresh_version()? } else { cas };
-        self.inner.set(key, value, cas)
-    }
-}
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use meshward_shared::host::{HostResult, SharedValue};
     use std::collections::HashMap;
     use std::time::Duration;
 
@@ -565,13 +527,13 @@ pub(crate) mod tests {
         let key = "k";
         let a_view = store.get(key).unwrap();
         assert!(a_view.is_none());
-        let mut b = CreateOnce::new(&mut store);
+        let mut b = CreateOnce::new(&mut store, ANCHOR);
         let d = decide(None, fp(1), 8, &l, 0);
         let Decision::Write(bytes, _) = d else {
             panic!()
         };
         b.set(key, &bytes, 0).unwrap();
-        let mut a = CreateOnce::new(&mut store);
+        let mut a = CreateOnce::new(&mut store, ANCHOR);
         let Decision::Write(bytes, _) = decide(None, fp(1), 8, &l, 0) else {
             panic!()
         };

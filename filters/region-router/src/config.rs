@@ -522,21 +522,34 @@ fn validate_health(raw: RawHealth) -> Result<HealthPolicy, ConfigError> {
     })
 }
 
-/// Region indices nearest first. The local region is 0 away unless its latency is given;
-/// regions with no latency come last, in configured order.
+/// How far region `i` is: its latency; the local region is 0 away unless its latency is
+/// given; `None` when unknown.
+fn distance(regions: &[Region], local: usize, i: usize) -> Option<Duration> {
+    let region = regions.get(i)?;
+    match region.latency {
+        Some(latency) => Some(latency),
+        None if i == local => Some(Duration::ZERO),
+        None => None,
+    }
+}
+
+/// Region indices nearest first; regions with no latency come last, in configured order.
 fn nearest_first(regions: &[Region], local: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..regions.len()).collect();
-    let distance = |i: usize| {
-        let region = regions.get(i)?;
-        match region.latency {
-            Some(latency) => Some(latency),
-            None if i == local => Some(Duration::ZERO),
-            None => None,
-        }
-    };
-    // A stable sort keeps configured order among equals; `None` sorts after every `Some`.
-    order.sort_by_key(|&i| (distance(i).is_none(), distance(i), i));
+    // `None` sorts after every `Some`; the index keeps configured order among equals.
+    order.sort_by_key(|&i| {
+        let d = distance(regions, local, i);
+        (d.is_none(), d, i)
+    });
     order
+}
+
+impl Config {
+    /// How far region `i` is from this proxy: its configured latency, 0 for the local
+    /// region unless it has one, `None` when unknown.
+    pub fn distance(&self, i: usize) -> Option<Duration> {
+        distance(&self.regions, self.local, i)
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! 1. **Latency-sensitive**: the nearest usable region.
 //! 2. **Preference**: the first usable region of the client's list that clients may ask for.
 //! 3. **Split**: the weighted rendezvous winner among the regions with a weight; if it is
-//!    not usable, the best-ranked usable weighted region, else the nearest usable region.
+//!    not usable, the nearest usable region by configured latency (regions without one
+//!    after those with one), ties broken by the key's rendezvous ranking, so a session
+//!    fails over to the same region every time. A stated preference with no usable region
+//!    left falls to the split, and so to the same fallback.
 //!
 //! A region is usable when it is healthy, or when it is probing and the request's key is in
 //! its probe share. When no region is usable, the request goes where the policy would send it
@@ -27,7 +30,8 @@ pub enum Reason {
     PreferenceFallback,
     /// The default weighted split.
     Split,
-    /// The split's region was unusable: the next one in the key's ranking.
+    /// The split's region was unusable: the nearest usable region (ties by the key's
+    /// ranking).
     Failover,
     /// The region is probing after a cool-down and this request is one of its probes.
     Probe,
@@ -137,20 +141,37 @@ fn choose(
             }
         }
     }
-    let ranked = |only_usable: bool| {
-        config
-            .regions
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| r.weight > 0.0 && (!only_usable || usable(*i)))
-            .map(|(i, r)| (sticky::score(inputs.key_hash, r.seed, r.weight), i))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, i)| i)
+    let score = |i: usize| {
+        config.regions.get(i).map_or(f64::INFINITY, |r| {
+            sticky::score(inputs.key_hash, r.seed, r.weight)
+        })
     };
-    match ranked(false) {
+    let split = (0..config.regions.len())
+        .filter(|&i| config.regions.get(i).is_some_and(|r| r.weight > 0.0))
+        .min_by(|&a, &b| score(a).total_cmp(&score(b)));
+    match split {
         Some(natural) if usable(natural) => Some((natural, Reason::Split)),
-        _ => ranked(true).or_else(nearest).map(|i| (i, Reason::Failover)),
+        _ => nearest_for_key(config, &usable, score).map(|i| (i, Reason::Failover)),
     }
+}
+
+/// The nearest usable region: the lowest distance, regions of unknown distance after every
+/// known one, ties broken by `score` (the key's rendezvous ranking, lower first), then by
+/// configured order.
+fn nearest_for_key(
+    config: &Config,
+    usable: impl Fn(usize) -> bool,
+    score: impl Fn(usize) -> f64,
+) -> Option<usize> {
+    (0..config.regions.len())
+        .filter(|&i| usable(i))
+        .min_by(|&a, &b| {
+            let (da, db) = (config.distance(a), config.distance(b));
+            (da.is_none(), da)
+                .cmp(&(db.is_none(), db))
+                .then_with(|| score(a).total_cmp(&score(b)))
+                .then(a.cmp(&b))
+        })
 }
 
 #[cfg(test)]
@@ -266,6 +287,77 @@ mod tests {
             } else {
                 assert_eq!(after, before, "{key} moved although its region is healthy");
             }
+        }
+    }
+
+    /// The regions' configuration with these latencies (`None`: not given), eu-west-1
+    /// local, with the default 70/15/15 split.
+    fn with_latencies(latencies: [Option<&str>; 3]) -> Config {
+        let names = ["eu-west-1", "us-east-1", "ap-south-1"];
+        let regions: Vec<_> = names
+            .iter()
+            .zip(latencies)
+            .map(|(name, latency)| match latency {
+                Some(l) => json!({"name": name, "cluster": name, "latency": l}),
+                None => json!({"name": name, "cluster": name}),
+            })
+            .collect();
+        let value = json!({"regions": regions, "local_region": "eu-west-1"});
+        Config::parse(value.to_string().as_bytes(), None).unwrap()
+    }
+
+    /// Where the sessions of `down`'s split share go once it is down, counted per region.
+    fn fallbacks(c: &Config, down: usize) -> [u32; 3] {
+        let mut health = [H, H, H];
+        health[down] = U;
+        let mut counts = [0; 3];
+        for i in 0..3000 {
+            let key = format!("session-{i}");
+            if decide(c, &[H, H, H], &inputs(&[], false, &key)).region != down {
+                continue;
+            }
+            let after = decide(c, &health, &inputs(&[], false, &key));
+            assert_eq!(after.reason, Reason::Failover, "{key}");
+            // Sticky: the same session always fails over to the same region.
+            assert_eq!(decide(c, &health, &inputs(&[], false, &key)), after);
+            counts[after.region] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn a_failed_split_regions_sessions_go_to_the_nearest_healthy_region() {
+        let c = config(); // eu 2 ms, us 80 ms, ap 120 ms
+        let from_eu = fallbacks(&c, EU);
+        assert!(from_eu[US] > 1000, "{from_eu:?}");
+        assert_eq!(from_eu[AP], 0, "ap-south-1 is farther than us-east-1");
+        let from_us = fallbacks(&c, US);
+        assert!(from_us[EU] > 100, "{from_us:?}");
+        assert_eq!(from_us[AP], 0);
+    }
+
+    #[test]
+    fn regions_without_a_latency_come_after_those_with_one() {
+        let c = with_latencies([None, None, Some("300ms")]);
+        let from_eu = fallbacks(&c, EU);
+        assert_eq!(
+            from_eu[US], 0,
+            "us-east-1's latency is unknown: {from_eu:?}"
+        );
+        assert!(from_eu[AP] > 1000, "{from_eu:?}");
+    }
+
+    #[test]
+    fn equally_near_regions_share_the_fallback_by_the_sessions_ranking() {
+        for c in [
+            with_latencies([None, Some("50ms"), Some("50ms")]),
+            with_latencies([None, None, None]),
+        ] {
+            let from_eu = fallbacks(&c, EU);
+            let total = f64::from(from_eu[US] + from_eu[AP]);
+            // Equal weights (15/15): about half each.
+            let share = f64::from(from_eu[US]) / total;
+            assert!((0.4..0.6).contains(&share), "{from_eu:?}");
         }
     }
 

@@ -4,11 +4,15 @@
 use crate::config::Config;
 use crate::health::{Effect, Outcome, RegionHealth, State};
 use meshward_shared::host::Status;
-use meshward_shared::shared_data::{update, Decision, Store, UpdateError};
+use meshward_shared::shared_data::{update, CreateOnce, Decision, Store, UpdateError};
 use std::time::Duration;
 
 /// Compare-and-swap attempts per outcome before giving up (counted in `health_errors`).
 pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The shared-data name whose version [`CreateOnce`] borrows, so that a record is created
+/// once: a worker that read "absent" never wipes a record another worker created since.
+pub const ANCHOR: &str = "meshward.region_router.anchor";
 
 /// The shared-data key of a region's record. The cluster is part of it: two plugins that
 /// share a VM id and a region name but route it to different clusters keep apart.
@@ -42,11 +46,14 @@ pub fn states<S: Store>(
 }
 
 /// Writes an empty record for every region that has none, so that every later update is a
-/// real compare-and-swap (Envoy lets any write create a key, whatever its version).
+/// real compare-and-swap. Envoy lets any write create a key, whatever its version, so the
+/// write goes through [`CreateOnce`]: a worker configuring while others already record
+/// outcomes keeps their record.
 pub fn create_missing<S: Store>(store: &mut S, config: &Config) -> Result<(), UpdateError> {
+    let mut store = CreateOnce::new(store, ANCHOR);
     for region in &config.regions {
         update(
-            store,
+            &mut store,
             &region.health_key,
             MAX_ATTEMPTS,
             |current| match current {
@@ -70,7 +77,9 @@ pub fn record<S: Store>(
     let Some(region) = config.regions.get(index) else {
         return Ok(Effect::Ignored);
     };
-    update(store, &region.health_key, MAX_ATTEMPTS, |current| {
+    // A record that is absent (its creation at configure failed) is created once, too.
+    let mut store = CreateOnce::new(store, ANCHOR);
+    update(&mut store, &region.health_key, MAX_ATTEMPTS, |current| {
         let mut health = current.and_then(RegionHealth::decode).unwrap_or_default();
         let effect = health.record(&config.health, now, started, outcome);
         if effect.needs_write() {
@@ -168,6 +177,80 @@ mod tests {
         }
         create_missing(&mut store, &c).unwrap();
         assert_eq!(states(&mut store, &c, NOW).0[0], State::Unhealthy);
+    }
+
+    /// A store through which another worker acts between our read and our write: on the
+    /// first read of `key` that finds it absent, `other` runs against the inner store.
+    struct Racing<'a> {
+        inner: &'a mut Memory,
+        key: String,
+        other: Option<OtherWorker<'a>>,
+    }
+
+    type OtherWorker<'a> = Box<dyn FnOnce(&mut Memory) + 'a>;
+
+    impl Store for Racing<'_> {
+        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
+            let found = self.inner.get(key)?;
+            if key == self.key && found.is_none() {
+                if let Some(other) = self.other.take() {
+                    other(self.inner);
+                }
+            }
+            Ok(found)
+        }
+        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn a_worker_creating_records_late_keeps_the_outcomes_another_worker_recorded() {
+        // Worker A reads us-east-1's record as absent; before it writes, worker B creates
+        // the record and records enough failures to open it. A's creation must not wipe it.
+        let c = config();
+        let mut store = Memory::default();
+        let key = c.regions[1].health_key.clone();
+        let mut a = Racing {
+            inner: &mut store,
+            key,
+            other: Some(Box::new(|b: &mut Memory| {
+                let c = config();
+                create_missing(b, &c).unwrap();
+                for _ in 0..4 {
+                    record(b, &c, 1, NOW, NOW, Outcome::Failure).unwrap();
+                }
+            })),
+        };
+        create_missing(&mut a, &c).unwrap();
+        assert!(a.other.is_none(), "worker B never ran");
+        drop(a);
+        assert_eq!(
+            states(&mut store, &c, NOW).0,
+            vec![State::Healthy, State::Unhealthy]
+        );
+    }
+
+    #[test]
+    fn an_outcome_for_an_absent_record_never_wipes_one_created_meanwhile() {
+        let c = config();
+        let mut store = Memory::default();
+        let key = c.regions[0].health_key.clone();
+        let mut a = Racing {
+            inner: &mut store,
+            key,
+            other: Some(Box::new(|b: &mut Memory| {
+                let c = config();
+                for _ in 0..3 {
+                    record(b, &c, 0, NOW, NOW, Outcome::Failure).unwrap();
+                }
+            })),
+        };
+        // A's failure is the fourth: it opens the region only if B's three were kept.
+        assert_eq!(
+            record(&mut a, &c, 0, NOW, NOW, Outcome::Failure).unwrap(),
+            Effect::Changed(Transition::Opened)
+        );
     }
 
     #[test]

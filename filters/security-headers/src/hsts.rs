@@ -66,9 +66,15 @@ pub fn check(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Reads `max-age`'s value: digits, bare or (RFC 6797 section 6.1 allows a quoted-string)
+/// inside one pair of double quotes, `max-age="31536000"`.
 fn parse_max_age(text: &str) -> Result<u64, String> {
-    let whole = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    match text.parse::<u64>() {
+    let digits = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or(text);
+    let whole = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    match digits.parse::<u64>() {
         Ok(seconds) if whole => Ok(seconds),
         _ => Err(format!(
             "max-age must be a whole number of seconds, got {text:?}"
@@ -90,6 +96,15 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_quoted_max_age_rfc_6797_allows_and_renders_it_bare() {
+        assert_eq!(
+            check("max-age=\"31536000\"; includeSubDomains; preload").unwrap(),
+            "max-age=31536000; includeSubDomains; preload"
+        );
+        assert_eq!(check("max-age = \"0\"").unwrap(), "max-age=0");
+    }
+
+    #[test]
     fn max_age_must_be_a_whole_number_of_seconds() {
         assert_eq!(
             check("max-age=abc").unwrap_err(),
@@ -99,7 +114,13 @@ mod tests {
             "max-age=",
             "max-age=-1",
             "max-age=1.5",
-            "max-age=\"10\"",
+            "max-age=\"10",
+            "max-age=10\"",
+            "max-age=\"\"",
+            "max-age=\"",
+            "max-age=\"1 0\"",
+            "max-age=\"abc\"",
+            "max-age=\"\"10\"\"",
             "max-age=99999999999999999999999",
         ] {
             assert!(check(bad).is_err(), "{bad:?} should be refused");

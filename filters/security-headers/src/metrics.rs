@@ -1,5 +1,6 @@
-//! Everything the filter reports. Envoy shows each counter in `/stats/prometheus` as
-//! `wasmcustom_<name>`.
+//! Everything the filter reports. Envoy shows each counter as `wasmcustom.<name>` in
+//! `/stats`, and under its bare `<name>` in `/stats/prometheus`, which drops the
+//! `wasmcustom` namespace.
 
 use meshward_shared::metrics::Counter;
 
