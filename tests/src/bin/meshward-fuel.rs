@@ -27,8 +27,7 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use meshward_harness::{Host, Request, Response, Status, Upstream};
-use meshward_jwt_auth::{fixtures, foreign};
+use meshward_harness::{Host, Request, Response, Upstream};
 use serde_json::Value;
 
 /// Requests sent before the measured one.
@@ -77,16 +76,6 @@ fn bench_response() -> Response {
         .body(vec![b'x'; 307])
 }
 
-/// Envoy's `verify_signature`, with RustCrypto in place of BoringSSL.
-fn verify_signature(arguments: &[u8]) -> Result<Vec<u8>, Status> {
-    let args = foreign::decode_arguments(arguments).ok_or(Status::BadArgument)?;
-    let valid = fixtures::host_verify(&args);
-    Ok(foreign::encode_result(
-        valid,
-        if valid { "" } else { "Failed to verify digest" },
-    ))
-}
-
 /// The plugin configuration of the (first) Wasm filter in an Envoy config file.
 fn config_from_envoy(path: &str) -> Result<String, String> {
     fn find(value: &Value) -> Option<&str> {
@@ -121,7 +110,7 @@ fn cost_per_request(filter: &Filter) -> Result<(u64, u64), String> {
     let host = Host::builder(module)
         .config_json(&filter.config)
         .start_time(SystemTime::now())
-        .foreign_function(foreign::VERIFY_SIGNATURE, verify_signature)
+        .envoy_foreign_functions()
         .build()
         .map_err(|e| format!("{module}: {e}"))?;
     let mut tokens = filter.tokens.iter().map(String::as_str).cycle();
