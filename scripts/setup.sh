@@ -16,6 +16,10 @@ grep -q '^clippy' <<<"$installed_components" || rustup component add clippy
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# redis-server for the global rate-limit tests; libssl-dev and pkg-config to build their
+# Rate Limit Service's Redis client (scripts/build-rls.sh).
+command -v redis-server >/dev/null || missing+=(redis-server)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
 if ((${#missing[@]})); then
   sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
