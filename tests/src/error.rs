@@ -76,6 +76,15 @@ pub enum RigError {
         /// What was found last.
         found: String,
     },
+    /// A helper process (redis-server, the RLS) failed to build, start or answer.
+    Process {
+        /// The program.
+        name: String,
+        /// What went wrong.
+        message: String,
+        /// Its output.
+        log: String,
+    },
     /// A line of `/stats/prometheus` could not be parsed.
     Stats {
         /// The line.
@@ -134,6 +143,12 @@ impl fmt::Display for RigError {
             RigError::Stat { expected, found } => {
                 write!(f, "expected stat {expected}, found {found}")
             }
+            RigError::Process { name, message, log } => write!(
+                f,
+                "{name}: {message} (`make setup` installs redis-server; \
+                 scripts/build-rls.sh builds the RLS); last lines of its output:\n{}",
+                log_tail(log)
+            ),
             RigError::Stats { line, message } => {
                 write!(f, "cannot parse stats line {line:?}: {message}")
             }

@@ -8,6 +8,7 @@
 //! - [`http1`]: the HTTP/1.1 client and server framing both use, keeping headers in order.
 //! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
+//! - [`rls`]: a real Rate Limit Service (limitador on redis-server) for global rate limits.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
 //! ```no_run
@@ -29,6 +30,7 @@ pub mod envoy;
 pub mod error;
 pub mod http1;
 pub mod load;
+pub mod rls;
 pub mod stats;
 pub mod upstream;
 
@@ -36,6 +38,7 @@ pub use config::{EnvoyConfig, WasmFilter};
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::RigError;
 pub use http1::{Request, Response};
+pub use rls::Rls;
 pub use stats::Stats;
 pub use upstream::{Reply, Upstream};
 
