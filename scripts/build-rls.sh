@@ -30,6 +30,7 @@ started=$SECONDS
 echo "build-rls: building tests/rls into $cache (once; several minutes)" >&2
 limitador_version=$(sed -n '/^name = "limitador"$/{n;s/^version = "\(.*\)"$/\1/p}' Cargo.lock)
 [[ -n $limitador_version ]] || { echo "build-rls: no limitador in tests/rls/Cargo.lock" >&2; exit 1; }
+mkdir -p "$cache"
 patched=$cache/limitador-$limitador_version-redis-only
 if [[ ! -f $patched/.patched ]]; then
   # Fetch the crate through cargo: a scratch project that depends on exactly this version.
