@@ -11,6 +11,9 @@
 # build uses a copy of the registry's limitador, kept in the cache, with those two `#[cfg]`
 # lines removed, patched in with `--config`. The committed
 # tests/rls/Cargo.lock is the lock of that patched build.
+#
+# `scripts/build-rls.sh --test` runs the project's own tests instead (a tonic client against
+# the service on a real redis-server), in the same cache.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/tests/rls"
@@ -21,7 +24,7 @@ hash=$({
   find Cargo.toml Cargo.lock build.rs src -type f | LC_ALL=C sort | xargs sha256sum
 } | sha256sum | cut -c1-16)
 bin=$cache/rls-$hash/meshward-rls
-if [[ -x $bin ]]; then
+if [[ ${1:-} != --test && -x $bin ]]; then
   echo "$bin"
   exit 0
 fi
@@ -64,8 +67,12 @@ PY
   mv "$patched.tmp" "$patched"
 fi
 
-CARGO_TARGET_DIR=$cache/rls-target cargo build --release --locked \
-  --config "patch.crates-io.limitador.path=\"$patched\"" >&2
+cargo=(env CARGO_TARGET_DIR="$cache/rls-target" cargo)
+patch=(--config "patch.crates-io.limitador.path=\"$patched\"")
+if [[ ${1:-} == --test ]]; then
+  exec "${cargo[@]}" test --release --locked "${patch[@]}"
+fi
+"${cargo[@]}" build --release --locked "${patch[@]}" >&2
 mkdir -p "$cache/rls-$hash"
 cp "$cache/rls-target/release/meshward-rls" "$bin.$$"
 mv "$bin.$$" "$bin"
