@@ -20,7 +20,7 @@ cd "$root/tests/rls"
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/meshward
 hash=$({
   rustc -V
-  sha256sum "$root/scripts/build-rls.sh"
+  sha256sum <"$root/scripts/build-rls.sh"
   find Cargo.toml Cargo.lock build.rs src -type f | LC_ALL=C sort | xargs sha256sum
 } | sha256sum | cut -c1-16)
 bin=$cache/rls-$hash/meshward-rls
