@@ -46,6 +46,7 @@ lint:
 	$(CARGO) clippy --target $(WASM_TARGET) -p meshward-shared $(addprefix -p ,$(WASM_PACKAGES)) -- -D warnings
 
 test: setup build lint
+	scripts/build-rls.sh >/dev/null
 	$(CARGO) test --workspace
 	scripts/test-new-filter.sh
 

@@ -25,6 +25,9 @@ CONFIGS=(
   "rate-limit       envoy-config/bench/rate-limit.yaml       out/rate-limit.wasm       {\"rules\": [{\"name\": \"bench\", \"key\": [{\"header\": \"x-client\"}], \"buckets\": 32768, \"limit\": {\"capacity\": 1000000, \"refill\": 1, \"per\": \"1h\"}}]}"
   "rate-limit-10k-keys envoy-config/bench/rate-limit.yaml out/rate-limit.wasm @envoy-config/bench/rate-limit.yaml"
   "local-ratelimit  envoy-config/bench/local-ratelimit.yaml"
+  # rate-limit's rule asking the Rate Limit Service too (tests/rls on redis-server, started
+  # by start_rls); no fuel row, as the harness has no service to answer.
+  "rate-limit-global envoy-config/bench/rate-limit-global.yaml"
   "local-ratelimit-10k-keys envoy-config/bench/local-ratelimit.yaml"
   "jwt-auth-rs256-one   envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
   "jwt-authn-rs256-one  envoy-config/bench/jwt-authn.yaml"
@@ -197,6 +200,8 @@ ENVOY_PID=""
 cleanup() {
   [ -z "$ENVOY_PID" ] || stop "$ENVOY_PID"
   [ -z "$UPSTREAM_PID" ] || stop "$UPSTREAM_PID"
+  [ -z "$RLS_PID" ] || stop "$RLS_PID"
+  [ -z "$REDIS_PID" ] || stop "$REDIS_PID"
 }
 trap cleanup EXIT
 
@@ -318,6 +323,107 @@ check_same_job() {
   done
 }
 
+# Global rate limiting: the test Rate Limit Service (tests/rls: limitador counting in
+# redis-server; scripts/build-rls.sh builds it once and caches it), pinned to the load core
+# like the upstream, since it is the far side of the call and not Envoy's work.
+RLS_PORT=19082
+REDIS_PORT=19379
+RLS_PID=""
+REDIS_PID=""
+
+start_rls() {
+  printf '%s\n' "${SELECTED[@]}" | grep -q '^rate-limit-global ' || return 0
+  command -v redis-server >/dev/null || die "rate-limit-global needs redis-server: run 'make setup'"
+  local bin
+  bin=$(scripts/build-rls.sh) || die "rate-limit-global: scripts/build-rls.sh failed"
+  port_is_free "$REDIS_PORT" || die "port $REDIS_PORT is taken; the bench's redis-server needs it"
+  port_is_free "$RLS_PORT" || die "port $RLS_PORT is taken; the bench's Rate Limit Service needs it"
+  taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+    --appendonly no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
+  REDIS_PID=$!
+  wait_for_port "$REDIS_PORT" || die "redis-server did not listen on $REDIS_PORT; see $OUT/redis.log"
+  # One count per x-client value, far above what any run sends: the service never refuses.
+  cat >"$OUT/rls-limits.yaml" <<'EOF'
+- namespace: meshward-bench
+  name: bench
+  max_value: 1000000000000
+  seconds: 3600
+  conditions: ["descriptors[0].rule == 'bench'"]
+  variables: ["descriptors[0]['x-client']"]
+EOF
+  taskset -c "$LOAD_CPU" "$bin" --listen "127.0.0.1:$RLS_PORT" \
+    --redis "redis://127.0.0.1:$REDIS_PORT" --limits "$OUT/rls-limits.yaml" >"$OUT/rls.log" 2>&1 &
+  RLS_PID=$!
+  wait_for_port "$RLS_PORT" || die "the Rate Limit Service did not listen on $RLS_PORT; see $OUT/rls.log"
+}
+
+# The service's calls so far, from the tally it prints on SIGUSR1.
+rls_calls() {
+  local before i
+  before=$(grep -c '^calls=' "$OUT/rls.log" || true)
+  kill -USR1 "$RLS_PID"
+  for i in $(seq 50); do
+    [ "$(grep -c '^calls=' "$OUT/rls.log" || true)" -gt "$before" ] && break
+    sleep 0.1
+  done
+  grep '^calls=' "$OUT/rls.log" | tail -n 1 | sed 's/^calls=\([0-9]*\).*/\1/'
+}
+
+# The global drill: per configuration, the requests one load of BENCH_DURATION sent and the
+# calls the service counted meanwhile: rate-limit-global (every request should call) and
+# rate-limit-global-share (a local bucket of 1,000 a second in front: only what it allows
+# calls); with the CPU runs' latency medians of rate-limit and rate-limit-global, what the
+# call adds. Recorded in BENCHMARKS.md between the rate-limit-global markers.
+global_drill() {
+  [ -n "$RLS_PID" ] || return 0
+  log "rate-limit-global drill"
+  local name before after result requests errors rows=""
+  for name in rate-limit-global rate-limit-global-share; do
+    start_envoy "$name" "envoy-config/bench/$name.yaml"
+    before=$(rls_calls)
+    result=$(load "$DURATION" "$name" | grep '^result ')
+    after=$(rls_calls)
+    stop "$ENVOY_PID"
+    ENVOY_PID=""
+    read -r _ requests _ errors _ _ <<<"$result"
+    rows+="$name $requests $errors $((after - before))"$'\n'
+  done
+  python3 - "$OUT" "$DURATION" "$CONNECTIONS" "$rows" "$@" <<'PY' | tee "$OUT/global.md"
+import statistics, sys
+out, duration, connections, rows, record = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+latency = {}
+for line in open(f"{out}/runs.tsv"):
+    f = line.rstrip("\n").split("\t")
+    latency.setdefault(f[1], []).append((int(f[4]) / 1000, int(f[5]) / 1000))
+md = []
+names = ("rate-limit", "rate-limit-global")
+if all(n in latency for n in names):
+    med = {n: [statistics.median(x[i] for x in latency[n]) for i in (0, 1)] for n in names}
+    md += ["| latency, median over rounds | p50 ms | p99 ms |", "|---|---|---|"]
+    md += [f"| {n} | {med[n][0]:.2f} | {med[n][1]:.2f} |" for n in names]
+    added = [med[names[1]][i] - med[names[0]][i] for i in (0, 1)]
+    md += [f"| added by the call to the service | {added[0]:+.2f} | {added[1]:+.2f} |", ""]
+md += ["| configuration | requests | refused | calls to the service | share of requests |",
+       "|---|---|---|---|---|"]
+for row in filter(None, rows.split("\n")):
+    name, requests, refused, calls = row.split()
+    share = int(calls) / max(int(requests), 1)
+    md.append(f"| {name} | {requests} | {refused} | {calls} | {share:.1%} |")
+md += ["", f"One load of {duration} s per configuration, {connections} connections, no "
+       "`x-client` (one key), after the CPU runs."]
+text = "\n".join(md)
+print(text)
+if record:
+    path = record[1]
+    start, end = "<!-- rate-limit-global:start -->", "<!-- rate-limit-global:end -->"
+    doc = open(path).read()
+    if start not in doc or end not in doc:
+        sys.exit(f"{path}: no {start} ... {end} markers")
+    head, rest = doc.split(start, 1)
+    open(path, "w").write(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+PY
+}
+
 main() {
   ensure_tools
   find_envoy
@@ -350,6 +456,7 @@ EOF
   make_tokens
   fuel
   start_upstream
+  start_rls
   local round
   for round in $(seq "$ROUNDS"); do
     for line in "${SELECTED[@]}"; do
@@ -370,6 +477,7 @@ EOF
     cargo run -q -p meshward-tests --bin meshward-failover -- "${record[@]}" |
       tee "$OUT/failover.md"
   fi
+  global_drill "${record[@]}"
 }
 
 main "$@"

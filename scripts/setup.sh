@@ -23,6 +23,10 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # Node.js and npm for the Istio schema validator in k8s/check (see the end of this file).
 command -v npm >/dev/null || missing+=(nodejs npm)
+# redis-server for the global rate-limit tests; libssl-dev and pkg-config to build their
+# Rate Limit Service's Redis client (scripts/build-rls.sh).
+command -v redis-server >/dev/null || missing+=(redis-server)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
 if ((${#missing[@]})); then
   sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)

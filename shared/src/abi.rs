@@ -130,18 +130,13 @@ pub(crate) fn note_callout(kind: Callout, token: u32) {
 
 /// The context that made callout `token`, forgotten once asked for; `delivered_to` (the
 /// context the host delivered it to) when the call was not made through `host`.
-fn callout_owner(kind: Callout, token: u32, delivered_to: u32, done: bool) -> u32 {
+fn callout_owner(kind: Callout, token: u32, delivered_to: u32) -> u32 {
     with(|d| {
         let map = match kind {
             Callout::Http => &mut d.http_callouts,
             Callout::Grpc => &mut d.grpc_callouts,
         };
-        let owner = if done {
-            map.remove(&token)
-        } else {
-            map.get(&token).copied()
-        };
-        owner.unwrap_or(delivered_to)
+        map.remove(&token).unwrap_or(delivered_to)
     })
     .unwrap_or(delivered_to)
 }
@@ -242,7 +237,7 @@ fn http_call_reply(num_headers: usize, body_size: usize) -> HttpCallReply {
 /// Delivers an HTTP callout's reply to the root or stream that made it.
 pub fn http_call_response(id: u32, token: u32, num_headers: usize, body_size: usize) {
     let reply = http_call_reply(num_headers, body_size);
-    let owner = callout_owner(Callout::Http, token, id, true);
+    let owner = callout_owner(Callout::Http, token, id);
     let for_stream = reply.clone();
     deliver(
         owner,
@@ -251,11 +246,12 @@ pub fn http_call_response(id: u32, token: u32, num_headers: usize, body_size: us
     );
 }
 
-/// Delivers a gRPC callout's event to the root or stream that made it; a `Close` ends the
-/// call.
+/// Delivers a gRPC callout's event to the root or stream that made it. `host` makes only
+/// unary calls, and Envoy ends one with a single event: the message on success (no close
+/// follows it), or the close on failure. So every event ends the call, and its token is
+/// forgotten: keeping it until a close would keep one entry per successful call forever.
 pub fn grpc_event(id: u32, token: u32, event: GrpcEvent) {
-    let done = matches!(event, GrpcEvent::Close { .. });
-    let owner = callout_owner(Callout::Grpc, token, id, done);
+    let owner = callout_owner(Callout::Grpc, token, id);
     let for_stream = event.clone();
     deliver(
         owner,
@@ -485,15 +481,27 @@ mod tests {
         on_stream(11, |_| note_callout(Callout::Http, 7));
         on_root(10, |_| note_callout(Callout::Http, 8));
         // Envoy delivers both to the root context (10).
-        assert_eq!(callout_owner(Callout::Http, 7, 10, true), 11);
-        assert_eq!(callout_owner(Callout::Http, 8, 10, true), 10);
+        assert_eq!(callout_owner(Callout::Http, 7, 10), 11);
+        assert_eq!(callout_owner(Callout::Http, 8, 10), 10);
         // Delivered once: the token is forgotten, and unknown tokens stay with the host's choice.
-        assert_eq!(callout_owner(Callout::Http, 7, 10, true), 10);
-        // gRPC tokens are numbered apart from HTTP ones; messages keep the call open.
+        assert_eq!(callout_owner(Callout::Http, 7, 10), 10);
+        // gRPC tokens are numbered apart from HTTP ones.
         on_stream(11, |_| note_callout(Callout::Grpc, 7));
-        assert_eq!(callout_owner(Callout::Grpc, 7, 10, false), 11);
-        assert_eq!(callout_owner(Callout::Grpc, 7, 10, true), 11);
-        assert_eq!(callout_owner(Callout::Grpc, 7, 10, true), 10);
+        assert_eq!(callout_owner(Callout::Http, 7, 10), 10);
+        assert_eq!(callout_owner(Callout::Grpc, 7, 10), 11);
+        assert_eq!(callout_owner(Callout::Grpc, 7, 10), 10);
+    }
+
+    #[test]
+    fn a_unary_grpc_reply_message_ends_the_call() {
+        register("counting", || Box::new(Counting));
+        context_create(20, 0);
+        context_create(21, 20);
+        on_stream(21, |_| note_callout(Callout::Grpc, 9));
+        // Envoy sends no close after a unary call's message: the token must go with it.
+        grpc_event(20, 9, GrpcEvent::Message(b"answer".to_vec()));
+        let remembered = with(|d| d.grpc_callouts.contains_key(&9)).unwrap();
+        assert!(!remembered, "the token of an answered call is forgotten");
     }
 
     #[test]

@@ -83,6 +83,15 @@ pub enum RigError {
         /// What went wrong, with the tool's output, and what to do.
         message: String,
     },
+    /// A helper process (redis-server, the RLS) failed to build, start or answer.
+    Process {
+        /// The program.
+        name: String,
+        /// What went wrong.
+        message: String,
+        /// Its output.
+        log: String,
+    },
     /// A line of `/stats/prometheus` could not be parsed.
     Stats {
         /// The line.
@@ -142,6 +151,12 @@ impl fmt::Display for RigError {
                 write!(f, "expected stat {expected}, found {found}")
             }
             RigError::Tool { command, message } => write!(f, "{command}: {message}"),
+            RigError::Process { name, message, log } => write!(
+                f,
+                "{name}: {message} (`make setup` installs redis-server; \
+                 scripts/build-rls.sh builds the RLS); last lines of its output:\n{}",
+                log_tail(log)
+            ),
             RigError::Stats { line, message } => {
                 write!(f, "cannot parse stats line {line:?}: {message}")
             }

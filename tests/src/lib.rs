@@ -11,6 +11,7 @@
 //!   as Istio's API server would, and turned into the Envoy config istiod would produce.
 //! - [`ecds`]: filter configs Envoy watches in a temporary directory, for hot reload.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
+//! - [`rls`]: a real Rate Limit Service (limitador on redis-server) for global rate limits.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
 //! ```no_run
@@ -36,6 +37,7 @@ pub mod istio_schema;
 pub mod istiod;
 pub mod kustomize;
 pub mod load;
+pub mod rls;
 pub mod stats;
 pub mod upstream;
 
@@ -43,6 +45,7 @@ pub use config::{EnvoyConfig, WasmFilter};
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::RigError;
 pub use http1::{Request, Response};
+pub use rls::Rls;
 pub use stats::Stats;
 pub use upstream::{Reply, Upstream};
 

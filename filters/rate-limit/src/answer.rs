@@ -43,21 +43,26 @@ pub fn refusal_headers(
 ) -> Vec<Header> {
     let wait = seconds(retry_after);
     let mut headers = vec![("retry-after", wait.to_string())];
+    let Some(local) = &rule.local else {
+        return headers;
+    };
     if options.ietf {
-        headers.push(("ratelimit-policy", policy_item(&rule.name, &rule.limit)));
+        headers.push(("ratelimit-policy", policy_item(&rule.name, &local.limit)));
         headers.push(("ratelimit", limit_item(&rule.name, 0, retry_after)));
     }
     if options.x_ratelimit {
-        headers.extend(x_ratelimit(&rule.limit, 0, wait));
+        headers.extend(x_ratelimit(&local.limit, 0, wait));
     }
     headers
 }
 
-/// A rule that let a request through, with what its bucket had left.
+/// A rule's local bucket that let a request through, with what it had left.
 #[derive(Clone, Copy, Debug)]
 pub struct Allowance<'a> {
-    /// The rule.
-    pub rule: &'a Rule,
+    /// The rule's name.
+    pub name: &'a str,
+    /// Its bucket's limit.
+    pub limit: &'a Limit,
     /// Whole tokens left.
     pub remaining: u64,
     /// Time until the next token.
@@ -75,11 +80,11 @@ pub fn allowed_headers(allowances: &[Allowance<'_>], options: &ResponseHeaders) 
     if options.ietf {
         let policies: Vec<String> = allowances
             .iter()
-            .map(|a| policy_item(&a.rule.name, &a.rule.limit))
+            .map(|a| policy_item(a.name, a.limit))
             .collect();
         let limits: Vec<String> = allowances
             .iter()
-            .map(|a| limit_item(&a.rule.name, a.remaining, a.next_token_in))
+            .map(|a| limit_item(a.name, a.remaining, a.next_token_in))
             .collect();
         headers.push(("ratelimit-policy", policies.join(", ")));
         headers.push(("ratelimit", limits.join(", ")));
@@ -87,7 +92,7 @@ pub fn allowed_headers(allowances: &[Allowance<'_>], options: &ResponseHeaders) 
     if options.x_ratelimit {
         if let Some(tightest) = allowances.iter().min_by_key(|a| a.remaining) {
             headers.extend(x_ratelimit(
-                &tightest.rule.limit,
+                tightest.limit,
                 tightest.remaining,
                 seconds(tightest.next_token_in),
             ));
@@ -150,7 +155,7 @@ mod tests {
 
     #[test]
     fn policies_state_the_quota_per_whole_second_window_and_a_different_burst() {
-        let limit = |json| rule(json).limit;
+        let limit = |json| rule(json).local.unwrap().limit;
         assert_eq!(
             policy_item("a", &limit(r#"{"capacity":50,"refill":10,"per":"1s"}"#)),
             "\"a\";q=10;w=1;meshward-burst=50"
@@ -167,17 +172,18 @@ mod tests {
 
     #[test]
     fn allowed_responses_list_every_enforced_rule_and_the_tightest_in_x_form() {
-        let a = rule(r#"{"capacity":10,"per":"1s"}"#);
-        let mut b = rule(r#"{"capacity":1000,"per":"1h"}"#);
-        b.name = "hourly".into();
+        let a = rule(r#"{"capacity":10,"per":"1s"}"#).local.unwrap().limit;
+        let b = rule(r#"{"capacity":1000,"per":"1h"}"#).local.unwrap().limit;
         let allowances = [
             Allowance {
-                rule: &a,
+                name: "api",
+                limit: &a,
                 remaining: 7,
                 next_token_in: Duration::from_millis(100),
             },
             Allowance {
-                rule: &b,
+                name: "hourly",
+                limit: &b,
                 remaining: 3,
                 next_token_in: Duration::from_secs(3),
             },

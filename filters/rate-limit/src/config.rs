@@ -8,6 +8,7 @@ use crate::table::Table;
 use meshward_shared::config::{check_header_name, parse_json, ConfigDuration, ConfigError};
 use regex::bytes::RegexBuilder;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Buckets a keyed rule holds when `buckets` is not given.
 pub const DEFAULT_BUCKETS: u32 = 10_000;
@@ -17,6 +18,10 @@ pub const MAX_BUCKETS: u32 = 1_000_000;
 pub const MAX_RULES: usize = 64;
 /// Compiled size allowed for one path regex.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// How long a rate limit service call may take when `global.timeout` is not given.
+pub const DEFAULT_GLOBAL_TIMEOUT: Duration = Duration::from_millis(20);
+/// The longest `global.timeout`: the request waits this long for the service.
+pub const MAX_GLOBAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether a rule limits or only reports.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -30,7 +35,8 @@ pub enum Mode {
 }
 
 /// What happens when the buckets cannot be reached (shared data failed, or other workers
-/// kept winning the compare-and-swap).
+/// kept winning the compare-and-swap), or, for `global.failure_mode`, when the rate limit
+/// service does not give an answer.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
@@ -87,15 +93,41 @@ pub struct Rule {
     pub key: Vec<KeyPart>,
     /// What to do when part of the key is missing.
     pub missing_key: MissingKey,
-    /// The bucket's capacity and refill.
-    pub limit: Limit,
-    /// Where its buckets live.
-    pub table: Table,
+    /// The local bucket, checked first; `None` for a rule only the service counts.
+    pub local: Option<Local>,
+    /// The rate limit service that also counts the rule, if any.
+    pub global: Option<Global>,
     /// Enforce or shadow.
     pub mode: Mode,
     /// In shadow mode, a request header added upstream to requests that would have been
     /// limited, with the rule name as its value.
     pub shadow_header: Option<String>,
+}
+
+/// A rule's local token bucket.
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// The bucket's capacity and refill.
+    pub limit: Limit,
+    /// Where its buckets live.
+    pub table: Table,
+}
+
+/// A rule's global counting: an Envoy Rate Limit Service (`ShouldRateLimit` over gRPC).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Global {
+    /// The Envoy cluster of the service (HTTP/2).
+    pub cluster: String,
+    /// The domain sent with every request.
+    pub domain: String,
+    /// How long to wait for the answer.
+    pub timeout: Duration,
+    /// The same, in the whole milliseconds the host takes (rounded up).
+    pub timeout_millis: u32,
+    /// The hits each request adds.
+    pub hits_addend: u32,
+    /// What happens when the service gives no answer.
+    pub failure_mode: FailureMode,
 }
 
 /// The validated plugin configuration.
@@ -143,7 +175,8 @@ struct RawRule {
     matcher: RawMatch,
     #[serde(default)]
     key: Vec<RawKeyPart>,
-    limit: RawLimit,
+    limit: Option<RawLimit>,
+    global: Option<RawGlobal>,
     buckets: Option<u32>,
     missing_key: Option<MissingKey>,
     #[serde(default)]
@@ -185,6 +218,22 @@ enum RawKeyPart {
 #[serde(deny_unknown_fields)]
 struct RawForwardedFor {
     trusted_hops: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    cluster: String,
+    domain: String,
+    timeout: Option<ConfigDuration>,
+    #[serde(default = "default_hits_addend")]
+    hits_addend: u32,
+    #[serde(default)]
+    failure_mode: FailureMode,
+}
+
+fn default_hits_addend() -> u32 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -241,7 +290,20 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
 
 fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
     check_name(&raw.name)?;
-    let limit = limit(&raw.limit).map_err(|e| e.within("limit"))?;
+    let limit = match &raw.limit {
+        Some(l) => Some(limit(l).map_err(|e| e.within("limit"))?),
+        None => None,
+    };
+    let global = match raw.global {
+        Some(g) => Some(global(g).map_err(|e| e.within("global"))?),
+        None => None,
+    };
+    if limit.is_none() && global.is_none() {
+        return Err(ConfigError::new(
+            "",
+            "expected \"limit\" (a local bucket), \"global\" (a rate limit service), or both",
+        ));
+    }
     let key = raw
         .key
         .into_iter()
@@ -249,6 +311,12 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
         .map(|(i, part)| key_part(part).map_err(|e| e.within(&format!("key[{i}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let buckets = match (key.is_empty(), raw.buckets) {
+        (_, Some(_)) if limit.is_none() => {
+            return Err(ConfigError::new(
+                "buckets",
+                "only applies to a rule with a local \"limit\"",
+            ))
+        }
         (true, Some(_)) => {
             return Err(ConfigError::new(
                 "buckets",
@@ -285,12 +353,15 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
         (None, _) => None,
     };
     Ok(Rule {
-        table: Table::new(&raw.name, &limit, buckets),
+        local: limit.map(|limit| Local {
+            table: Table::new(&raw.name, &limit, buckets),
+            limit,
+        }),
+        global,
         name: raw.name,
         matcher: matcher(raw.matcher).map_err(|e| e.within("match"))?,
         key,
         missing_key: raw.missing_key.unwrap_or_default(),
-        limit,
         mode: raw.mode,
         shadow_header,
     })
@@ -331,6 +402,34 @@ fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
     }
     Limit::new(capacity, refill, per)
         .ok_or_else(|| ConfigError::new("", "limit out of the supported range"))
+}
+
+fn global(raw: RawGlobal) -> Result<Global, ConfigError> {
+    let cluster = non_empty("cluster", raw.cluster)?;
+    let domain = non_empty("domain", raw.domain)?;
+    let timeout = raw.timeout.map_or(DEFAULT_GLOBAL_TIMEOUT, |t| t.0);
+    if timeout < Duration::from_millis(1) || timeout > MAX_GLOBAL_TIMEOUT {
+        return Err(ConfigError::new(
+            "timeout",
+            format!("expected 1ms to 60s, got {timeout:?}"),
+        ));
+    }
+    let timeout_millis = u32::try_from(timeout.as_nanos().div_ceil(1_000_000))
+        .map_err(|_| ConfigError::new("timeout", "out of range"))?;
+    if raw.hits_addend == 0 {
+        return Err(ConfigError::new(
+            "hits_addend",
+            "expected 1 or more (the hits each request adds), got 0",
+        ));
+    }
+    Ok(Global {
+        cluster,
+        domain,
+        timeout,
+        timeout_millis,
+        hits_addend: raw.hits_addend,
+        failure_mode: raw.failure_mode,
+    })
 }
 
 fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
@@ -443,7 +542,6 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A valid configuration with one rule, `extra` merged into the rule.
     pub(crate) fn with_rule(extra: &str) -> String {
@@ -462,9 +560,14 @@ pub(crate) mod tests {
         let c = parse(with_rule("").as_bytes()).unwrap();
         let r = &c.rules[0];
         assert_eq!(r.name, "api");
-        assert_eq!(r.limit, Limit::new(10, 10, Duration::from_secs(1)).unwrap());
+        let local = r.local.as_ref().unwrap();
+        assert_eq!(
+            local.limit,
+            Limit::new(10, 10, Duration::from_secs(1)).unwrap()
+        );
         assert!(r.key.is_empty());
-        assert_eq!(r.table.capacity(), 1);
+        assert_eq!(local.table.capacity(), 1);
+        assert_eq!(r.global, None);
         assert_eq!(r.mode, Mode::Enforce);
         assert_eq!(c.status, 429);
         assert_eq!(c.failure_mode, FailureMode::Allow);
@@ -496,7 +599,7 @@ pub(crate) mod tests {
         let r = &c.rules[0];
         assert_eq!(r.key.len(), 7);
         assert_eq!(r.key[1], KeyPart::ForwardedFor { trusted_hops: 2 });
-        assert_eq!(r.table.capacity(), 20000);
+        assert_eq!(r.local.as_ref().unwrap().table.capacity(), 20000);
         assert_eq!(r.missing_key, MissingKey::Skip);
         assert_eq!(r.shadow_header.as_deref(), Some("x-rate-limit-shadow"));
         assert_eq!(
@@ -507,6 +610,118 @@ pub(crate) mod tests {
         assert_eq!(c.status, 503);
         assert_eq!(c.failure_mode, FailureMode::Deny);
         assert!(c.response_headers.on_allowed);
+    }
+
+    /// A rule with only a `global` object, `global` merged with `extra`.
+    fn global_rule(extra: &str) -> String {
+        format!(
+            r#"{{"rules":[{{"name":"g","global":{{"cluster":"rls","domain":"meshward"{extra}}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_global_rule_takes_the_defaults_and_needs_no_local_limit() {
+        let c = parse(global_rule("").as_bytes()).unwrap();
+        let r = &c.rules[0];
+        assert!(r.local.is_none());
+        assert_eq!(
+            r.global,
+            Some(Global {
+                cluster: "rls".into(),
+                domain: "meshward".into(),
+                timeout: Duration::from_millis(20),
+                timeout_millis: 20,
+                hits_addend: 1,
+                failure_mode: FailureMode::Allow,
+            })
+        );
+    }
+
+    #[test]
+    fn a_global_rule_can_have_a_local_bucket_in_front() {
+        let json = r#"{"rules":[{"name":"per_user","key":[{"header":"x-user"}],"buckets":96,
+            "limit":{"capacity":20,"refill":10,"per":"1s"},
+            "global":{"cluster":"rate_limit_service","domain":"d","timeout":"1500us",
+                      "hits_addend":3,"failure_mode":"deny"}}]}"#;
+        let c = parse(json.as_bytes()).unwrap();
+        let r = &c.rules[0];
+        assert_eq!(r.local.as_ref().unwrap().table.capacity(), 96);
+        let g = r.global.as_ref().unwrap();
+        assert_eq!(g.timeout, Duration::from_micros(1500));
+        assert_eq!(g.timeout_millis, 2, "the host takes whole milliseconds");
+        assert_eq!(g.hits_addend, 3);
+        assert_eq!(g.failure_mode, FailureMode::Deny);
+    }
+
+    #[test]
+    fn refuses_global_settings_that_cannot_work() {
+        let cases = [
+            (
+                global_rule(r#","port":8081"#),
+                "rules[0].global.port: unknown field `port`",
+            ),
+            (
+                r#"{"rules":[{"name":"g","global":{"domain":"d"}}]}"#.into(),
+                "rules[0].global: missing field `cluster`",
+            ),
+            (
+                r#"{"rules":[{"name":"g","global":{"cluster":"rls"}}]}"#.into(),
+                "rules[0].global: missing field `domain`",
+            ),
+            (
+                r#"{"rules":[{"name":"g","global":{"cluster":"","domain":"d"}}]}"#.into(),
+                "rules[0].global.cluster: expected a non-empty name",
+            ),
+            (
+                r#"{"rules":[{"name":"g","global":{"cluster":"rls","domain":""}}]}"#.into(),
+                "rules[0].global.domain: expected a non-empty name",
+            ),
+            (
+                global_rule(r#","hits_addend":0"#),
+                "rules[0].global.hits_addend: expected 1 or more",
+            ),
+            (
+                global_rule(r#","hits_addend":-1"#),
+                "rules[0].global.hits_addend: invalid value",
+            ),
+            (
+                global_rule(r#","timeout":"soon""#),
+                r#"rules[0].global.timeout: expected a duration such as "1s" or "500ms", got "soon""#,
+            ),
+            (
+                global_rule(r#","timeout":"500us""#),
+                "rules[0].global.timeout: expected 1ms to 60s, got 500µs",
+            ),
+            (
+                global_rule(r#","timeout":"0ms""#),
+                "rules[0].global.timeout: expected 1ms to 60s, got 0ns",
+            ),
+            (
+                global_rule(r#","timeout":"2m""#),
+                "rules[0].global.timeout: expected 1ms to 60s, got 120s",
+            ),
+            (
+                global_rule(r#","failure_mode":"open""#),
+                "rules[0].global.failure_mode: unknown variant `open`",
+            ),
+            (
+                r#"{"rules":[{"name":"g","buckets":9,"key":["path"],
+                    "global":{"cluster":"rls","domain":"d"}}]}"#
+                    .into(),
+                "rules[0].buckets: only applies to a rule with a local \"limit\"",
+            ),
+            (
+                r#"{"rules":[{"name":"neither"}]}"#.into(),
+                r#"rules[0]: expected "limit" (a local bucket), "global" (a rate limit service), or both"#,
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = refused(&json);
+            assert!(
+                err.starts_with(expected),
+                "{json}\n  got: {err}\n  want: {expected}"
+            );
+        }
     }
 
     #[test]

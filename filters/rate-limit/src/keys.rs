@@ -43,7 +43,7 @@ pub fn build(parts: &[KeyPart], request: &dyn Request) -> Key {
     let mut bytes = Vec::new();
     let mut incomplete = false;
     for part in parts {
-        match value(part, request) {
+        match part_value(part, request) {
             Some(v) => {
                 bytes.push(1);
                 bytes.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -58,7 +58,8 @@ pub fn build(parts: &[KeyPart], request: &dyn Request) -> Key {
     Key { bytes, incomplete }
 }
 
-fn value(part: &KeyPart, request: &dyn Request) -> Option<Vec<u8>> {
+/// The value of one key part in `request`, canonicalised; `None` when the request lacks it.
+pub fn part_value(part: &KeyPart, request: &dyn Request) -> Option<Vec<u8>> {
     match part {
         KeyPart::ClientAddress => peer_address(request),
         KeyPart::ForwardedFor { trusted_hops } => {
@@ -155,7 +156,7 @@ mod tests {
     }
 
     fn one(part: KeyPart, headers: &[(&str, &str)], source: Option<&str>) -> Option<Vec<u8>> {
-        value(&part, &request(headers, source))
+        part_value(&part, &request(headers, source))
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! meshward rate-limit: token buckets in Envoy shared data, exact across workers, bounded in
-//! memory, answering 429 with `Retry-After` computed from the bucket.
+//! memory, answering 429 with `Retry-After` computed from the bucket; and global rules
+//! counted by an Envoy Rate Limit Service over gRPC.
 //!
 //! This file is the Proxy-Wasm adapter only: it reads the request, asks [`limiter`] for a
-//! verdict, and applies it (reply, headers, metrics, logs). The logic lives in the modules
-//! it calls, which know nothing of the proxy.
+//! verdict and [`global`] which services to call, makes the calls, and applies what comes
+//! back (reply, headers, metrics, logs). The logic lives in the modules it calls, which know
+//! nothing of the proxy.
 #![cfg_attr(
     test,
     allow(
@@ -17,22 +19,25 @@
 pub mod answer;
 pub mod bucket;
 pub mod config;
+pub mod global;
 pub mod keys;
 pub mod limiter;
 pub mod metrics;
 pub mod request;
+pub mod rls;
 pub mod rules;
 pub mod table;
 
 use crate::answer::Allowance;
-use crate::config::Config;
-use crate::limiter::{Failure, Outcome, Refusal};
+use crate::config::{Config, Mode, Rule};
+use crate::global::{Answer, Failure, Header};
+use crate::limiter::{Outcome, Refusal};
 use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use meshward_shared::host::{self, Map};
 use meshward_shared::pairs::Pair;
 use meshward_shared::shared_data::{HostStore, UpdateError};
-use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
+use meshward_shared::{log, reply, time, Action, GrpcEvent, HttpFilter, RootFilter};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -62,7 +67,7 @@ impl RootFilter for Root {
         let metrics = config
             .rules
             .iter()
-            .map(|r| RuleMetrics::define(&r.name))
+            .map(|r| RuleMetrics::define(&r.name, r.global.is_some()))
             .collect();
         self.plugin = Some(Rc::new(Plugin { config, metrics }));
         Ok(())
@@ -73,6 +78,9 @@ impl RootFilter for Root {
         Some(Box::new(Stream {
             plugin,
             allowances: Vec::new(),
+            pending: Vec::new(),
+            service_headers: Vec::new(),
+            decided: false,
         }))
     }
 }
@@ -82,6 +90,20 @@ struct Stream {
     plugin: Rc<Plugin>,
     /// Enforced rules that let the request through, for the response's headers.
     allowances: Vec<(usize, u64, Duration)>,
+    /// Calls to rate limit services still waiting for their answer.
+    pending: Vec<Pending>,
+    /// Headers the services asked for on the response.
+    service_headers: Vec<Header>,
+    /// The request was refused or resumed: answers still arriving change nothing.
+    decided: bool,
+}
+
+/// A call to a rule's rate limit service, in flight.
+struct Pending {
+    token: u32,
+    rule: usize,
+    /// When it was made, by the proxy's clock.
+    sent_at: Option<Duration>,
 }
 
 impl HttpFilter for Stream {
@@ -132,7 +154,10 @@ impl HttpFilter for Stream {
                 }
                 Outcome::Failed(failure) => {
                     let deny = limiter::fails_closed(config, rule);
-                    if matches!(failure, Failure::Store(UpdateError::Contention { .. })) {
+                    if matches!(
+                        failure,
+                        limiter::Failure::Store(UpdateError::Contention { .. })
+                    ) {
                         m.contention_fallbacks.inc();
                     }
                     if deny {
@@ -155,17 +180,90 @@ impl HttpFilter for Stream {
             }
         }
 
-        match verdict.refusal {
-            None => Action::Continue,
-            Some(refusal) => {
-                self.allowances.clear();
-                refuse(config, refusal);
-                Action::Pause
+        if let Some(refusal) = verdict.refusal {
+            self.allowances.clear();
+            refuse(config, refusal);
+            return Action::Pause;
+        }
+
+        for call in global::plan(config, &request, &verdict) {
+            let Some(service) = config.rules.get(call.rule).and_then(|r| r.global.as_ref()) else {
+                continue;
+            };
+            let no_metadata: &[(&str, &str)] = &[];
+            match host::grpc_call(
+                &service.cluster,
+                rls::SERVICE,
+                rls::METHOD,
+                no_metadata,
+                &call.message,
+                service.timeout_millis,
+            ) {
+                Ok(token) => self.pending.push(Pending {
+                    token,
+                    rule: call.rule,
+                    sent_at: time::now(),
+                }),
+                Err(status) => {
+                    let failed = Answer::Failed(Failure::UnknownCluster(status));
+                    if self.apply_answer(call.rule, failed) {
+                        return Action::Pause;
+                    }
+                }
             }
+        }
+        if self.pending.is_empty() {
+            self.decided = true;
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_grpc_event(&mut self, token: u32, event: GrpcEvent) {
+        if self.decided {
+            return;
+        }
+        let Some(at) = self.pending.iter().position(|p| p.token == token) else {
+            return;
+        };
+        let call = self.pending.swap_remove(at);
+        let plugin = Rc::clone(&self.plugin);
+        let (Some(service), Some(m)) = (
+            plugin
+                .config
+                .rules
+                .get(call.rule)
+                .and_then(|r| r.global.as_ref()),
+            plugin.metrics.get(call.rule),
+        ) else {
+            return;
+        };
+        let elapsed = call
+            .sent_at
+            .zip(time::now())
+            .and_then(|(sent, now)| now.checked_sub(sent));
+        if let Some(elapsed) = elapsed {
+            m.global_latency_ms
+                .record(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        }
+        let answer = global::answer(&event, elapsed, service.timeout);
+        if self.apply_answer(call.rule, answer) || !self.pending.is_empty() {
+            return;
+        }
+        self.decided = true;
+        if let Err(status) = host::continue_stream(false) {
+            log::error(&format!(
+                "rate-limit: could not resume the request after the rate limit service answered: {status}"
+            ));
         }
     }
 
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+        for (name, value) in &self.service_headers {
+            // A header that cannot be added leaves the response as the upstream sent it.
+            let _ = host::add_header(Map::ResponseHeaders, name, value);
+        }
         let config = &self.plugin.config;
         if !config.response_headers.on_allowed || self.allowances.is_empty() {
             return Action::Continue;
@@ -174,8 +272,10 @@ impl HttpFilter for Stream {
             .allowances
             .iter()
             .filter_map(|&(index, remaining, next_token_in)| {
+                let rule = config.rules.get(index)?;
                 Some(Allowance {
-                    rule: config.rules.get(index)?,
+                    name: &rule.name,
+                    limit: &rule.local.as_ref()?.limit,
                     remaining,
                     next_token_in,
                 })
@@ -186,6 +286,115 @@ impl HttpFilter for Stream {
             let _ = host::set_header(Map::ResponseHeaders, name, value.as_bytes());
         }
         Action::Continue
+    }
+}
+
+impl Stream {
+    /// Applies what rule `index`'s service answered; true if the request was refused.
+    fn apply_answer(&mut self, index: usize, answer: Answer) -> bool {
+        let plugin = Rc::clone(&self.plugin);
+        let config = &plugin.config;
+        let (Some(rule), Some(m)) = (config.rules.get(index), plugin.metrics.get(index)) else {
+            return false;
+        };
+        let Some(service) = &rule.global else {
+            return false;
+        };
+        let shadow = rule.mode == Mode::Shadow;
+        let refused = match answer {
+            Answer::Ok {
+                request_headers,
+                response_headers,
+            } => {
+                m.global_ok.inc();
+                for (name, value) in &request_headers {
+                    // A header that cannot be added leaves the request as the client sent it.
+                    let _ = host::add_header(Map::RequestHeaders, name, value);
+                }
+                self.service_headers.extend(response_headers);
+                false
+            }
+            Answer::OverLimit {
+                response_headers,
+                retry_after,
+            } => {
+                m.global_over_limit.inc();
+                if shadow {
+                    m.shadow_limited.inc();
+                    log::info(&format!(
+                        "rate-limit: rule {}: the rate limit service would limit {} {} (shadow mode, let through)",
+                        rule.name,
+                        String::from_utf8_lossy(&host::header(Map::RequestHeaders, ":method").unwrap_or_default()),
+                        String::from_utf8_lossy(&host::header(Map::RequestHeaders, ":path").unwrap_or_default()),
+                    ));
+                    if let Some(header) = &rule.shadow_header {
+                        // A mark that cannot be added only loses the mark; the count stands.
+                        let _ = host::add_header(Map::RequestHeaders, header, rule.name.as_bytes());
+                    }
+                    false
+                } else {
+                    m.limited.inc();
+                    refuse_over_limit(config, rule, &response_headers, retry_after);
+                    true
+                }
+            }
+            Answer::Failed(failure) => {
+                m.global_failed(&failure).inc();
+                let deny = service.failure_mode == config::FailureMode::Deny;
+                log::warn(&format!(
+                    "rate-limit: rule {}: {failure}; request {} (global.failure_mode {}{})",
+                    rule.name,
+                    if deny && !shadow {
+                        "refused"
+                    } else {
+                        "let through"
+                    },
+                    if deny { "deny" } else { "allow" },
+                    if shadow { ", shadow mode" } else { "" },
+                ));
+                if deny && !shadow {
+                    refuse(config, Refusal::Unavailable { rule: index });
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if refused {
+            self.decided = true;
+            self.pending.clear();
+            self.allowances.clear();
+            self.service_headers.clear();
+        }
+        refused
+    }
+}
+
+/// Refuses a request a rule's service said is over the limit: the configured status, the
+/// JSON body, the service's headers, and `Retry-After` when the service said when its
+/// window resets.
+fn refuse_over_limit(
+    config: &Config,
+    rule: &Rule,
+    service_headers: &[Header],
+    retry_after: Option<Duration>,
+) {
+    let wait = retry_after.map(answer::seconds);
+    let mut headers: Vec<(&str, String)> = Vec::with_capacity(service_headers.len() + 1);
+    if let Some(wait) = wait {
+        headers.push(("retry-after", wait.to_string()));
+    }
+    for (name, value) in service_headers {
+        headers.push((name, String::from_utf8_lossy(value).into_owned()));
+    }
+    let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let message = match wait {
+        Some(wait) => format!("rate limit {} exceeded; retry in {wait} s", rule.name),
+        None => format!("rate limit {} exceeded", rule.name),
+    };
+    if let Err(status) = reply::send_json_error(config.status, "rate_limited", &message, &borrowed)
+    {
+        log::error(&format!("rate-limit: could not send the refusal: {status}"));
     }
 }
 

@@ -111,6 +111,10 @@ pub fn check<S: Store>(
     let mut clock = Some(clock);
     let mut read: Option<Option<u64>> = None;
     for (index, rule) in config.rules.iter().enumerate() {
+        // A rule only the rate limit service counts is the `global` module's.
+        let Some(local) = &rule.local else {
+            continue;
+        };
         if !rule.matcher.matches(request) {
             continue;
         }
@@ -128,9 +132,9 @@ pub fn check<S: Store>(
             None => Err(Failure::NoClock),
             Some(now) => table::count(
                 store,
-                &rule.table,
+                &local.table,
                 fingerprint,
-                &rule.limit,
+                &local.limit,
                 now,
                 config.cas_attempts,
             )
@@ -385,8 +389,8 @@ mod tests {
         use meshward_shared::shared_data::{self, Decision};
         let c =
             config(r#"{"rules":[{"name":"api","limit":{"capacity":20,"refill":5,"per":"1s"}}]}"#);
-        let rule = &c.rules[0];
-        let entry = rule.table.entry_for(SOLE);
+        let local = c.rules[0].local.as_ref().unwrap();
+        let entry = local.table.entry_for(SOLE);
         for seed in 1..=20u64 {
             let mut rng = seed;
             let mut next = move || {
@@ -412,7 +416,7 @@ mod tests {
                             Some(v) => (Some(v.bytes.as_slice()), v.cas),
                             None => (None, 0),
                         };
-                        match table::decide(bytes, SOLE, 1, &rule.limit, now) {
+                        match table::decide(bytes, SOLE, 1, &local.limit, now) {
                             Decision::Keep(_) => limited += 1,
                             Decision::Write(new, _) => {
                                 let mut creating =
