@@ -206,11 +206,11 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
                 return code(Status::InvalidMemoryAccess);
             };
             let value = match c.data().read_map(map) {
-                Ok(headers) => headers.get(&lossy(&key)).map(str::to_string),
+                Ok(headers) => headers.get_bytes(&key).map(<[u8]>::to_vec),
                 Err(status) => return code(status),
             };
             match value {
-                Some(value) => code(copy_out(&mut c, value.as_bytes(), ret_ptr, ret_size)?),
+                Some(value) => code(copy_out(&mut c, &value, ret_ptr, ret_size)?),
                 None => code(Status::NotFound),
             }
         },
@@ -238,7 +238,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
             enter(&mut c);
             let size = match c.data_mut().write_map(map) {
                 Ok(headers) => headers
-                    .iter()
+                    .iter_bytes()
                     .map(|(n, v)| n.len() + v.len())
                     .sum::<usize>(),
                 Err(status) => return code(status),
@@ -280,7 +280,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
             };
             code(match c.data_mut().write_map(map) {
                 Ok(headers) => {
-                    headers.add(&lossy(&key), &lossy(&value));
+                    headers.add(&key, &value);
                     Status::Ok
                 }
                 Err(status) => status,
@@ -300,7 +300,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
             };
             code(match c.data_mut().write_map(map) {
                 Ok(headers) => {
-                    headers.set(&lossy(&key), &lossy(&value));
+                    headers.set(&key, &value);
                     Status::Ok
                 }
                 Err(status) => status,
@@ -317,7 +317,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
             };
             code(match c.data_mut().write_map(map) {
                 Ok(headers) => {
-                    headers.remove(&lossy(&key));
+                    headers.remove(&key);
                     Status::Ok
                 }
                 Err(status) => status,
@@ -521,7 +521,12 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
             let Some(key) = read(&mut c, key_ptr, key_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
-            let found = c.data().shared.shared_data().get(&key);
+            let state = c.data();
+            let found = state
+                .shared
+                .registry()
+                .lock()
+                .get(&state.shared.plugin.vm_id, &key);
             match found {
                 Ok((value, cas)) => {
                     let status = copy_out(&mut c, &value, ret_ptr, ret_size)?;
@@ -549,18 +554,17 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
             ) else {
                 return code(Status::InvalidMemoryAccess);
             };
-            let result = c.data().shared.shared_data().set(&key, &value, cas as u32);
+            let state = c.data();
+            let result = state.shared.registry().lock().set(
+                &state.shared.plugin.vm_id,
+                &key,
+                &value,
+                cas as u32,
+            );
             code(result.err().unwrap_or(Status::Ok))
         },
     )?;
-    for name in [
-        "proxy_register_shared_queue",
-        "proxy_resolve_shared_queue",
-        "proxy_dequeue_shared_queue",
-        "proxy_enqueue_shared_queue",
-    ] {
-        define_unimplemented(linker, name)?;
-    }
+    define_queues(linker)?;
     linker.func_wrap(
         "env",
         "proxy_define_metric",
@@ -630,12 +634,94 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
     Ok(())
 }
 
+/// Shared queues as proxy-wasm-cpp-host keeps them: keyed by VM id and name, registered
+/// for the caller's root context, which is told of each enqueue by `proxy_on_queue_ready`.
+fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut c: C<'_>, name_ptr: i32, name_len: i32, token_ptr: i32| {
+            enter(&mut c);
+            let Some(name) = read(&mut c, name_ptr, name_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let state = c.data();
+            let owner = state.shared.queue_owner(state.worker);
+            let token = state.shared.registry().lock().register_queue(
+                &state.shared.plugin.vm_id,
+                &name,
+                owner,
+            );
+            code(if write_u32(&mut c, token_ptr, token) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut c: C<'_>, vm_ptr: i32, vm_len: i32, name_ptr: i32, name_len: i32, token_ptr: i32| {
+            enter(&mut c);
+            let (Some(vm_id), Some(name)) = (
+                read(&mut c, vm_ptr, vm_len),
+                read(&mut c, name_ptr, name_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let state = c.data();
+            // An empty VM id means the caller's own, as in proxy-wasm-cpp-host.
+            let vm_id = if vm_id.is_empty() {
+                state.shared.plugin.vm_id.clone()
+            } else {
+                lossy(&vm_id)
+            };
+            let resolved = state.shared.registry().lock().resolve_queue(&vm_id, &name);
+            match resolved {
+                Ok(token) => code(if write_u32(&mut c, token_ptr, token) {
+                    Status::Ok
+                } else {
+                    Status::InvalidMemoryAccess
+                }),
+                Err(status) => code(status),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut c: C<'_>, token: i32, value_ptr: i32, value_len: i32| {
+            enter(&mut c);
+            let Some(value) = read(&mut c, value_ptr, value_len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let result = c
+                .data()
+                .shared
+                .registry()
+                .lock()
+                .enqueue(token as u32, &value);
+            code(result.err().unwrap_or(Status::Ok))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut c: C<'_>, token: i32, ret_ptr: i32, ret_size: i32| {
+            enter(&mut c);
+            let taken = c.data().shared.registry().lock().dequeue(token as u32);
+            match taken {
+                Ok(value) => code(copy_out(&mut c, &value, ret_ptr, ret_size)?),
+                Err(status) => code(status),
+            }
+        },
+    )?;
+    Ok(())
+}
+
 fn define_unimplemented(linker: &mut Linker<VmState>, name: &str) -> Result<()> {
     let ty = match name {
-        "proxy_register_shared_queue"
-        | "proxy_dequeue_shared_queue"
-        | "proxy_enqueue_shared_queue" => 3,
-        "proxy_resolve_shared_queue" => 5,
         "proxy_grpc_stream" => 9,
         _ => 4,
     };
@@ -694,7 +780,7 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
                 return code(status);
             }
             if !body.is_empty() {
-                request_headers.set("content-length", &body.len().to_string());
+                request_headers.set("content-length", body.len().to_string());
             }
             let mut request_trailers = HeaderMap::new();
             request_trailers.replace_with(decode_pairs(&trailers));

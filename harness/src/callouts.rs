@@ -40,6 +40,11 @@ impl HttpCall {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
     }
+
+    /// The first value of a request header, byte for byte.
+    pub fn header_value_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get_bytes(name)
+    }
 }
 
 /// A unary gRPC call a filter made with `proxy_grpc_call`, waiting for an answer.

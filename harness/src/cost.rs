@@ -40,6 +40,8 @@ pub enum Callback {
     GrpcReceive,
     /// `proxy_on_grpc_close`.
     GrpcClose,
+    /// `proxy_on_queue_ready`.
+    QueueReady,
 }
 
 impl Callback {
@@ -63,6 +65,7 @@ impl Callback {
             Self::HttpCallResponse => "proxy_on_http_call_response",
             Self::GrpcReceive => "proxy_on_grpc_receive",
             Self::GrpcClose => "proxy_on_grpc_close",
+            Self::QueueReady => "proxy_on_queue_ready",
         }
     }
 }

@@ -49,8 +49,8 @@ fn slot(key: ModuleKey) -> Slot {
 }
 
 /// Compiles a module file, or returns the cached compilation of the same file (same
-/// path, modification time and size).
-pub(crate) fn load_file(path: &Path) -> Result<Module, HarnessError> {
+/// path, modification time and size); the flag says whether it came from the cache.
+pub(crate) fn load_file(path: &Path) -> Result<(Module, bool), HarnessError> {
     let meta = std::fs::metadata(path).map_err(|_| HarnessError::WasmMissing {
         path: path.to_path_buf(),
     })?;
@@ -61,18 +61,22 @@ pub(crate) fn load_file(path: &Path) -> Result<Module, HarnessError> {
         len: meta.len(),
     };
     let slot = slot(key);
+    let mut compiled_here = false;
     let compiled = slot.get_or_init(|| {
+        compiled_here = true;
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         Module::new(engine(), bytes).map_err(|e| format!("{e:#}"))
     });
-    compiled.clone().map_err(|message| HarnessError::Compile {
+    let module = compiled.clone().map_err(|message| HarnessError::Compile {
         what: path.display().to_string(),
         message,
-    })
+    })?;
+    Ok((module, !compiled_here))
 }
 
-/// Compiles a module from bytes (binary or WAT text), cached by content.
-pub(crate) fn load_bytes(bytes: &[u8]) -> Result<Module, HarnessError> {
+/// Compiles a module from bytes (binary or WAT text), cached by content; the flag says
+/// whether it came from the cache.
+pub(crate) fn load_bytes(bytes: &[u8]) -> Result<(Module, bool), HarnessError> {
     let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     let key = ModuleKey::Bytes {
@@ -80,9 +84,14 @@ pub(crate) fn load_bytes(bytes: &[u8]) -> Result<Module, HarnessError> {
         len: bytes.len(),
     };
     let slot = slot(key);
-    let compiled = slot.get_or_init(|| Module::new(engine(), bytes).map_err(|e| format!("{e:#}")));
-    compiled.clone().map_err(|message| HarnessError::Compile {
+    let mut compiled_here = false;
+    let compiled = slot.get_or_init(|| {
+        compiled_here = true;
+        Module::new(engine(), bytes).map_err(|e| format!("{e:#}"))
+    });
+    let module = compiled.clone().map_err(|message| HarnessError::Compile {
         what: "<bytes>".to_string(),
         message,
-    })
+    })?;
+    Ok((module, !compiled_here))
 }

@@ -1,16 +1,46 @@
 //! Header maps as Envoy keeps them (lowercase names, pseudo-headers first, insertion order,
-//! duplicates allowed) and the Proxy-Wasm wire format for lists of pairs.
+//! duplicates allowed, names and values as raw bytes) and the Proxy-Wasm wire format for
+//! lists of pairs.
 
 use std::fmt;
 
+/// One entry: the exact bytes, and their text form for the `&str` API.
+#[derive(Clone, PartialEq, Eq)]
+struct Entry {
+    name: Vec<u8>,
+    value: Vec<u8>,
+    name_text: String,
+    value_text: String,
+}
+
+impl Entry {
+    fn new(name: Vec<u8>, value: Vec<u8>) -> Self {
+        Self {
+            name_text: lossy(&name),
+            value_text: lossy(&value),
+            name,
+            value,
+        }
+    }
+
+    fn is_pseudo(&self) -> bool {
+        self.name.first() == Some(&b':')
+    }
+}
+
 /// An ordered list of header (or trailer, or metadata) entries.
 ///
-/// Names are lowercased on insertion, as Envoy's `LowerCaseString` does. Pseudo-headers
-/// (`:path`, `:status`...) stay ahead of regular headers, as in Envoy's `HeaderMapImpl`,
-/// so the order a filter sees matches what Envoy would give it.
+/// Names and values are bytes, as in Envoy's `HeaderMapImpl`: HTTP/1 allows any byte
+/// 0x80-0xFF (obs-text) in a value, and a filter reads and writes exactly those bytes.
+/// The `&str` getters ([`get`](Self::get), [`iter`](Self::iter)...) show bytes that are not
+/// UTF-8 as U+FFFD; the `_bytes` getters give them exactly.
+///
+/// Names are lowercased (ASCII) on insertion, as Envoy's `LowerCaseString` does.
+/// Pseudo-headers (`:path`, `:status`...) stay ahead of regular headers, as in Envoy's
+/// `HeaderMapImpl`, so the order a filter sees matches what Envoy would give it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderMap {
-    entries: Vec<(String, String)>,
+    entries: Vec<Entry>,
 }
 
 impl HeaderMap {
@@ -19,50 +49,46 @@ impl HeaderMap {
         Self::default()
     }
 
-    /// Builds a map from pairs, adding each in order.
-    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+    /// Builds a map from pairs (text or bytes), adding each in order.
+    pub fn from_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         let mut map = Self::new();
         for (name, value) in pairs {
-            map.add(name.as_ref(), value.as_ref());
+            map.add(name, value);
         }
         map
     }
 
-    /// Appends an entry, keeping any existing ones with the same name.
-    pub fn add(&mut self, name: &str, value: &str) {
-        let name = name.to_ascii_lowercase();
-        if name.starts_with(':') {
-            let at = self
-                .entries
-                .iter()
-                .take_while(|(n, _)| n.starts_with(':'))
-                .count();
-            self.entries.insert(at, (name, value.to_string()));
+    /// Appends an entry (text or bytes), keeping any existing ones with the same name.
+    pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let entry = Entry::new(name.as_ref().to_ascii_lowercase(), value.as_ref().to_vec());
+        if entry.is_pseudo() {
+            let at = self.entries.iter().take_while(|e| e.is_pseudo()).count();
+            self.entries.insert(at, entry);
         } else {
-            self.entries.push((name, value.to_string()));
+            self.entries.push(entry);
         }
     }
 
     /// Removes every entry with this name, then appends one with the value. This is
     /// Envoy's `setCopy`, which is what `proxy_replace_header_map_value` calls.
-    pub fn set(&mut self, name: &str, value: &str) {
-        self.remove(name);
+    pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.remove(name.as_ref());
         self.add(name, value);
     }
 
     /// Gives the first entry with this name the value and drops the others, keeping its
     /// place; adds the entry if there is none. For building messages, not for filters.
-    pub(crate) fn set_in_place(&mut self, name: &str, value: &str) {
-        let lower = name.to_ascii_lowercase();
-        match self.entries.iter().position(|(n, _)| *n == lower) {
+    pub(crate) fn set_in_place(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let lower = name.as_ref().to_ascii_lowercase();
+        match self.entries.iter().position(|e| e.name == lower) {
             Some(at) => {
-                self.entries[at].1 = value.to_string();
+                self.entries[at] = Entry::new(lower.clone(), value.as_ref().to_vec());
                 let mut seen = 0;
-                self.entries.retain(|(n, _)| {
-                    seen += usize::from(*n == lower);
-                    *n != lower || seen == 1
+                self.entries.retain(|e| {
+                    seen += usize::from(e.name == lower);
+                    e.name != lower || seen == 1
                 });
             }
             None => self.add(name, value),
@@ -70,43 +96,65 @@ impl HeaderMap {
     }
 
     /// Removes every entry with this name.
-    pub fn remove(&mut self, name: &str) {
-        let name = name.to_ascii_lowercase();
-        self.entries.retain(|(n, _)| *n != name);
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) {
+        let name = name.as_ref().to_ascii_lowercase();
+        self.entries.retain(|e| e.name != name);
     }
 
-    /// The first value under this name, as `proxy_get_header_map_value` returns it.
+    fn find(&self, name: &[u8]) -> impl Iterator<Item = &Entry> {
+        let name = name.to_ascii_lowercase();
+        self.entries.iter().filter(move |e| e.name == name)
+    }
+
+    /// The first value under this name, as `proxy_get_header_map_value` returns it; bytes
+    /// that are not UTF-8 read as U+FFFD (see [`get_bytes`](Self::get_bytes)).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.entries
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.find(name.as_bytes())
+            .next()
+            .map(|e| e.value_text.as_str())
     }
 
-    /// Every value under this name, in order.
+    /// The first value under this name, byte for byte.
+    pub fn get_bytes(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        self.find(name.as_ref()).next().map(|e| e.value.as_slice())
+    }
+
+    /// Every value under this name, in order (non-UTF-8 bytes as U+FFFD).
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.entries
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.find(name.as_bytes())
+            .map(|e| e.value_text.as_str())
+            .collect()
+    }
+
+    /// Every value under this name, in order, byte for byte.
+    pub fn get_all_bytes(&self, name: impl AsRef<[u8]>) -> Vec<&[u8]> {
+        self.find(name.as_ref())
+            .map(|e| e.value.as_slice())
             .collect()
     }
 
     /// Whether any entry has this name.
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+    pub fn contains(&self, name: impl AsRef<[u8]>) -> bool {
+        self.find(name.as_ref()).next().is_some()
     }
 
-    /// The entries in order.
+    /// The entries in order (non-UTF-8 bytes as U+FFFD).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries
+            .iter()
+            .map(|e| (e.name_text.as_str(), e.value_text.as_str()))
+    }
+
+    /// The entries in order, byte for byte.
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.as_slice(), e.value.as_slice()))
     }
 
     /// The names in order, with repeats.
     pub fn names(&self) -> Vec<&str> {
-        self.entries.iter().map(|(n, _)| n.as_str()).collect()
+        self.entries.iter().map(|e| e.name_text.as_str()).collect()
     }
 
     /// How many entries the map holds.
@@ -121,10 +169,7 @@ impl HeaderMap {
 
     /// Serializes the map in the Proxy-Wasm pairs format.
     pub(crate) fn to_wire(&self) -> Vec<u8> {
-        let pairs: Vec<(&[u8], &[u8])> = self
-            .iter()
-            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-            .collect();
+        let pairs: Vec<(&[u8], &[u8])> = self.iter_bytes().collect();
         encode_pairs(&pairs)
     }
 
@@ -133,19 +178,29 @@ impl HeaderMap {
     pub(crate) fn replace_with(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
         self.entries.clear();
         for (name, value) in pairs {
-            self.add(&lossy(&name), &lossy(&value));
+            self.add(name, value);
         }
     }
 }
 
 impl fmt::Debug for HeaderMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+        let mut list = f.debug_list();
+        for e in &self.entries {
+            match (std::str::from_utf8(&e.name), std::str::from_utf8(&e.value)) {
+                (Ok(name), Ok(value)) => list.entry(&(name, value)),
+                _ => list.entry(&(
+                    e.name.escape_ascii().to_string(),
+                    e.value.escape_ascii().to_string(),
+                )),
+            };
+        }
+        list.finish()
     }
 }
 
-/// Turns bytes from the VM into text; header bytes that are not UTF-8 are kept as
-/// replacement characters, since the harness stores headers as strings.
+/// Turns bytes from the VM into text, for logs, names and messages the harness keeps as
+/// strings (never for header maps, which keep the bytes).
 pub(crate) fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -236,5 +291,16 @@ mod tests {
     fn a_truncated_pairs_buffer_decodes_to_nothing() {
         let wire = HeaderMap::from_pairs([("name", "value")]).to_wire();
         assert!(decode_pairs(&wire[..wire.len() - 3]).is_empty());
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_keep_their_bytes() {
+        let mut map = HeaderMap::new();
+        map.add("X-Raw", b"caf\xe9 \xff");
+        assert_eq!(map.get_bytes("x-raw"), Some(&b"caf\xe9 \xff"[..]));
+        assert_eq!(map.get("x-raw"), Some("caf\u{fffd} \u{fffd}"));
+        let mut back = HeaderMap::new();
+        back.replace_with(decode_pairs(&map.to_wire()));
+        assert_eq!(back.get_bytes("x-raw"), Some(&b"caf\xe9 \xff"[..]));
     }
 }

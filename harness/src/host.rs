@@ -18,7 +18,7 @@ use crate::logs::{LogEntry, LogLevel};
 use crate::message::{Request, Response, Upstream};
 use crate::metrics::{MetricKind, MetricStore, MetricValue};
 use crate::properties::{path_key, PluginFacts, PropertyValue};
-use crate::shared_data::SharedData;
+use crate::shared_data::{QueueOwner, SharedData};
 use crate::status::Status;
 use crate::stream::{StreamData, StreamState};
 use crate::vm::{ConfigWindow, Vm, ROOT_CONTEXT_ID};
@@ -33,6 +33,12 @@ type GrpcResponder = Arc<dyn Fn(&GrpcCall) -> GrpcCallReply + Send + Sync>;
 
 /// How many callouts one `send` settles before it gives up on the stream.
 const MAX_CALLOUTS_PER_SEND: usize = 1000;
+
+/// How many `proxy_on_queue_ready` calls one delivery runs (each may enqueue again).
+const MAX_QUEUE_READY_PER_DELIVERY: usize = 10_000;
+
+/// Tells hosts apart in a shared registry, so a queue notifies the VM that registered it.
+static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Takes a lock even if a panicking test poisoned it: the data stays consistent because
 /// every critical section here is a single operation.
@@ -50,8 +56,10 @@ pub(crate) struct HostShared {
     pub fuel_limit: u64,
     pub clusters: BTreeSet<String>,
     pub seed: u64,
+    /// This host's identity in the shared data registry.
+    pub host_id: u64,
     clock: Mutex<Clock>,
-    shared_data: Mutex<SharedData>,
+    shared_data: SharedData,
     metrics: Mutex<MetricStore>,
     logs: Mutex<Vec<LogEntry>>,
     foreign: Mutex<HashMap<String, ForeignFunction>>,
@@ -63,8 +71,18 @@ impl HostShared {
         lock(&self.clock)
     }
 
-    pub(crate) fn shared_data(&self) -> MutexGuard<'_, SharedData> {
-        lock(&self.shared_data)
+    /// The registry of shared data and queues (see [`SharedData`]).
+    pub(crate) fn registry(&self) -> &SharedData {
+        &self.shared_data
+    }
+
+    /// The queue owner for the root context of a worker of this host.
+    pub(crate) fn queue_owner(&self, worker: usize) -> QueueOwner {
+        QueueOwner {
+            host: self.host_id,
+            worker,
+            context_id: ROOT_CONTEXT_ID,
+        }
     }
 
     pub(crate) fn metrics(&self) -> MutexGuard<'_, MetricStore> {
@@ -107,6 +125,7 @@ pub struct HostBuilder {
     foreign: HashMap<String, ForeignFunction>,
     http_responders: HashMap<String, HttpResponder>,
     grpc_responders: HashMap<String, GrpcResponder>,
+    shared_data: SharedData,
 }
 
 impl HostBuilder {
@@ -136,6 +155,7 @@ impl HostBuilder {
             foreign: HashMap::new(),
             http_responders: HashMap::new(),
             grpc_responders: HashMap::new(),
+            shared_data: SharedData::new(),
         }
     }
 
@@ -213,9 +233,17 @@ impl HostBuilder {
         self
     }
 
-    /// The VM id (`plugin_vm_id`); shared data is kept per VM id. Default empty.
+    /// The VM id (`plugin_vm_id`); shared data and queues are kept per VM id. Default empty.
     pub fn vm_id(mut self, vm_id: &str) -> Self {
         self.plugin.vm_id = vm_id.to_string();
+        self
+    }
+
+    /// Uses this registry of shared data and queues instead of a fresh one, so several
+    /// hosts act as filters of one Envoy: hosts with the same VM id see the same data and
+    /// queues, hosts with different VM ids do not.
+    pub fn shared_data(mut self, registry: &SharedData) -> Self {
+        self.shared_data = registry.clone();
         self
     }
 
@@ -304,7 +332,7 @@ impl HostBuilder {
     /// Fails if the module is missing or not Proxy-Wasm ABI 0.2.1, or if a VM traps or
     /// refuses its VM or plugin configuration; the error carries the logs so far.
     pub fn build(self) -> Result<Host, HarnessError> {
-        let module = match &self.source {
+        let (module, module_cached) = match &self.source {
             Source::File(path) => engine::load_file(path)?,
             Source::Bytes(bytes) => engine::load_bytes(bytes)?,
         };
@@ -324,8 +352,9 @@ impl HostBuilder {
             fuel_limit: self.fuel_limit,
             clusters: self.clusters,
             seed: self.seed,
+            host_id: NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed),
             clock: Mutex::new(Clock::starting_at(self.start)),
-            shared_data: Mutex::default(),
+            shared_data: self.shared_data,
             metrics: Mutex::default(),
             logs: Mutex::default(),
             foreign: Mutex::new(self.foreign),
@@ -343,13 +372,16 @@ impl HostBuilder {
             startup.calls.append(&mut vm.root_costs);
             workers.push(Mutex::new(vm));
         }
-        Ok(Host {
+        let host = Host {
             shared,
             workers,
             http_responders: self.http_responders,
             grpc_responders: self.grpc_responders,
             startup,
-        })
+            module_cached,
+        };
+        host.deliver_queue_ready();
+        Ok(host)
     }
 }
 
@@ -415,6 +447,7 @@ pub struct Host {
     http_responders: HashMap<String, HttpResponder>,
     grpc_responders: HashMap<String, GrpcResponder>,
     startup: CostReport,
+    module_cached: bool,
 }
 
 impl Host {
@@ -486,12 +519,15 @@ impl Host {
                 break;
             };
             self.shared.clock().set_ns(at);
-            let mut vm = lock(&self.workers[index]);
-            if is_tick {
-                vm.fire_tick();
-            } else {
-                vm.expire_callouts(at);
+            {
+                let mut vm = lock(&self.workers[index]);
+                if is_tick {
+                    vm.fire_tick();
+                } else {
+                    vm.expire_callouts(at);
+                }
             }
+            self.deliver_queue_ready();
         }
         self.shared.clock().set_ns(target);
     }
@@ -545,18 +581,52 @@ impl Host {
         self.shared.logs().clear();
     }
 
-    /// A shared data value and its CAS.
+    /// A shared data value and its CAS, in the store of this host's VM id.
     pub fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.shared.shared_data().get(key.as_bytes()).ok()
+        self.shared.shared_data.get(&self.shared.plugin.vm_id, key)
     }
 
-    /// Sets a shared data value unconditionally, as another filter would.
+    /// Sets a shared data value of this host's VM id unconditionally, as another filter would.
     pub fn set_shared_data(&self, key: &str, value: impl AsRef<[u8]>) {
-        // A CAS of 0 always succeeds.
-        let _ = self
-            .shared
-            .shared_data()
-            .set(key.as_bytes(), value.as_ref(), 0);
+        self.shared
+            .shared_data
+            .set(&self.shared.plugin.vm_id, key, value);
+    }
+
+    /// The registry of shared data and queues this host uses, to hand to another host
+    /// with [`HostBuilder::shared_data`].
+    pub fn shared_data_registry(&self) -> &SharedData {
+        &self.shared.shared_data
+    }
+
+    /// Runs `proxy_on_queue_ready` on this host's workers for every enqueue to a queue one
+    /// of them registered, oldest first, as Envoy posts it to the registering worker.
+    /// The harness does this after each `send`, step and clock move; call it when another
+    /// host sharing the registry enqueued.
+    pub fn deliver_queue_ready(&self) {
+        let mut delivered = 0;
+        while delivered < MAX_QUEUE_READY_PER_DELIVERY {
+            let ready = self
+                .shared
+                .shared_data
+                .lock()
+                .take_ready(self.shared.host_id);
+            if ready.is_empty() {
+                return;
+            }
+            for (owner, token) in ready {
+                delivered += 1;
+                if let Some(worker) = self.workers.get(owner.worker) {
+                    lock(worker).queue_ready(owner.context_id, token);
+                }
+            }
+        }
+    }
+
+    /// Whether this host's module came from the process-wide cache of compiled modules
+    /// (false if building this host compiled it).
+    pub fn module_was_cached(&self) -> bool {
+        self.module_cached
     }
 
     /// Registers (or replaces) a foreign function for `proxy_call_foreign_function`.
@@ -659,6 +729,8 @@ impl<'h> Worker<'h> {
             }
         }
         let stream = vm.take_stream(id);
+        drop(vm);
+        self.host.deliver_queue_ready();
         Outcome::from_stream(stream.expect("a completed stream stays until taken"))
     }
 
@@ -668,6 +740,8 @@ impl<'h> Worker<'h> {
         let mut vm = self.vm();
         let id = vm.open_stream(request, None);
         vm.pump(id);
+        drop(vm);
+        self.host.deliver_queue_ready();
         Stream { worker: *self, id }
     }
 
@@ -707,7 +781,9 @@ impl<'h> Worker<'h> {
 
     /// Settles an HTTP call any way (respond, reset, time out). False if no such call is pending.
     pub fn settle_http_call(&self, token: u32, reply: HttpCallReply) -> bool {
-        self.vm().settle_http_call(token, reply)
+        let settled = self.vm().settle_http_call(token, reply);
+        self.host.deliver_queue_ready();
+        settled
     }
 
     /// Answers a gRPC call with a serialized response message. False if no such call is pending.
@@ -717,7 +793,9 @@ impl<'h> Worker<'h> {
 
     /// Settles a gRPC call any way (respond, fail, time out). False if no such call is pending.
     pub fn settle_grpc_call(&self, token: u32, reply: GrpcCallReply) -> bool {
-        self.vm().settle_grpc_call(token, reply)
+        let settled = self.vm().settle_grpc_call(token, reply);
+        self.host.deliver_queue_ready();
+        settled
     }
 
     /// The tick period the root context set, if any.
@@ -792,6 +870,7 @@ impl<'h> Stream<'h> {
     /// (kept until then otherwise), and runs the response path as far as it goes.
     pub fn respond(&self, upstream: Upstream) -> StreamState {
         self.worker.vm().give_upstream(self.id, upstream);
+        self.worker.host.deliver_queue_ready();
         self.state()
     }
 
@@ -804,6 +883,8 @@ impl<'h> Stream<'h> {
             vm.idle_timeout(self.id);
         }
         let stream = vm.take_stream(self.id);
+        drop(vm);
+        self.worker.host.deliver_queue_ready();
         Outcome::from_stream(stream.expect("a stream stays in its worker until finished"))
     }
 }

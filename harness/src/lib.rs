@@ -38,6 +38,7 @@ pub use logs::{LogEntry, LogLevel, LogOrigin};
 pub use message::{response_flags, Request, Response, Upstream};
 pub use metrics::{MetricKind, MetricValue, ENVOY_PREFIX};
 pub use properties::PropertyValue;
+pub use shared_data::SharedData;
 pub use status::Status;
 pub use stream::{Phase, StreamState};
 

@@ -66,7 +66,13 @@ impl Request {
 
     /// Adds a header (a second one with the same name is kept as a duplicate). `host`
     /// replaces `:authority`.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub fn header(self, name: &str, value: &str) -> Self {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// Adds a header whose value is raw bytes, such as obs-text (0x80-0xFF) that is not
+    /// UTF-8, which HTTP/1 allows and Envoy passes to filters unchanged.
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
         if name.eq_ignore_ascii_case("host") {
             self.headers.set_in_place(":authority", value);
         } else if name.starts_with(':') {
@@ -120,9 +126,14 @@ impl Request {
         &self.headers
     }
 
-    /// The first value of a header.
+    /// The first value of a header (bytes that are not UTF-8 read as U+FFFD).
     pub fn header_value(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
+    }
+
+    /// The first value of a header, byte for byte.
+    pub fn header_value_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get_bytes(name)
     }
 
     /// The body bytes.
@@ -170,7 +181,12 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub fn header(self, name: &str, value: &str) -> Self {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// Adds a header whose value is raw bytes (not necessarily UTF-8).
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
         if name.starts_with(':') {
             self.headers.set_in_place(name, value);
         } else {
@@ -204,9 +220,14 @@ impl Response {
         &self.headers
     }
 
-    /// The first value of a header.
+    /// The first value of a header (bytes that are not UTF-8 read as U+FFFD).
     pub fn header_value(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
+    }
+
+    /// The first value of a header, byte for byte.
+    pub fn header_value_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get_bytes(name)
     }
 
     /// The body bytes.
@@ -229,14 +250,14 @@ impl Response {
     /// and no content type was given.
     pub(crate) fn local_reply(status: u32, body: &[u8], extra: &HeaderMap) -> Self {
         let mut headers = HeaderMap::from_pairs([(":status", status.to_string())]);
-        for (name, value) in extra.iter() {
+        for (name, value) in extra.iter_bytes() {
             headers.add(name, value);
         }
         if body.is_empty() {
             headers.remove("content-length");
             headers.remove("content-type");
         } else {
-            headers.set("content-length", &body.len().to_string());
+            headers.set("content-length", body.len().to_string());
             if !headers.contains("content-type") {
                 headers.add("content-type", "text/plain");
             }

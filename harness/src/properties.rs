@@ -153,27 +153,18 @@ fn derive_stream(plugin: &PluginFacts, stream: &StreamData, path: &[u8]) -> Opti
     let request = &stream.request;
     let text = |s: &str| Some(s.as_bytes().to_vec());
     let int = |n: i64| Some(n.to_le_bytes().to_vec());
-    let header = |name: &str| request.headers.get(name).and_then(text);
+    let header = |name: &str| request.headers.get_bytes(name).map(<[u8]>::to_vec);
     let path_header = request.headers.get(":path").unwrap_or("");
     if let Some(name) = path.strip_prefix(b"request\0headers\0") {
-        return request
-            .headers
-            .get(&String::from_utf8_lossy(name))
-            .and_then(text);
+        return request.headers.get_bytes(name).map(<[u8]>::to_vec);
     }
     if let Some(name) = path.strip_prefix(b"response\0headers\0") {
         let response = stream.response.as_ref()?;
-        return response
-            .headers
-            .get(&String::from_utf8_lossy(name))
-            .and_then(text);
+        return response.headers.get_bytes(name).map(<[u8]>::to_vec);
     }
     if let Some(name) = path.strip_prefix(b"response\0trailers\0") {
         let response = stream.response.as_ref()?;
-        return response
-            .trailers
-            .get(&String::from_utf8_lossy(name))
-            .and_then(text);
+        return response.trailers.get_bytes(name).map(<[u8]>::to_vec);
     }
     match path {
         b"request\0path" => header(":path"),

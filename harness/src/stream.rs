@@ -342,7 +342,7 @@ impl Vm {
         if !request.headers.contains("x-request-id") {
             request
                 .headers
-                .add("x-request-id", &shared.next_request_id());
+                .add("x-request-id", shared.next_request_id());
         }
         let property_overrides = request
             .properties

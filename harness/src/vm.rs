@@ -118,7 +118,7 @@ pub(crate) struct Vm {
 }
 
 /// The exports the host may call, besides `_initialize`/`_start`, with their arities.
-const CALLBACKS: [(Callback, usize, bool); 16] = [
+const CALLBACKS: [(Callback, usize, bool); 17] = [
     (Callback::ContextCreate, 2, false),
     (Callback::VmStart, 2, true),
     (Callback::Configure, 2, true),
@@ -135,6 +135,7 @@ const CALLBACKS: [(Callback, usize, bool); 16] = [
     (Callback::HttpCallResponse, 5, false),
     (Callback::GrpcReceive, 3, false),
     (Callback::GrpcClose, 3, false),
+    (Callback::QueueReady, 2, false),
 ];
 
 impl Vm {
@@ -236,6 +237,17 @@ impl Vm {
             next_context_id: ROOT_CONTEXT_ID + 1,
             root_costs: Vec::new(),
         })
+    }
+
+    /// Runs `proxy_on_queue_ready` for a queue this VM's root context registered, then
+    /// whatever the streams can do next (the root may have resumed one).
+    pub fn queue_ready(&mut self, context_id: u32, token: u32) {
+        if !self.alive {
+            return;
+        }
+        // A trap is logged and kills the VM inside `invoke`.
+        let _ = self.invoke(Callback::QueueReady, &[context_id as i32, token as i32]);
+        self.pump_all();
     }
 
     /// Calls a callback with i32 arguments (the first is the context id, if any).

@@ -111,3 +111,21 @@ fn the_response_body_can_be_appended_to() {
     let out = host.send(probe_request("response-body-append: world"), ok_upstream());
     assert_eq!(out.response.body_text(), "hello world");
 }
+
+#[test]
+fn header_values_that_are_not_utf8_reach_the_filter_and_the_upstream_byte_for_byte() {
+    let host = probe().build().unwrap();
+    let raw: &[u8] = b"caf\xe9 \x80\xff";
+    let out = host.send(
+        probe_request("copy-request:x-raw=x-copied").header_bytes("x-raw", raw),
+        ok_upstream(),
+    );
+    let upstream = out.upstream_request.unwrap();
+    assert_eq!(upstream.header_value_bytes("x-raw"), Some(raw));
+    assert_eq!(upstream.header_value_bytes("x-copied"), Some(raw));
+    assert_eq!(
+        upstream.header_value("x-copied"),
+        Some("caf\u{fffd} \u{fffd}\u{fffd}")
+    );
+    assert!(host.vm_alive(0));
+}

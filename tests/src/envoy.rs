@@ -1,10 +1,13 @@
 //! A real Envoy for tests: started from the `.venv` install on free loopback ports, ready
-//! before a test talks to it, and always stopped when dropped, with its log kept for
+//! before a test talks to it, and always stopped: when dropped, and by the kernel when the
+//! test process dies without dropping it (`PR_SET_PDEATHSIG`), with its log kept for
 //! failure messages.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,12 +39,32 @@ pub fn envoy_binary() -> Result<PathBuf, RigError> {
     }
 }
 
+/// Makes the kernel SIGKILL the child when the thread that started it dies, which includes
+/// the test process being killed (Drop never runs then). A child whose parent died before
+/// this took effect exits at once.
+fn die_with_parent(command: &mut Command) -> &mut Command {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe calls (prctl, getppid) and builds errors without allocating.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Runs `envoy --mode validate -c <path>` from the repository root, so `out/` paths
 /// resolve as they do for `make run`. Validation loads each Wasm module and runs its
 /// configure step, so a plugin config the filter refuses fails here too.
 pub fn validate_file(path: &Path) -> Result<(), RigError> {
     let binary = envoy_binary()?;
-    let output = Command::new(&binary)
+    let output = die_with_parent(&mut Command::new(&binary))
         .args([
             "--mode",
             "validate",
@@ -135,7 +158,7 @@ impl EnvoyBuilder {
             .try_clone()
             .map_err(RigError::io(format!("opening {}", log_path.display())))?;
 
-        let child = Command::new(&binary)
+        let child = die_with_parent(&mut Command::new(&binary))
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", &self.concurrency.to_string()])
@@ -345,6 +368,11 @@ impl Envoy {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Envoy's log so far (stdout and stderr).

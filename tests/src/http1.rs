@@ -33,6 +33,9 @@ pub struct Request {
     pub path: String,
     /// The headers in order.
     pub headers: Vec<Header>,
+    /// Headers whose values are raw bytes (obs-text 0x80-0xFF that is not UTF-8), sent
+    /// after `headers`. Only a test's request has them; a received request never does.
+    pub raw_headers: Vec<(String, Vec<u8>)>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
 }
@@ -68,6 +71,11 @@ impl Request {
     /// Adds a header (after those already there).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+    /// Adds a header whose value is sent byte for byte (after the text headers).
+    pub fn with_raw_header(mut self, name: &str, value: &[u8]) -> Self {
+        self.raw_headers.push((name.to_owned(), value.to_vec()));
         self
     }
     /// Sets the body.
@@ -184,6 +192,12 @@ fn encode_request(request: &Request, addr: SocketAddr) -> Vec<u8> {
         request.header("content-length").is_some() || request.header("transfer-encoding").is_some();
     if !framed && (!request.body.is_empty() || !bodiless) {
         out.extend_from_slice(format!("content-length: {}\r\n", request.body.len()).as_bytes());
+    }
+    for (name, value) in &request.raw_headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
     }
     encode_headers(&mut out, &request.headers);
     out.extend_from_slice(&request.body);
@@ -449,6 +463,7 @@ impl Wire {
             method: parsed.method.unwrap_or_default().to_owned(),
             path: parsed.path.unwrap_or_default().to_owned(),
             headers,
+            raw_headers: Vec::new(),
             body: Vec::new(),
         };
         let body = self.body(framing).await?;

@@ -142,6 +142,72 @@ async fn dropping_envoy_stops_it() {
     assert!(http1::send(admin, &Request::get("/ready")).await.is_err());
 }
 
+/// Set in the child process `envoy_dies_with_a_test_process_that_is_killed` starts: the
+/// file where the child writes its Envoy's pid before it waits to be killed.
+const ORPHAN_PID_FILE: &str = "MESHWARD_RIG_ORPHAN_PID_FILE";
+
+/// Whether a process exists and is not a zombie waiting to be reaped.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn envoy_dies_with_a_test_process_that_is_killed() {
+    if let Some(pid_file) = std::env::var_os(ORPHAN_PID_FILE) {
+        // The child: start Envoy, say its pid, and wait for the SIGKILL (Drop never runs).
+        let envoy = Envoy::start(EnvoyConfig::with_filters(&[])).await.unwrap();
+        std::fs::write(pid_file, envoy.pid().to_string()).unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("envoy.pid");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "envoy_dies_with_a_test_process_that_is_killed",
+            "--nocapture",
+        ])
+        .env(ORPHAN_PID_FILE, &pid_file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let envoy_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the child test never started Envoy"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the child test exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(running(envoy_pid));
+
+    child.kill().unwrap(); // SIGKILL: no Drop, no cleanup in the child.
+    child.wait().unwrap();
+
+    let killed = std::time::Instant::now();
+    while running(envoy_pid) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "Envoy (pid {envoy_pid}) outlived the killed test process"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_config_envoy_refuses_at_startup_fails_with_envoys_log() {
     let filter = WasmFilter::new("security-headers", json!({"no_such_field": true}));
