@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use wasmtime::{Caller, Linker, Result};
 
-use crate::callouts::{check_http_headers, grpc_service_cluster, GrpcCall, HttpCall};
+use crate::callouts::{check_http_headers, grpc_service_cluster, GrpcCall, GrpcStream, HttpCall};
 use crate::headers::{decode_pairs, lossy, HeaderMap};
 use crate::logs::{LogLevel, LogOrigin};
 use crate::properties;
@@ -720,23 +720,24 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
     Ok(())
 }
 
-fn define_unimplemented(linker: &mut Linker<VmState>, name: &str) -> Result<()> {
-    let ty = match name {
-        "proxy_grpc_stream" => 9,
-        _ => 4,
-    };
-    let engine = linker.engine().clone();
-    let func_type = wasmtime::FuncType::new(
-        &engine,
-        std::iter::repeat_n(wasmtime::ValType::I32, ty),
-        [wasmtime::ValType::I32],
-    );
-    linker.func_new("env", name, func_type, |mut c, _params, results| {
-        enter(&mut c);
-        results[0] = wasmtime::Val::I32(Status::Unimplemented.code());
-        Ok(())
-    })?;
-    Ok(())
+/// The cluster a gRPC call or stream targets, answered as Envoy does: a serialized
+/// `GrpcService` naming an unknown cluster fails to start (`InternalFailure`), one naming
+/// no Envoy gRPC cluster is `BadArgument`, and bytes that are no `GrpcService` must be a
+/// known cluster's name (else `ParseFailure`).
+fn grpc_cluster(c: &C<'_>, service: &[u8]) -> Result<String, Status> {
+    let known = |cluster: &str| c.data().shared.clusters.contains(cluster);
+    match grpc_service_cluster(service) {
+        Some(Some(cluster)) if known(&cluster) => Ok(cluster),
+        Some(Some(_)) => Err(Status::InternalFailure),
+        Some(None) => Err(Status::BadArgument),
+        None if known(&lossy(service)) => Ok(lossy(service)),
+        None => Err(Status::ParseFailure),
+    }
+}
+
+/// Whether a gRPC token names a stream: Envoy gives streams even tokens, calls odd ones.
+fn is_stream_token(token: i32) -> bool {
+    token % 2 == 0
 }
 
 fn timeout_of(ms: i32) -> Option<Duration> {
@@ -833,19 +834,15 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
             ) else {
                 return code(Status::InvalidMemoryAccess);
             };
-            let known = |cluster: &str| c.data().shared.clusters.contains(cluster);
-            let cluster = match grpc_service_cluster(&service) {
-                Some(Some(cluster)) if known(&cluster) => cluster,
-                Some(Some(_)) => return code(Status::InternalFailure),
-                Some(None) => return code(Status::BadArgument),
-                None if known(&lossy(&service)) => lossy(&service),
-                None => return code(Status::ParseFailure),
+            let cluster = match grpc_cluster(&c, &service) {
+                Ok(cluster) => cluster,
+                Err(status) => return code(status),
             };
             let mut initial_metadata = HeaderMap::new();
             initial_metadata.replace_with(decode_pairs(&metadata));
             let now = c.data().shared.clock().now_ns();
             let state = c.data_mut();
-            let token = state.callouts.next_grpc_token();
+            let token = state.callouts.next_grpc_token(false);
             let timeout = timeout_of(timeout_ms);
             let call = GrpcCall {
                 token,
@@ -867,31 +864,7 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
             })
         },
     )?;
-    define_unimplemented(linker, "proxy_grpc_stream")?;
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_send",
-        |mut c: C<'_>, token: i32, _ptr: i32, _len: i32, _end: i32| {
-            enter(&mut c);
-            let is_call = c.data().callouts.grpc.contains_key(&(token as u32));
-            code(if is_call {
-                Status::BadArgument
-            } else {
-                Status::NotFound
-            })
-        },
-    )?;
-    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
-        linker.func_wrap("env", name, |mut c: C<'_>, token: i32| {
-            enter(&mut c);
-            let removed = c.data_mut().callouts.grpc.remove(&(token as u32));
-            code(if removed.is_some() {
-                Status::Ok
-            } else {
-                Status::NotFound
-            })
-        })?;
-    }
+    define_grpc_streams(linker)?;
     linker.func_wrap(
         "env",
         "proxy_get_status",
@@ -904,5 +877,112 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
             code(copy_out(&mut c, &message, ret_ptr, ret_size)?)
         },
     )?;
+    Ok(())
+}
+
+/// `proxy_grpc_stream`, `proxy_grpc_send`, and `proxy_grpc_close`/`proxy_grpc_cancel` for
+/// both calls and streams, with the results Envoy's `Context` gives.
+fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_stream",
+        |mut c: C<'_>,
+         service_ptr: i32,
+         service_len: i32,
+         name_ptr: i32,
+         name_len: i32,
+         method_ptr: i32,
+         method_len: i32,
+         metadata_ptr: i32,
+         metadata_len: i32,
+         ret: i32| {
+            enter(&mut c);
+            let (Some(service), Some(name), Some(method), Some(metadata)) = (
+                read(&mut c, service_ptr, service_len),
+                read(&mut c, name_ptr, name_len),
+                read(&mut c, method_ptr, method_len),
+                read(&mut c, metadata_ptr, metadata_len),
+            ) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let cluster = match grpc_cluster(&c, &service) {
+                Ok(cluster) => cluster,
+                Err(status) => return code(status),
+            };
+            let mut initial_metadata = HeaderMap::new();
+            initial_metadata.replace_with(decode_pairs(&metadata));
+            let state = c.data_mut();
+            let token = state.callouts.next_grpc_token(true);
+            let stream = GrpcStream {
+                token,
+                worker: state.worker,
+                context_id: state.context(),
+                cluster,
+                service: lossy(&name),
+                method: lossy(&method),
+                initial_metadata,
+                messages: Vec::new(),
+                end_stream: false,
+                closed_by_filter: false,
+                cancelled: false,
+                closed_by_upstream: None,
+            };
+            state.callouts.grpc_streams.insert(token, stream);
+            code(if write_u32(&mut c, ret, token) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |mut c: C<'_>, token: i32, ptr: i32, len: i32, end_stream: i32| {
+            enter(&mut c);
+            if !is_stream_token(token) {
+                return code(Status::BadArgument);
+            }
+            let Some(message) = read(&mut c, ptr, len) else {
+                return code(Status::InvalidMemoryAccess);
+            };
+            let Some(stream) = c.data_mut().callouts.live_stream(token as u32) else {
+                return code(Status::NotFound);
+            };
+            stream.messages.push(message);
+            stream.end_stream |= end_stream != 0;
+            code(Status::Ok)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_grpc_close", |mut c: C<'_>, token: i32| {
+        enter(&mut c);
+        let callouts = &mut c.data_mut().callouts;
+        if !is_stream_token(token) {
+            let removed = callouts.grpc.remove(&(token as u32));
+            return code(removed.map_or(Status::NotFound, |_| Status::Ok));
+        }
+        match callouts.live_stream(token as u32) {
+            Some(stream) => {
+                stream.closed_by_filter = true;
+                code(Status::Ok)
+            }
+            None => code(Status::NotFound),
+        }
+    })?;
+    linker.func_wrap("env", "proxy_grpc_cancel", |mut c: C<'_>, token: i32| {
+        enter(&mut c);
+        let callouts = &mut c.data_mut().callouts;
+        if !is_stream_token(token) {
+            let removed = callouts.grpc.remove(&(token as u32));
+            return code(removed.map_or(Status::NotFound, |_| Status::Ok));
+        }
+        match callouts.live_stream(token as u32) {
+            Some(stream) => {
+                stream.cancelled = true;
+                code(Status::Ok)
+            }
+            None => code(Status::NotFound),
+        }
+    })?;
     Ok(())
 }

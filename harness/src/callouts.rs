@@ -71,6 +71,79 @@ pub struct GrpcCall {
     pub(crate) deadline_ns: Option<u64>,
 }
 
+/// A gRPC stream a filter opened with `proxy_grpc_stream`: what it sent, and how it ended.
+/// The VM keeps every stream it opened, so a test can read what a cancelled or closed
+/// stream sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcStream {
+    /// The token the filter got back (even, as Envoy gives streams).
+    pub token: u32,
+    /// The worker whose VM opened the stream.
+    pub worker: usize,
+    /// The context that opened it (Envoy delivers what arrives to the root context).
+    pub context_id: u32,
+    /// The cluster, given by name or inside a serialized `GrpcService`.
+    pub cluster: String,
+    /// The gRPC service, e.g. `envoy.service.ext_proc.v3.ExternalProcessor`.
+    pub service: String,
+    /// The method, e.g. `Process`.
+    pub method: String,
+    /// The initial metadata.
+    pub initial_metadata: HeaderMap,
+    /// The serialized messages the filter sent with `proxy_grpc_send`, in order.
+    pub messages: Vec<Vec<u8>>,
+    /// Whether a send carried `end_stream` (the filter half-closed its side).
+    pub end_stream: bool,
+    /// Whether the filter called `proxy_grpc_close` (a half-close: answers still arrive).
+    pub closed_by_filter: bool,
+    /// Whether the filter called `proxy_grpc_cancel` (the upstream sees a reset; nothing
+    /// more arrives).
+    pub cancelled: bool,
+    /// The status and message the test closed the stream with, if it did.
+    pub closed_by_upstream: Option<(u32, String)>,
+}
+
+impl GrpcStream {
+    /// The messages the filter sent, as text (lossy), for readable assertions.
+    pub fn messages_text(&self) -> Vec<String> {
+        self.messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect()
+    }
+
+    /// Whether the upstream can still answer on it: not cancelled, not closed by the test.
+    pub fn is_open(&self) -> bool {
+        !self.cancelled && self.closed_by_upstream.is_none()
+    }
+
+    /// Whether the filter's token still names it, as in Envoy's map of streams: until a
+    /// cancel, or until both sides closed.
+    fn token_live(&self) -> bool {
+        !(self.cancelled || self.closed_by_filter && self.closed_by_upstream.is_some())
+    }
+}
+
+/// What the test's upstream does on an open gRPC stream; each is delivered to the root
+/// context as Envoy's async client delivers it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GrpcStreamReply {
+    /// Initial metadata: `proxy_on_grpc_receive_initial_metadata`, readable as map type 4.
+    InitialMetadata(HeaderMap),
+    /// A serialized message: `proxy_on_grpc_receive`, readable as the gRPC receive buffer.
+    Message(Vec<u8>),
+    /// Trailing metadata: `proxy_on_grpc_receive_trailing_metadata`, readable as map type 5.
+    TrailingMetadata(HeaderMap),
+    /// The stream ends with this gRPC status (0 is OK): `proxy_on_grpc_close`, with the
+    /// message readable through `proxy_get_status`.
+    Close {
+        /// The gRPC status code.
+        status: u32,
+        /// The status message.
+        message: String,
+    },
+}
+
 /// How a test (or a responder) settles an HTTP call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HttpCallReply {
@@ -104,6 +177,8 @@ pub enum GrpcCallReply {
 pub(crate) enum CalloutView {
     Http(Response),
     Grpc(Vec<u8>),
+    /// Initial (`true`) or trailing metadata of a gRPC stream.
+    GrpcMetadata(bool, HeaderMap),
 }
 
 /// The calls a VM has in flight.
@@ -111,6 +186,7 @@ pub(crate) enum CalloutView {
 pub(crate) struct Callouts {
     pub http: BTreeMap<u32, HttpCall>,
     pub grpc: BTreeMap<u32, GrpcCall>,
+    pub grpc_streams: BTreeMap<u32, GrpcStream>,
     last_http_token: u32,
     last_grpc_token: u32,
 }
@@ -122,14 +198,21 @@ impl Callouts {
         self.last_http_token
     }
 
-    /// The next gRPC call token; Envoy gives unary calls odd tokens.
-    pub fn next_grpc_token(&mut self) -> u32 {
-        self.last_grpc_token = if self.last_grpc_token == 0 {
-            1
-        } else {
-            self.last_grpc_token + 2
-        };
+    /// The next gRPC token from one counter, as Envoy does: unary calls get odd tokens,
+    /// streams even ones, skipping a number of the wrong parity.
+    pub fn next_grpc_token(&mut self, stream: bool) -> u32 {
+        self.last_grpc_token += 1;
+        if self.last_grpc_token.is_multiple_of(2) != stream {
+            self.last_grpc_token += 1;
+        }
         self.last_grpc_token
+    }
+
+    /// The stream a filter's token names, if Envoy would still know it.
+    pub fn live_stream(&mut self, token: u32) -> Option<&mut GrpcStream> {
+        self.grpc_streams
+            .get_mut(&token)
+            .filter(|stream| stream.token_live())
     }
 }
 
@@ -265,6 +348,52 @@ impl Vm {
                 "upstream request timeout".to_string(),
             ),
         }
+        self.pump_all();
+        true
+    }
+
+    /// Delivers what the test's upstream does on a gRPC stream to the root context. False
+    /// if the VM opened no such stream, or it was cancelled or already closed.
+    pub(crate) fn reply_on_grpc_stream(&mut self, token: u32, reply: GrpcStreamReply) -> bool {
+        let Some(stream) = self.store.data_mut().callouts.grpc_streams.get_mut(&token) else {
+            return false;
+        };
+        if !stream.is_open() {
+            return false;
+        }
+        if let GrpcStreamReply::Close { status, message } = &reply {
+            stream.closed_by_upstream = Some((*status, message.clone()));
+        }
+        if !self.alive {
+            return true;
+        }
+        let root = ROOT_CONTEXT_ID as i32;
+        let (callback, size, view) = match reply {
+            GrpcStreamReply::InitialMetadata(map) => (
+                Callback::GrpcReceiveInitialMetadata,
+                map.len(),
+                CalloutView::GrpcMetadata(true, map),
+            ),
+            GrpcStreamReply::TrailingMetadata(map) => (
+                Callback::GrpcReceiveTrailingMetadata,
+                map.len(),
+                CalloutView::GrpcMetadata(false, map),
+            ),
+            GrpcStreamReply::Message(message) => (
+                Callback::GrpcReceive,
+                message.len(),
+                CalloutView::Grpc(message),
+            ),
+            GrpcStreamReply::Close { status, message } => {
+                self.close_grpc(token, status, message);
+                self.pump_all();
+                return true;
+            }
+        };
+        self.store.data_mut().callout_view = Some(view);
+        // A trap is logged and kills the VM inside `invoke`.
+        let _ = self.invoke(callback, &[root, token as i32, size as i32]);
+        self.store.data_mut().callout_view = None;
         self.pump_all();
         true
     }

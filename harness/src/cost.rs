@@ -40,6 +40,10 @@ pub enum Callback {
     GrpcReceive,
     /// `proxy_on_grpc_close`.
     GrpcClose,
+    /// `proxy_on_grpc_receive_initial_metadata`.
+    GrpcReceiveInitialMetadata,
+    /// `proxy_on_grpc_receive_trailing_metadata`.
+    GrpcReceiveTrailingMetadata,
     /// `proxy_on_queue_ready`.
     QueueReady,
 }
@@ -65,6 +69,8 @@ impl Callback {
             Self::HttpCallResponse => "proxy_on_http_call_response",
             Self::GrpcReceive => "proxy_on_grpc_receive",
             Self::GrpcClose => "proxy_on_grpc_close",
+            Self::GrpcReceiveInitialMetadata => "proxy_on_grpc_receive_initial_metadata",
+            Self::GrpcReceiveTrailingMetadata => "proxy_on_grpc_receive_trailing_metadata",
             Self::QueueReady => "proxy_on_queue_ready",
         }
     }

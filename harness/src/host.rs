@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::Linker;
 
-use crate::callouts::{GrpcCall, GrpcCallReply, HttpCall, HttpCallReply};
+use crate::callouts::{
+    GrpcCall, GrpcCallReply, GrpcStream, GrpcStreamReply, HttpCall, HttpCallReply,
+};
 use crate::clock::{Clock, DEFAULT_START};
 use crate::cost::{Callback, CostReport};
 use crate::error::HarnessError;
@@ -796,6 +798,39 @@ impl<'h> Worker<'h> {
         let settled = self.vm().settle_grpc_call(token, reply);
         self.host.deliver_queue_ready();
         settled
+    }
+
+    /// Every gRPC stream this worker's VM opened, oldest first: what each sent and how it
+    /// ended (cancelled or closed streams stay listed).
+    pub fn grpc_streams(&self) -> Vec<GrpcStream> {
+        self.vm()
+            .store
+            .data()
+            .callouts
+            .grpc_streams
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One gRPC stream by token, as `grpc_streams` lists it.
+    pub fn grpc_stream(&self, token: u32) -> Option<GrpcStream> {
+        self.vm()
+            .store
+            .data()
+            .callouts
+            .grpc_streams
+            .get(&token)
+            .cloned()
+    }
+
+    /// The upstream acts on an open gRPC stream: sends initial metadata, a message or
+    /// trailing metadata, or closes it with a status. False if no such stream is open (it
+    /// was cancelled, or already closed by the upstream).
+    pub fn reply_on_grpc_stream(&self, token: u32, reply: GrpcStreamReply) -> bool {
+        let delivered = self.vm().reply_on_grpc_stream(token, reply);
+        self.host.deliver_queue_ready();
+        delivered
     }
 
     /// The tick period the root context set, if any.

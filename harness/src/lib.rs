@@ -29,7 +29,9 @@ mod wasi;
 
 use std::path::PathBuf;
 
-pub use callouts::{GrpcCall, GrpcCallReply, HttpCall, HttpCallReply, GRPC_UNAVAILABLE};
+pub use callouts::{
+    GrpcCall, GrpcCallReply, GrpcStream, GrpcStreamReply, HttpCall, HttpCallReply, GRPC_UNAVAILABLE,
+};
 pub use cost::{CallCost, Callback, Cost, CostReport};
 pub use error::HarnessError;
 pub use headers::HeaderMap;

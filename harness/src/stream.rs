@@ -212,6 +212,14 @@ impl VmState {
         }
         let found = match map_type {
             0..=3 => self.stream().and_then(|s| map_of(s, map_type)),
+            4 | 5 => match &self.callout_view {
+                Some(crate::callouts::CalloutView::GrpcMetadata(initial, map))
+                    if *initial == (map_type == 4) =>
+                {
+                    Some(map)
+                }
+                _ => None,
+            },
             6 | 7 => match &self.callout_view {
                 Some(crate::callouts::CalloutView::Http(r)) if map_type == 6 => Some(&r.headers),
                 Some(crate::callouts::CalloutView::Http(r)) => Some(&r.trailers),

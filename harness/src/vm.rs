@@ -118,7 +118,7 @@ pub(crate) struct Vm {
 }
 
 /// The exports the host may call, besides `_initialize`/`_start`, with their arities.
-const CALLBACKS: [(Callback, usize, bool); 17] = [
+const CALLBACKS: [(Callback, usize, bool); 19] = [
     (Callback::ContextCreate, 2, false),
     (Callback::VmStart, 2, true),
     (Callback::Configure, 2, true),
@@ -135,6 +135,8 @@ const CALLBACKS: [(Callback, usize, bool); 17] = [
     (Callback::HttpCallResponse, 5, false),
     (Callback::GrpcReceive, 3, false),
     (Callback::GrpcClose, 3, false),
+    (Callback::GrpcReceiveInitialMetadata, 3, false),
+    (Callback::GrpcReceiveTrailingMetadata, 3, false),
     (Callback::QueueReady, 2, false),
 ];
 

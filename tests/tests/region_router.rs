@@ -373,6 +373,50 @@ fn a_region_with_no_history_is_marked_after_min_requests_failures() {
     assert_eq!(fail_until_marked(&host, US), 10);
 }
 
+/// A host running the region router as VM id `router` on `registry`: several such hosts
+/// are workers of one Envoy, one of them configuring later than the others.
+fn worker_on(registry: &meshward_harness::SharedData) -> Host {
+    Host::builder(wasm_path("region-router"))
+        .vm_id("router")
+        .shared_data(registry)
+        .config_json(&config().to_string())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_worker_configuring_late_keeps_the_outcomes_other_workers_recorded() {
+    let registry = meshward_harness::SharedData::new();
+    let early = worker_on(&registry);
+    let down = Regions::with_down(&[US]);
+    // 9 failures: one short of marking a region with no history (min_requests 10).
+    for _ in 0..9 {
+        let outcome = send(&early.worker(0), prefer(US), &down);
+        assert_eq!(decision(&outcome), "region=us-east-1; reason=preference");
+    }
+    let late = worker_on(&registry);
+    // The late worker's configure found the record and kept it: one more failure marks it.
+    assert_eq!(fail_until_marked(&late, US), 1);
+    let outcome = send(&early.worker(0), prefer(US), &down);
+    assert_ne!(
+        routed_to(&outcome),
+        "us",
+        "the early worker sees the mark too"
+    );
+}
+
+#[test]
+fn a_region_marked_unhealthy_stays_marked_for_a_worker_configuring_late() {
+    let registry = meshward_harness::SharedData::new();
+    let early = worker_on(&registry);
+    assert_eq!(fail_until_marked(&early, US), 10);
+    let late = worker_on(&registry);
+    let outcome = send(&late.worker(0), prefer(US), &Regions::with_down(&[US]));
+    assert_eq!(outcome.response.status(), 200);
+    assert_ne!(routed_to(&outcome), "us");
+    assert_eq!(late.gauge(&region_stat(US, "state")), Some(2));
+}
+
 #[test]
 fn split_traffic_of_a_failed_region_fails_over_and_other_sessions_stay() {
     let host = host_with(config(), 2);
