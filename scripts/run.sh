@@ -74,8 +74,8 @@ Try:
   curl -si -H "authorization: Bearer \$TOKEN" http://127.0.0.1:10000/jwt/admin
 
   # rate-limit: 100 requests in a burst, then 50 a second per client; the rest get 429
-  # with Retry-After and RateLimit headers
-  for i in \$(seq 120); do curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:10000/; done | sort | uniq -c
+  # with Retry-After and RateLimit headers (300 requests, 16 at a time)
+  seq 300 | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:10000/ | sort | uniq -c
 
   # region-router under /regions/: the region chosen and why, in x-meshward-region-decision
   curl -si -H 'x-region-preference: ap-south-1' http://127.0.0.1:10000/regions/
