@@ -880,6 +880,24 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
     Ok(())
 }
 
+/// `proxy_grpc_close` and `proxy_grpc_cancel`: a unary call is forgotten either way; a
+/// stream is marked by `mark` (half-closed by the filter, or cancelled).
+fn end_grpc(c: &mut C<'_>, token: i32, mark: fn(&mut GrpcStream)) -> Result<i32> {
+    enter(c);
+    let callouts = &mut c.data_mut().callouts;
+    if !is_stream_token(token) {
+        let removed = callouts.grpc.remove(&(token as u32));
+        return code(removed.map_or(Status::NotFound, |_| Status::Ok));
+    }
+    match callouts.live_stream(token as u32) {
+        Some(stream) => {
+            mark(stream);
+            code(Status::Ok)
+        }
+        None => code(Status::NotFound),
+    }
+}
+
 /// `proxy_grpc_stream`, `proxy_grpc_send`, and `proxy_grpc_close`/`proxy_grpc_cancel` for
 /// both calls and streams, with the results Envoy's `Context` gives.
 fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
@@ -955,34 +973,10 @@ fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
         },
     )?;
     linker.func_wrap("env", "proxy_grpc_close", |mut c: C<'_>, token: i32| {
-        enter(&mut c);
-        let callouts = &mut c.data_mut().callouts;
-        if !is_stream_token(token) {
-            let removed = callouts.grpc.remove(&(token as u32));
-            return code(removed.map_or(Status::NotFound, |_| Status::Ok));
-        }
-        match callouts.live_stream(token as u32) {
-            Some(stream) => {
-                stream.closed_by_filter = true;
-                code(Status::Ok)
-            }
-            None => code(Status::NotFound),
-        }
+        end_grpc(&mut c, token, |stream| stream.closed_by_filter = true)
     })?;
     linker.func_wrap("env", "proxy_grpc_cancel", |mut c: C<'_>, token: i32| {
-        enter(&mut c);
-        let callouts = &mut c.data_mut().callouts;
-        if !is_stream_token(token) {
-            let removed = callouts.grpc.remove(&(token as u32));
-            return code(removed.map_or(Status::NotFound, |_| Status::Ok));
-        }
-        match callouts.live_stream(token as u32) {
-            Some(stream) => {
-                stream.cancelled = true;
-                code(Status::Ok)
-            }
-            None => code(Status::NotFound),
-        }
+        end_grpc(&mut c, token, |stream| stream.cancelled = true)
     })?;
     Ok(())
 }
