@@ -736,6 +736,43 @@ fn grpc_cluster(c: &C<'_>, service: &[u8]) -> Result<String, Status> {
 }
 
 /// Whether a gRPC token names a stream: Envoy gives streams even tokens, calls odd ones.
+/// Where a gRPC call or stream goes, read from the filter's memory.
+struct GrpcTarget {
+    cluster: String,
+    service: String,
+    method: String,
+    initial_metadata: HeaderMap,
+}
+
+/// The arguments `proxy_grpc_call` and `proxy_grpc_stream` share, each a (pointer, length):
+/// the upstream (a cluster name or a serialized `GrpcService`), the service, the method and
+/// the initial metadata. `InvalidMemoryAccess` for a bad pointer, else the cluster's status.
+fn grpc_target(
+    c: &mut C<'_>,
+    upstream: (i32, i32),
+    service: (i32, i32),
+    method: (i32, i32),
+    metadata: (i32, i32),
+) -> Result<GrpcTarget, Status> {
+    let (Some(upstream), Some(service), Some(method), Some(metadata)) = (
+        read(c, upstream.0, upstream.1),
+        read(c, service.0, service.1),
+        read(c, method.0, method.1),
+        read(c, metadata.0, metadata.1),
+    ) else {
+        return Err(Status::InvalidMemoryAccess);
+    };
+    let cluster = grpc_cluster(c, &upstream)?;
+    let mut initial_metadata = HeaderMap::new();
+    initial_metadata.replace_with(decode_pairs(&metadata));
+    Ok(GrpcTarget {
+        cluster,
+        service: lossy(&service),
+        method: lossy(&method),
+        initial_metadata,
+    })
+}
+
 fn is_stream_token(token: i32) -> bool {
     token % 2 == 0
 }
@@ -825,21 +862,19 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
          timeout_ms: i32,
          ret: i32| {
             enter(&mut c);
-            let (Some(service), Some(name), Some(method), Some(metadata), Some(message)) = (
-                read(&mut c, service_ptr, service_len),
-                read(&mut c, name_ptr, name_len),
-                read(&mut c, method_ptr, method_len),
-                read(&mut c, metadata_ptr, metadata_len),
-                read(&mut c, message_ptr, message_len),
-            ) else {
+            let Some(message) = read(&mut c, message_ptr, message_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
-            let cluster = match grpc_cluster(&c, &service) {
-                Ok(cluster) => cluster,
+            let target = match grpc_target(
+                &mut c,
+                (service_ptr, service_len),
+                (name_ptr, name_len),
+                (method_ptr, method_len),
+                (metadata_ptr, metadata_len),
+            ) {
+                Ok(target) => target,
                 Err(status) => return code(status),
             };
-            let mut initial_metadata = HeaderMap::new();
-            initial_metadata.replace_with(decode_pairs(&metadata));
             let now = c.data().shared.clock().now_ns();
             let state = c.data_mut();
             let token = state.callouts.next_grpc_token(false);
@@ -848,10 +883,10 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
                 token,
                 worker: state.worker,
                 context_id: state.context(),
-                cluster,
-                service: lossy(&name),
-                method: lossy(&method),
-                initial_metadata,
+                cluster: target.cluster,
+                service: target.service,
+                method: target.method,
+                initial_metadata: target.initial_metadata,
                 message,
                 timeout,
                 deadline_ns: timeout.map(|t| now + t.as_nanos() as u64),
@@ -915,30 +950,26 @@ fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
          metadata_len: i32,
          ret: i32| {
             enter(&mut c);
-            let (Some(service), Some(name), Some(method), Some(metadata)) = (
-                read(&mut c, service_ptr, service_len),
-                read(&mut c, name_ptr, name_len),
-                read(&mut c, method_ptr, method_len),
-                read(&mut c, metadata_ptr, metadata_len),
-            ) else {
-                return code(Status::InvalidMemoryAccess);
-            };
-            let cluster = match grpc_cluster(&c, &service) {
-                Ok(cluster) => cluster,
+            let target = match grpc_target(
+                &mut c,
+                (service_ptr, service_len),
+                (name_ptr, name_len),
+                (method_ptr, method_len),
+                (metadata_ptr, metadata_len),
+            ) {
+                Ok(target) => target,
                 Err(status) => return code(status),
             };
-            let mut initial_metadata = HeaderMap::new();
-            initial_metadata.replace_with(decode_pairs(&metadata));
             let state = c.data_mut();
             let token = state.callouts.next_grpc_token(true);
             let stream = GrpcStream {
                 token,
                 worker: state.worker,
                 context_id: state.context(),
-                cluster,
-                service: lossy(&name),
-                method: lossy(&method),
-                initial_metadata,
+                cluster: target.cluster,
+                service: target.service,
+                method: target.method,
+                initial_metadata: target.initial_metadata,
                 messages: Vec::new(),
                 end_stream: false,
                 closed_by_filter: false,
