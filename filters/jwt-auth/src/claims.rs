@@ -68,29 +68,56 @@ pub struct Times {
     pub iat: Option<i64>,
 }
 
-/// A NumericDate (RFC 7519 §2): any JSON number; fractions are dropped. Out-of-range values
-/// saturate, so a huge `exp` is "far future", never an overflow.
+/// 2^64 as a double: the first NumericDate out of range.
+const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+
+/// A NumericDate (RFC 7519 §2) read as Envoy's `jwt_authn` reads one (its
+/// `StructUtils::GetUInt64`): any JSON number from 0 up to, not including, 2^64 once
+/// converted to a double, with any fraction dropped. A negative number, or one of 2^64 or
+/// more (`1e30`, `18446744073709551615`, which rounds to 2^64), is malformed, never "far
+/// future" or "long ago". Beyond `i64::MAX` a date saturates: it is centuries away.
 fn numeric_date(
     claims: &Claims,
     name: &str,
-    what: &'static str,
+    not_a_number: &'static str,
+    out_of_range: &'static str,
 ) -> Result<Option<i64>, ClaimError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => Ok(n
-            .as_i64()
-            .or_else(|| n.as_u64().map(|_| i64::MAX))
-            .or_else(|| n.as_f64().map(|f| f.floor() as i64))),
-        Some(_) => Err(ClaimError::Malformed(what)),
+        Some(Value::Number(n)) => {
+            let as_double = n.as_f64().ok_or(ClaimError::Malformed(out_of_range))?;
+            if !(0.0..TWO_POW_64).contains(&as_double) {
+                return Err(ClaimError::Malformed(out_of_range));
+            }
+            // Integers are read exactly; a fraction is truncated, as a cast does.
+            let secs = n.as_u64().unwrap_or(as_double as u64);
+            Ok(Some(i64::try_from(secs).unwrap_or(i64::MAX)))
+        }
+        Some(_) => Err(ClaimError::Malformed(not_a_number)),
     }
 }
 
 /// Reads `exp`, `nbf` and `iat`.
 pub fn times(claims: &Claims) -> Result<Times, ClaimError> {
     Ok(Times {
-        exp: numeric_date(claims, "exp", "exp claim is not a number")?,
-        nbf: numeric_date(claims, "nbf", "nbf claim is not a number")?,
-        iat: numeric_date(claims, "iat", "iat claim is not a number")?,
+        exp: numeric_date(
+            claims,
+            "exp",
+            "exp claim is not a number",
+            "exp claim is out of range",
+        )?,
+        nbf: numeric_date(
+            claims,
+            "nbf",
+            "nbf claim is not a number",
+            "nbf claim is out of range",
+        )?,
+        iat: numeric_date(
+            claims,
+            "iat",
+            "iat claim is not a number",
+            "iat claim is out of range",
+        )?,
     })
 }
 
@@ -167,19 +194,33 @@ pub fn lookup<'a>(claims: &'a Claims, path: &[String]) -> Option<&'a Value> {
 /// A claim rendered as a header value: strings as they are, numbers and booleans as JSON
 /// text, arrays joined with `,`, objects as compact JSON. `None` for `null`, an empty
 /// result, or any text a header cannot carry (control characters).
+///
+/// An array is refused whole (`None`) when one of its elements holds a `,` or starts or
+/// ends with a space or tab: a backend splitting the header on `,` (and trimming, as HTTP
+/// lists are read) would see other elements than the token holds, so `["a,admin"]`
+/// could pass for `["a", "admin"]`.
 pub fn header_value(value: &Value) -> Option<String> {
     let text = match value {
         Value::Null => return None,
         Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|item| match item {
-                Value::String(s) => Some(s.clone()),
-                Value::Null => None,
-                other => Some(other.to_string()),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+        Value::Array(items) => {
+            let mut parts = Vec::with_capacity(items.len());
+            for item in items {
+                let part = match item {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                let ambiguous = part.contains(',')
+                    || part.starts_with([' ', '\t'])
+                    || part.ends_with([' ', '\t']);
+                if ambiguous {
+                    return None;
+                }
+                parts.push(part);
+            }
+            parts.join(",")
+        }
         other => other.to_string(),
     };
     let printable = text.chars().all(|c| c == '\t' || !c.is_control());
@@ -269,16 +310,49 @@ mod tests {
     }
 
     #[test]
-    fn huge_fractional_and_negative_dates_never_overflow() {
-        assert_eq!(check(json!({ "exp": 1e300 }), 1000, &RULES), Ok(()));
-        assert_eq!(check(json!({ "exp": u64::MAX }), 1000, &RULES), Ok(()));
-        assert_eq!(
-            check(json!({ "exp": -1e300 }), 1000, &RULES),
-            Err(ClaimError::Expired)
-        );
+    fn numeric_dates_follow_envoys_jwt_authn() {
+        let malformed = |value: Value| {
+            matches!(
+                check(json!({ "exp": 9999, "nbf": value }), 1000, &RULES),
+                Err(ClaimError::Malformed(_))
+            )
+        };
+        // Negative, or 2^64 and beyond once read as a double: malformed.
+        for out in [
+            json!(-1),
+            json!(-0.5),
+            json!(-1e300),
+            json!(1e30),
+            json!(1.8446744073709552e19),
+            json!(u64::MAX),
+        ] {
+            assert!(malformed(out.clone()), "{out}");
+        }
+        assert!(matches!(
+            check(json!({ "exp": 1e30 }), 1000, &RULES),
+            Err(ClaimError::Malformed("exp claim is out of range"))
+        ));
+        assert!(matches!(
+            check(json!({ "exp": 9999, "iat": -1 }), 1000, &RULES),
+            Err(ClaimError::Malformed("iat claim is out of range"))
+        ));
+        // Fractions are truncated; the largest doubles below 2^64 are centuries away.
         assert_eq!(check(json!({ "exp": 1059.9 }), 1000, &RULES), Ok(()));
         assert_eq!(
-            check(json!({ "exp": 9999, "nbf": i64::MIN }), u64::MAX, &RULES),
+            check(json!({ "exp": 1000.9 }), 1060, &RULES),
+            Err(ClaimError::Expired)
+        );
+        assert_eq!(check(json!({ "exp": 1.8e19 }), 1000, &RULES), Ok(()));
+        assert_eq!(
+            check(json!({ "exp": 18446744073709549568u64 }), 1000, &RULES),
+            Ok(())
+        );
+        assert_eq!(
+            check(json!({ "exp": 9999, "nbf": -0.0 }), 1000, &RULES),
+            Ok(())
+        );
+        assert_eq!(
+            check(json!({ "exp": 9999, "nbf": 0 }), u64::MAX, &RULES),
             Err(ClaimError::Expired)
         );
         let max = TimeRules {
@@ -286,7 +360,7 @@ mod tests {
             ..RULES
         };
         assert_eq!(
-            check(json!({ "exp": 9999, "iat": -1e300 }), 1000, &max),
+            check(json!({ "exp": 1.8e19, "iat": 0 }), 1000, &max),
             Ok(())
         );
     }
@@ -380,5 +454,25 @@ mod tests {
         assert_eq!(header_value(&json!([])), None);
         assert_eq!(header_value(&json!("a\r\nx-admin: 1")), None);
         assert_eq!(header_value(&json!("nul\0")), None);
+    }
+
+    #[test]
+    fn an_array_element_that_a_backend_would_split_sets_no_header() {
+        for ambiguous in [
+            json!(["staff", "dev,admin"]),
+            json!(["a", ",admin"]),
+            json!(["a", " admin"]),
+            json!(["a", "admin\t"]),
+            json!([["x", "y"]]),
+            json!([{ "k": 1, "l": 2 }]),
+        ] {
+            assert_eq!(header_value(&ambiguous), None, "{ambiguous}");
+        }
+        // A lone string may hold commas: it is one value, as the token says.
+        assert_eq!(header_value(&json!("a, b")).as_deref(), Some("a, b"));
+        assert_eq!(
+            header_value(&json!(["a b", [1], { "k": 1 }])).as_deref(),
+            Some(r#"a b,[1],{"k":1}"#)
+        );
     }
 }

@@ -9,6 +9,7 @@ use crate::policy::{
 };
 use crate::remote::RemoteSource;
 use crate::sources::TokenSource;
+use crate::token::Algorithm;
 use meshward_shared::config::{
     check_header_name, check_header_value, parse_json, ConfigDuration, ConfigError,
 };
@@ -43,6 +44,11 @@ pub struct Provider {
     pub forwarding: Forwarding,
     /// Its time checks.
     pub time: TimeRules,
+    /// The algorithms its tokens may use, checked before any signature work; `None`
+    /// accepts whatever its keys allow.
+    pub algorithms: Option<Vec<Algorithm>>,
+    /// How many keys a token without `kid` is tried against, at most.
+    pub max_keys_without_kid: usize,
 }
 
 /// The validated configuration.
@@ -62,6 +68,8 @@ pub struct Config {
     pub cache_entries: usize,
     /// Whether to verify RS*/ES* signatures with Envoy's `verify_signature` when offered.
     pub host_crypto: bool,
+    /// The largest RSA modulus, in bits, whose signatures are checked inside Wasm.
+    pub max_wasm_rsa_bits: usize,
     /// Distinct remote key sets.
     pub sources: Vec<RemoteSource>,
     /// Every header any provider sets: removed from every incoming request.
@@ -72,6 +80,8 @@ const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
 const DEFAULT_MAX_KEYS: usize = 32;
 const DEFAULT_CACHE_ENTRIES: usize = 1024;
+const DEFAULT_MAX_KEYS_WITHOUT_KID: usize = 4;
+const DEFAULT_MAX_WASM_RSA_BITS: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +97,8 @@ struct RawConfig {
     cache: Option<RawCache>,
     #[serde(default)]
     host_crypto: Option<bool>,
+    #[serde(default)]
+    max_wasm_rsa_bits: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +133,10 @@ struct RawProvider {
     require_exp: Option<bool>,
     #[serde(default)]
     max_lifetime: Option<ConfigDuration>,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    max_keys_without_kid: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +293,17 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             format!("expected at most 100000 (0 disables the cache), got {cache_entries}"),
         ));
     }
+    let max_wasm_rsa_bits = raw.max_wasm_rsa_bits.unwrap_or(DEFAULT_MAX_WASM_RSA_BITS);
+    if !(jwks::MIN_RSA_BITS..=jwks::MAX_RSA_BITS).contains(&max_wasm_rsa_bits) {
+        return Err(ConfigError::new(
+            "max_wasm_rsa_bits",
+            format!(
+                "expected {} to {}, got {max_wasm_rsa_bits}",
+                jwks::MIN_RSA_BITS,
+                jwks::MAX_RSA_BITS
+            ),
+        ));
+    }
     let mut managed_headers: Vec<String> = Vec::new();
     for provider in &providers {
         for header in provider.forwarding.headers() {
@@ -298,6 +325,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         max_token_bytes,
         cache_entries,
         host_crypto: raw.host_crypto.unwrap_or(true),
+        max_wasm_rsa_bits,
         sources,
         managed_headers,
     })
@@ -406,6 +434,19 @@ fn build_provider(
             )
         })
         .transpose()?;
+    let algorithms = raw
+        .algorithms
+        .map(|names| algorithm_list(&names))
+        .transpose()?;
+    let max_keys_without_kid = raw
+        .max_keys_without_kid
+        .unwrap_or(DEFAULT_MAX_KEYS_WITHOUT_KID);
+    if max_keys_without_kid > 256 {
+        return Err(ConfigError::new(
+            "max_keys_without_kid",
+            format!("expected 0 (a kid is required) to 256, got {max_keys_without_kid}"),
+        ));
+    }
     Ok(Provider {
         name: raw.name,
         issuer: raw.issuer,
@@ -422,7 +463,39 @@ fn build_provider(
             require_exp: raw.require_exp.unwrap_or(true),
             max_lifetime_secs: max_lifetime.map(|d| d.as_secs()),
         },
+        algorithms,
+        max_keys_without_kid,
     })
+}
+
+/// A provider's `algorithms`: known JWA names, at least one, none twice.
+fn algorithm_list(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::new(
+            "algorithms",
+            "at least one algorithm is required (leave it out to accept what the keys allow)",
+        ));
+    }
+    let mut out: Vec<Algorithm> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let alg = Algorithm::from_name(name).ok_or_else(|| {
+            ConfigError::new(
+                format!("algorithms[{i}]"),
+                format!(
+                    "expected one of {}, got {name:?}",
+                    Algorithm::ALL.map(Algorithm::name).join(", ")
+                ),
+            )
+        })?;
+        if out.contains(&alg) {
+            return Err(ConfigError::new(
+                format!("algorithms[{i}]"),
+                format!("{name} is listed twice"),
+            ));
+        }
+        out.push(alg);
+    }
+    Ok(out)
 }
 
 /// Inline keys: a JWKS object, or a string holding one (as Envoy's `inline_string`).
@@ -1052,6 +1125,47 @@ mod tests {
         let mut c = base();
         c["cache"] = json!({ "max_entries": 1_000_000 });
         assert!(error(c).starts_with("cache.max_entries:"));
+        let mut c = base();
+        c["max_wasm_rsa_bits"] = json!(16384);
+        assert_eq!(
+            error(c),
+            "max_wasm_rsa_bits: expected 2048 to 8192, got 16384"
+        );
+        let config = parse(base().to_string().as_bytes()).unwrap();
+        assert_eq!(config.max_wasm_rsa_bits, 4096);
+    }
+
+    #[test]
+    fn a_provider_may_narrow_its_algorithms_and_keys_tried_without_kid() {
+        let with = |field: &str, value: Value| {
+            let mut p = provider();
+            p[field] = value;
+            json!({ "providers": [p] })
+        };
+        let config = parse(
+            with("algorithms", json!(["ES256", "RS256"]))
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.providers[0].algorithms,
+            Some(vec![Algorithm::ES256, Algorithm::RS256])
+        );
+        assert_eq!(config.providers[0].max_keys_without_kid, 4);
+        assert_eq!(
+            error(with("algorithms", json!(["RS256", "none"]))),
+            "providers[0].algorithms[1]: expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512, got \"none\""
+        );
+        assert!(error(with("algorithms", json!([]))).starts_with("providers[0].algorithms:"));
+        assert_eq!(
+            error(with("algorithms", json!(["RS256", "RS256"]))),
+            "providers[0].algorithms[1]: RS256 is listed twice"
+        );
+        assert_eq!(
+            error(with("max_keys_without_kid", json!(257))),
+            "providers[0].max_keys_without_kid: expected 0 (a kid is required) to 256, got 257"
+        );
     }
 
     #[test]

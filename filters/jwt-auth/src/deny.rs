@@ -22,11 +22,13 @@ pub enum Reason {
     UnknownKid,
     /// The token is valid but lacks a required claim.
     InsufficientClaims,
+    /// The proxy's clock could not be read, so no token's times can be checked.
+    ClockUnavailable,
 }
 
 impl Reason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::BadSignature,
@@ -36,6 +38,7 @@ impl Reason {
         Reason::WrongAudience,
         Reason::UnknownKid,
         Reason::InsufficientClaims,
+        Reason::ClockUnavailable,
     ];
 
     /// The reason's name in metrics and logs.
@@ -50,6 +53,7 @@ impl Reason {
             Reason::WrongAudience => "wrong_audience",
             Reason::UnknownKid => "unknown_kid",
             Reason::InsufficientClaims => "insufficient_claims",
+            Reason::ClockUnavailable => "clock_unavailable",
         }
     }
 }
@@ -75,12 +79,13 @@ impl Denial {
         }
     }
 
-    /// 403 for a valid token without the required claims, 401 for everything else.
+    /// 403 for a valid token without the required claims, 503 when the proxy cannot
+    /// tell the time (the token is not at fault), 401 for everything else.
     pub fn status(&self) -> u32 {
-        if self.reason == Reason::InsufficientClaims {
-            403
-        } else {
-            401
+        match self.reason {
+            Reason::InsufficientClaims => 403,
+            Reason::ClockUnavailable => 503,
+            _ => 401,
         }
     }
 
@@ -88,7 +93,7 @@ impl Denial {
     /// carries no error), `insufficient_scope` for 403, `invalid_token` otherwise.
     pub fn error_code(&self) -> Option<&'static str> {
         match self.reason {
-            Reason::Missing => None,
+            Reason::Missing | Reason::ClockUnavailable => None,
             Reason::InsufficientClaims => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }

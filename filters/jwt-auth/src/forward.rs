@@ -50,14 +50,8 @@ pub enum Edit {
     SetCookie(Option<String>),
 }
 
-/// The edits for a token `verified` by a provider with `forwarding`, found in `source`.
-pub fn edits(
-    forwarding: &Forwarding,
-    verified: &Verified,
-    source: &TokenSource,
-    headers: &[Pair],
-    path: &str,
-) -> Vec<Edit> {
+/// The claim and payload headers for a token `verified` by a provider with `forwarding`.
+pub fn claim_edits(forwarding: &Forwarding, verified: &Verified) -> Vec<Edit> {
     let mut out = Vec::new();
     for claim in &forwarding.claims_to_headers {
         let value = claims::lookup(&verified.claims, &claim.path).and_then(claims::header_value);
@@ -68,12 +62,39 @@ pub fn edits(
     if let Some(header) = &forwarding.payload_header {
         out.push(Edit::Set(header.clone(), verified.payload_segment.clone()));
     }
-    if !forwarding.keep_token {
-        out.push(match source {
-            TokenSource::Header { name, .. } => Edit::Remove(name.clone()),
-            TokenSource::Query(name) => Edit::SetPath(sources::without_query_param(path, name)),
-            TokenSource::Cookie(name) => Edit::SetCookie(sources::without_cookie(headers, name)),
-        });
+    out
+}
+
+/// The edits that take the tokens at `locations` out of the request: each header removed,
+/// the query parameters dropped from `:path` in one rewrite, the cookies dropped from
+/// `cookie` in one. Only what the request holds is edited.
+pub fn strip(locations: &[&TokenSource], headers: &[Pair], path: &str) -> Vec<Edit> {
+    let mut out = Vec::new();
+    let mut queries: Vec<&str> = Vec::new();
+    let mut cookies: Vec<&str> = Vec::new();
+    for location in locations {
+        match location {
+            TokenSource::Header { name, .. } => {
+                let edit = Edit::Remove(name.clone());
+                if headers.iter().any(|(k, _)| k == name) && !out.contains(&edit) {
+                    out.push(edit);
+                }
+            }
+            TokenSource::Query(name) => queries.push(name),
+            TokenSource::Cookie(name) => cookies.push(name),
+        }
+    }
+    if !queries.is_empty() {
+        let stripped = sources::without_query_params(path, &queries);
+        if stripped != path {
+            out.push(Edit::SetPath(stripped));
+        }
+    }
+    if cookies
+        .iter()
+        .any(|name| sources::has_cookie(headers, name))
+    {
+        out.push(Edit::SetCookie(sources::without_cookies(headers, &cookies)));
     }
     out
 }
@@ -123,7 +144,7 @@ mod tests {
             keep_token: true,
         };
         assert_eq!(
-            edits(&forwarding, &verified(), &bearer(), &[], "/"),
+            claim_edits(&forwarding, &verified()),
             vec![
                 Edit::Set("x-sub".into(), "ann".into()),
                 Edit::Set("x-org".into(), "acme".into()),
@@ -134,32 +155,30 @@ mod tests {
     }
 
     #[test]
-    fn strips_the_token_from_where_it_was_found() {
-        let strip = Forwarding::default();
+    fn strips_every_token_location_the_request_holds_in_one_edit_each() {
+        let query = TokenSource::Query("t".into());
+        let query2 = TokenSource::Query("u".into());
+        let cookie = TokenSource::Cookie("jwt".into());
+        let cookie2 = TokenSource::Cookie("alt".into());
+        let headers = vec![
+            ("authorization".to_string(), b"Bearer x".to_vec()),
+            ("cookie".to_string(), b"jwt=x; theme=dark; alt=y".to_vec()),
+        ];
         assert_eq!(
-            edits(&strip, &verified(), &bearer(), &[], "/"),
-            vec![Edit::Remove("authorization".into())]
-        );
-        assert_eq!(
-            edits(
-                &strip,
-                &verified(),
-                &TokenSource::Query("t".into()),
-                &[],
-                "/a?t=x&b=1"
+            strip(
+                &[&bearer(), &query, &cookie, &query2, &cookie2, &bearer()],
+                &headers,
+                "/a?t=x&b=1&u=y"
             ),
-            vec![Edit::SetPath("/a?b=1".into())]
+            vec![
+                Edit::Remove("authorization".into()),
+                Edit::SetPath("/a?b=1".into()),
+                Edit::SetCookie(Some("theme=dark".into())),
+            ]
         );
-        let cookies = vec![("cookie".to_string(), b"jwt=x; theme=dark".to_vec())];
-        assert_eq!(
-            edits(
-                &strip,
-                &verified(),
-                &TokenSource::Cookie("jwt".into()),
-                &cookies,
-                "/"
-            ),
-            vec![Edit::SetCookie(Some("theme=dark".into()))]
-        );
+        // Nothing to take out: no edit, no host call.
+        assert_eq!(strip(&[&bearer(), &query, &cookie], &[], "/a?b=1"), vec![]);
+        let only = vec![("cookie".to_string(), b"jwt=x".to_vec())];
+        assert_eq!(strip(&[&cookie], &only, "/"), vec![Edit::SetCookie(None)]);
     }
 }

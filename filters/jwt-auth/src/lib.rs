@@ -24,10 +24,12 @@ pub mod claims;
 pub mod config;
 pub mod deny;
 pub mod der;
+pub mod failed;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod foreign;
 pub mod forward;
+pub mod json;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;
@@ -41,6 +43,7 @@ pub mod verify;
 use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::deny::{Denial, Reason};
+use crate::failed::FailedSignatures;
 use crate::forward::Edit;
 use crate::metrics::Metrics;
 use crate::remote::{FetchResult, LeaseOutcome, Remote, RemoteSource, Why};
@@ -87,6 +90,7 @@ struct Waiter {
 #[derive(Default)]
 struct Worker {
     cache: TokenCache,
+    failed: FailedSignatures,
     remotes: Vec<Remote>,
     /// When each remote's keys were fetched, as last seen: a change empties the cache.
     seen: Vec<Option<u64>>,
@@ -112,6 +116,7 @@ impl Worker {
         let now: Vec<Option<u64>> = self.remotes.iter().map(Remote::fetched_at_ms).collect();
         if now != self.seen {
             self.cache.clear();
+            self.failed.clear();
             self.seen = now;
         }
     }
@@ -325,9 +330,10 @@ impl Gate {
         let mut env = Env {
             config: &self.config,
             cache: &mut worker.cache,
+            failed: &mut worker.failed,
             keys: &mut keys,
             host,
-            now: time::now().map_or(0, |d| d.as_secs()),
+            now: time::now().map(|d| d.as_secs()),
             tally: &mut tally,
         };
         let verdict = verdict::decide(&mut env, request);

@@ -23,6 +23,8 @@ pub const CACHE_MISS: &str = "meshward_jwt_auth_cache_miss";
 pub const SIGNATURE_HOST: &str = "meshward_jwt_auth_signature_host";
 /// Signatures checked in Rust inside the Wasm module.
 pub const SIGNATURE_WASM: &str = "meshward_jwt_auth_signature_wasm";
+/// Tokens refused because their signature failed moments ago (not verified again).
+pub const FAILED_CACHE_HIT: &str = "meshward_jwt_auth_failed_cache_hit";
 
 /// The metric handles.
 #[derive(Clone, Debug)]
@@ -37,6 +39,7 @@ pub struct Metrics {
     cache_miss: Counter,
     signature_host: Counter,
     signature_wasm: Counter,
+    failed_cache_hit: Counter,
 }
 
 impl Metrics {
@@ -54,6 +57,7 @@ impl Metrics {
             cache_miss: Counter::define(CACHE_MISS),
             signature_host: Counter::define(SIGNATURE_HOST),
             signature_wasm: Counter::define(SIGNATURE_WASM),
+            failed_cache_hit: Counter::define(FAILED_CACHE_HIT),
         }
     }
 
@@ -75,6 +79,7 @@ impl Metrics {
         self.cache_miss.add(tally.cache_misses);
         self.signature_host.add(tally.host_checks);
         self.signature_wasm.add(tally.wasm_checks);
+        self.failed_cache_hit.add(tally.failed_hits);
     }
 }
 
@@ -94,6 +99,7 @@ pub fn names() -> Vec<String> {
             CACHE_MISS,
             SIGNATURE_HOST,
             SIGNATURE_WASM,
+            FAILED_CACHE_HIT,
         ]
         .map(String::from),
     );
@@ -107,7 +113,7 @@ mod tests {
     #[test]
     fn lists_one_counter_per_denial_reason() {
         let names = names();
-        assert_eq!(names.len(), 1 + 9 + 6);
+        assert_eq!(names.len(), 1 + 10 + 7);
         assert!(names.contains(&"meshward_jwt_auth_denied_insufficient_claims".to_string()));
     }
 

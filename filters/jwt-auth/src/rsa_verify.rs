@@ -165,6 +165,16 @@ impl PublicKey {
         Ok(key)
     }
 
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// The public exponent.
+    pub fn e(&self) -> u64 {
+        self.e
+    }
+
     /// The modulus size in bytes: the length of every signature.
     pub fn size(&self) -> usize {
         self.bits.div_ceil(8)

@@ -51,12 +51,15 @@ pub struct Found {
     pub source: usize,
 }
 
-/// Looks through `sources` in order and returns the first token found.
-pub fn extract(
+/// Every token `sources` find in the request, in the order of `sources`: each source is
+/// read, not only the first that holds a token, so that no token reaches the upstream
+/// unchecked. A source holding two values is an error.
+pub fn extract_all(
     sources: &[TokenSource],
     headers: &[Pair],
     path: &str,
-) -> Result<Option<Found>, SourceError> {
+) -> Result<Vec<Found>, SourceError> {
+    let mut found = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         let token = match source {
             TokenSource::Header { name, prefix } => from_header(headers, name, prefix)?,
@@ -64,13 +67,13 @@ pub fn extract(
             TokenSource::Cookie(name) => from_cookies(headers, name)?,
         };
         if let Some(token) = token.filter(|t| !t.is_empty()) {
-            return Ok(Some(Found {
+            found.push(Found {
                 token,
                 source: index,
-            }));
+            });
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn only_one<T>(mut values: impl Iterator<Item = T>) -> Result<Option<T>, SourceError> {
@@ -148,8 +151,9 @@ fn from_cookies(headers: &[Pair], name: &str) -> Result<Option<String>, SourceEr
     Ok(value.map(|v| v.trim_matches('"').to_string()))
 }
 
-/// `path` without the query parameter `name` (the token's, when it is not forwarded).
-pub fn without_query_param(path: &str, name: &str) -> String {
+/// `path` without the query parameters `names` (the tokens', when they are not
+/// forwarded).
+pub fn without_query_params(path: &str, names: &[&str]) -> String {
     let Some((base, query)) = path.split_once('?') else {
         return path.to_string();
     };
@@ -157,7 +161,7 @@ pub fn without_query_param(path: &str, name: &str) -> String {
         .split('&')
         .filter(|pair| {
             let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && percent_decode(key) != name
+            !pair.is_empty() && !names.contains(&percent_decode(key).as_str())
         })
         .collect();
     if kept.is_empty() {
@@ -167,14 +171,19 @@ pub fn without_query_param(path: &str, name: &str) -> String {
     }
 }
 
-/// The `cookie` header value with cookie `name` removed, from all `cookie` headers joined;
-/// `None` when no cookie is left.
-pub fn without_cookie(headers: &[Pair], name: &str) -> Option<String> {
+/// The `cookie` header value with the cookies `names` removed, from all `cookie` headers
+/// joined; `None` when no cookie is left.
+pub fn without_cookies(headers: &[Pair], names: &[&str]) -> Option<String> {
     let kept: Vec<String> = cookies(headers)
-        .filter(|(k, _)| *k != name)
+        .filter(|(k, _)| !names.contains(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// Whether the request carries a cookie named `name`.
+pub fn has_cookie(headers: &[Pair], name: &str) -> bool {
+    cookies(headers).any(|(k, _)| k == name)
 }
 
 #[cfg(test)]
@@ -194,11 +203,19 @@ mod tests {
         }
     }
 
-    fn found(token: &str, source: usize) -> Option<Found> {
-        Some(Found {
+    fn found(token: &str, source: usize) -> Vec<Found> {
+        vec![Found {
             token: token.into(),
             source,
-        })
+        }]
+    }
+
+    fn extract(
+        sources: &[TokenSource],
+        headers: &[Pair],
+        path: &str,
+    ) -> Result<Vec<Found>, SourceError> {
+        extract_all(sources, headers, path)
     }
 
     #[test]
@@ -222,7 +239,7 @@ mod tests {
             "Bearerabc",
         ] {
             let h = headers(&[("authorization", value)]);
-            assert_eq!(extract(&[bearer()], &h, "/"), Ok(None), "{value}");
+            assert_eq!(extract(&[bearer()], &h, "/"), Ok(vec![]), "{value}");
         }
     }
 
@@ -239,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn sources_are_tried_in_the_configured_order() {
+    fn every_source_is_read_in_the_configured_order() {
         let sources = [
             TokenSource::Header {
                 name: "x-token".into(),
@@ -252,20 +269,29 @@ mod tests {
             ("cookie", "a=1; jwt=from-cookie"),
             ("x-token", "from-header"),
         ]);
+        let all = |pairs: &[(&str, usize)]| -> Vec<Found> {
+            pairs
+                .iter()
+                .map(|(t, s)| Found {
+                    token: t.to_string(),
+                    source: *s,
+                })
+                .collect()
+        };
         assert_eq!(
             extract(&sources, &h, "/?access_token=from-query"),
-            Ok(found("from-header", 0))
+            Ok(all(&[
+                ("from-header", 0),
+                ("from-query", 1),
+                ("from-cookie", 2)
+            ]))
         );
         let h = headers(&[("cookie", "a=1; jwt=from-cookie")]);
-        assert_eq!(
-            extract(&sources, &h, "/?access_token=from-query"),
-            Ok(found("from-query", 1))
-        );
         assert_eq!(
             extract(&sources, &h, "/?other=1"),
             Ok(found("from-cookie", 2))
         );
-        assert_eq!(extract(&sources, &[], "/"), Ok(None));
+        assert_eq!(extract(&sources, &[], "/"), Ok(vec![]));
     }
 
     #[test]
@@ -279,20 +305,33 @@ mod tests {
     }
 
     #[test]
-    fn removes_only_the_token_parameter() {
-        assert_eq!(without_query_param("/a?t=x&b=2", "t"), "/a?b=2");
-        assert_eq!(without_query_param("/a?b=2&t=x", "t"), "/a?b=2");
-        assert_eq!(without_query_param("/a?t=x", "t"), "/a");
-        assert_eq!(without_query_param("/a?tt=x", "t"), "/a?tt=x");
-        assert_eq!(without_query_param("/a", "t"), "/a");
+    fn removes_only_the_token_parameters() {
+        assert_eq!(without_query_params("/a?t=x&b=2", &["t"]), "/a?b=2");
+        assert_eq!(without_query_params("/a?b=2&t=x", &["t"]), "/a?b=2");
+        assert_eq!(without_query_params("/a?t=x", &["t"]), "/a");
+        assert_eq!(without_query_params("/a?tt=x", &["t"]), "/a?tt=x");
+        assert_eq!(without_query_params("/a", &["t"]), "/a");
+        assert_eq!(
+            without_query_params("/a?t=x&b=2&u=y", &["t", "u"]),
+            "/a?b=2"
+        );
     }
 
     #[test]
-    fn removes_only_the_token_cookie() {
-        let h = headers(&[("cookie", "a=1; jwt=x"), ("cookie", "b=2")]);
-        assert_eq!(without_cookie(&h, "jwt").as_deref(), Some("a=1; b=2"));
+    fn removes_only_the_token_cookies() {
+        let h = headers(&[("cookie", "a=1; jwt=x"), ("cookie", "b=2; alt=y")]);
+        assert_eq!(
+            without_cookies(&h, &["jwt"]).as_deref(),
+            Some("a=1; b=2; alt=y")
+        );
+        assert_eq!(
+            without_cookies(&h, &["jwt", "alt"]).as_deref(),
+            Some("a=1; b=2")
+        );
         let h = headers(&[("cookie", "jwt=x")]);
-        assert_eq!(without_cookie(&h, "jwt"), None);
+        assert_eq!(without_cookies(&h, &["jwt"]), None);
+        assert!(has_cookie(&h, "jwt"));
+        assert!(!has_cookie(&h, "jw"));
     }
 
     #[test]

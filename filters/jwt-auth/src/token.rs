@@ -2,6 +2,7 @@
 //! that were signed. Nothing here trusts the token: it only refuses what cannot be a JWT.
 
 use crate::base64url;
+use crate::json::{self, JsonError};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -164,10 +165,13 @@ pub fn parse(raw: &str, max_bytes: usize) -> Result<Token<'_>, TokenError> {
         .ok_or(TokenError::Malformed("the signature is not base64url"))?;
     let payload_json = base64url::decode(payload_b64.as_bytes())
         .ok_or(TokenError::Malformed("the payload is not base64url"))?;
-    let claims = match serde_json::from_slice::<Value>(&payload_json) {
+    let claims = match json::parse(&payload_json) {
         Ok(Value::Object(claims)) => claims,
         Ok(_) => return Err(TokenError::Malformed("the payload is not a JSON object")),
-        Err(_) => return Err(TokenError::Malformed("the payload is not JSON")),
+        Err(JsonError::DuplicateMember) => {
+            return Err(TokenError::Malformed("the payload names a member twice"))
+        }
+        Err(JsonError::Invalid) => return Err(TokenError::Malformed("the payload is not JSON")),
     };
     let signed_len = header_b64.len() + 1 + payload_b64.len();
     Ok(Token {
@@ -180,8 +184,12 @@ pub fn parse(raw: &str, max_bytes: usize) -> Result<Token<'_>, TokenError> {
 }
 
 fn parse_header(json: &[u8]) -> Result<Header, TokenError> {
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(json) else {
-        return Err(TokenError::Malformed("the header is not a JSON object"));
+    let fields = match json::parse(json) {
+        Ok(Value::Object(fields)) => fields,
+        Err(JsonError::DuplicateMember) => {
+            return Err(TokenError::Malformed("the header names a member twice"))
+        }
+        _ => return Err(TokenError::Malformed("the header is not a JSON object")),
     };
     // RFC 7515 §4.1.11: a recipient must refuse extensions it does not understand, and this
     // filter understands none (`b64: false` among them).
@@ -318,6 +326,26 @@ mod tests {
         for raw in &cases {
             assert!(parse(raw, 1 << 20).is_err(), "{raw:?} should be refused");
         }
+    }
+
+    #[test]
+    fn refuses_a_member_named_twice_in_the_header_or_the_payload() {
+        let raw = token(r#"{"alg":"HS256","alg":"none"}"#, "{}", b"x");
+        assert_eq!(
+            parse(&raw, 8192).unwrap_err(),
+            TokenError::Malformed("the header names a member twice")
+        );
+        let raw = token(r#"{"alg":"HS256"}"#, r#"{"sub":"ann","sub":"admin"}"#, b"x");
+        assert_eq!(
+            parse(&raw, 8192).unwrap_err(),
+            TokenError::Malformed("the payload names a member twice")
+        );
+        let raw = token(
+            r#"{"alg":"HS256"}"#,
+            r#"{"realm":{"roles":["a"],"roles":["admin"]}}"#,
+            b"x",
+        );
+        assert!(matches!(parse(&raw, 8192), Err(TokenError::Malformed(_))));
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! The verdict for one request: which rule applies, which tokens it needs, whether they
 //! verify, whether their claims suffice, and what the request carries upstream. Pure: the
-//! adapter hands in headers, the time, the cache and a way to reach keys.
+//! adapter hands in headers, the time, the caches and a way to reach keys.
+//!
+//! Every token the rule's providers can find is checked, from every source of every
+//! provider: a request carrying any token that does not verify is refused, even beside a
+//! valid one, so a forged token never rides to the upstream on a valid one's back (as
+//! Envoy's `jwt_authn` does for the same reason).
 
 use crate::cache::{TokenCache, Verified};
 use crate::claims::{self, ClaimError};
 use crate::config::{Config, Keys};
 use crate::deny::{Denial, Reason};
+use crate::failed::FailedSignatures;
 use crate::forward::{self, Edit};
 use crate::policy::{self, ClaimCheck, Mode, RequestInfo, Requirement};
 pub use crate::remote::Lookup as KeyLookup;
-use crate::sources::{self, Found};
+use crate::sources::{self, TokenSource};
 use crate::token::{self, TokenError};
-use crate::verify::{self, Engine, HostVerifier, VerifyError};
+use crate::verify::{self, Bounds, Engine, HostVerifier, VerifyError};
 use meshward_shared::pairs::Pair;
 use std::rc::Rc;
 
@@ -70,6 +76,8 @@ pub struct Tally {
     pub host_checks: u64,
     /// Signatures checked in Wasm.
     pub wasm_checks: u64,
+    /// Tokens refused from the recently failed signatures, without verifying again.
+    pub failed_hits: u64,
 }
 
 /// Everything a verdict reads or updates besides the request.
@@ -78,12 +86,14 @@ pub struct Env<'e> {
     pub config: &'e Config,
     /// This worker's verified tokens.
     pub cache: &'e mut TokenCache,
+    /// This worker's recently failed signatures.
+    pub failed: &'e mut FailedSignatures,
     /// Remote keys.
     pub keys: &'e mut dyn KeyStore,
     /// The host's signature verifier.
     pub host: &'e mut dyn HostVerifier,
-    /// Now, in seconds since the epoch.
-    pub now: u64,
+    /// Now, in seconds since the epoch; `None` when the proxy's clock cannot be read.
+    pub now: Option<u64>,
     /// What was done.
     pub tally: &'e mut Tally,
 }
@@ -145,59 +155,115 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
         return Verdict::Allow(edits);
     };
 
-    let mut found: Vec<(usize, Found)> = Vec::new();
+    // Every distinct token, with where each provider found it.
+    let mut tokens: Vec<Seen> = Vec::new();
     for &index in providers {
         let Some(provider) = config.providers.get(index) else {
             continue;
         };
-        match sources::extract(&provider.from, request.headers, request.path) {
-            Ok(Some(token)) => found.push((index, token)),
-            Ok(None) => {}
+        let found = match sources::extract_all(&provider.from, request.headers, request.path) {
+            Ok(found) => found,
             Err(err) => return Verdict::Deny(Denial::new(Reason::Malformed, err.to_string())),
+        };
+        for token in found {
+            let at = (index, token.source);
+            match tokens.iter_mut().find(|seen| seen.token == token.token) {
+                Some(seen) => seen.found_by.push(at),
+                None => tokens.push(Seen {
+                    token: token.token,
+                    found_by: vec![at],
+                    verified_by: Vec::new(),
+                }),
+            }
         }
     }
-    if found.is_empty() {
+    if tokens.is_empty() {
         if *allow_missing {
             return Verdict::Allow(edits);
         }
         return Verdict::Deny(Denial::new(Reason::Missing, "a bearer token is required"));
     }
-    if *mode == Mode::All && !*allow_missing && found.len() < providers.len() {
+    let found_for = |index: usize| {
+        tokens
+            .iter()
+            .any(|seen| seen.found_by.iter().any(|(p, _)| *p == index))
+    };
+    if *mode == Mode::All && !*allow_missing && !providers.iter().all(|&p| found_for(p)) {
         return Verdict::Deny(Denial::new(
             Reason::Missing,
             "a token from every required issuer is required",
         ));
     }
+    // Without a clock no expiry can be checked: refuse rather than take the time as 0.
+    let Some(now) = env.now else {
+        return Verdict::Deny(Denial::new(
+            Reason::ClockUnavailable,
+            "the proxy cannot check tokens now",
+        ));
+    };
 
-    let mut verified: Vec<(usize, Rc<Verified>, usize)> = Vec::new();
-    let mut refusal: Option<Denial> = None;
-    for (index, token) in &found {
-        match authenticate(env, *index, &token.token) {
-            Ok(Auth::Verified(v)) => {
-                verified.push((*index, v, token.source));
-                if *mode == Mode::Any {
-                    break;
+    let mut verified: Vec<(usize, Rc<Verified>)> = Vec::new();
+    let mut refusals: Vec<(usize, Denial)> = Vec::new();
+    for seen in &mut tokens {
+        let mut candidates: Vec<usize> = Vec::new();
+        for (p, _) in &seen.found_by {
+            if !candidates.contains(p) {
+                candidates.push(*p);
+            }
+        }
+        let mut refusal: Option<Denial> = None;
+        for index in candidates {
+            match authenticate(env, index, &seen.token, now) {
+                Ok(Auth::Verified(v)) => {
+                    verified.push((index, v));
+                    seen.verified_by.push(index);
+                    // In `all` mode the token may count for several of its providers.
+                    if *mode == Mode::Any {
+                        break;
+                    }
+                }
+                Ok(Auth::Fetch(source)) => return Verdict::Fetch(source),
+                Ok(Auth::Wait(source, until_ms)) => return Verdict::Wait { source, until_ms },
+                // With several providers, a wrong issuer mostly means "not this provider":
+                // report any more telling reason another provider gave.
+                Err(denial) => {
+                    match &refusal {
+                        Some(first) if first.reason != Reason::WrongIssuer => {}
+                        _ => refusal = Some(denial.clone()),
+                    }
+                    refusals.push((index, denial));
                 }
             }
-            Ok(Auth::Fetch(source)) => return Verdict::Fetch(source),
-            Ok(Auth::Wait(source, until_ms)) => return Verdict::Wait { source, until_ms },
-            Err(denial) if *mode == Mode::All => return Verdict::Deny(denial),
-            // With several providers, a wrong issuer mostly means "not this provider":
-            // report any more telling reason another provider gave.
-            Err(denial) => match &refusal {
-                Some(first) if first.reason != Reason::WrongIssuer => {}
-                _ => refusal = Some(denial),
-            },
+        }
+        if seen.verified_by.is_empty() {
+            return Verdict::Deny(
+                refusal
+                    .unwrap_or_else(|| Denial::new(Reason::Missing, "a bearer token is required")),
+            );
         }
     }
-    if verified.is_empty() {
-        return Verdict::Deny(
-            refusal.unwrap_or_else(|| Denial::new(Reason::Missing, "a bearer token is required")),
-        );
+    if *mode == Mode::All {
+        for &index in providers {
+            if verified.iter().any(|(p, _)| *p == index) {
+                continue;
+            }
+            return Verdict::Deny(
+                refusals
+                    .iter()
+                    .find(|(p, _)| *p == index)
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_else(|| {
+                        Denial::new(
+                            Reason::Missing,
+                            "a token from every required issuer is required",
+                        )
+                    }),
+            );
+        }
     }
 
     let views: Vec<(usize, &claims::Claims)> =
-        verified.iter().map(|(i, v, _)| (*i, &v.claims)).collect();
+        verified.iter().map(|(i, v)| (*i, &v.claims)).collect();
     if let Some(unmet) = policy::unmet(required, &views) {
         let mut denial = Denial::new(
             Reason::InsufficientClaims,
@@ -213,39 +279,72 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
         return Verdict::Deny(denial);
     }
 
-    for (index, v, source) in &verified {
-        let Some(provider) = config.providers.get(*index) else {
-            continue;
-        };
-        if let Some(source) = provider.from.get(*source) {
-            edits.extend(forward::edits(
-                &provider.forwarding,
-                v,
-                source,
-                request.headers,
-                request.path,
-            ));
+    for (index, v) in &verified {
+        if let Some(provider) = config.providers.get(*index) {
+            edits.extend(forward::claim_edits(&provider.forwarding, v));
         }
     }
+    // Every token location is taken out unless the token there was verified by a
+    // provider that forwards it.
+    let mut strip: Vec<&TokenSource> = Vec::new();
+    for seen in &tokens {
+        let forwarded = seen.verified_by.iter().any(|&p| {
+            config
+                .providers
+                .get(p)
+                .is_some_and(|provider| provider.forwarding.keep_token)
+        });
+        if forwarded {
+            continue;
+        }
+        for &(p, source) in &seen.found_by {
+            if let Some(location) = config.providers.get(p).and_then(|pr| pr.from.get(source)) {
+                strip.push(location);
+            }
+        }
+    }
+    edits.extend(forward::strip(&strip, request.headers, request.path));
     Verdict::Allow(edits)
 }
 
-/// Verifies `raw` for provider `index`: from the cache when it can, in full otherwise.
-fn authenticate(env: &mut Env<'_>, index: usize, raw: &str) -> Result<Auth, Denial> {
+/// One distinct token of the request.
+struct Seen {
+    token: String,
+    /// (provider, index of its source) for each place a provider found it.
+    found_by: Vec<(usize, usize)>,
+    /// The providers that verified it.
+    verified_by: Vec<usize>,
+}
+
+/// Verifies `raw` for provider `index` at `now`: from the cache when it can, in full
+/// otherwise, cheapest checks first.
+fn authenticate(env: &mut Env<'_>, index: usize, raw: &str, now: u64) -> Result<Auth, Denial> {
     let config = env.config;
     let Some(provider) = config.providers.get(index) else {
         return Err(Denial::new(Reason::Malformed, "no such provider"));
     };
-    if let Some(hit) = env.cache.get(raw, index, env.now) {
+    if let Some(hit) = env.cache.get(raw, index, now) {
         env.tally.cache_hits += 1;
-        claims::check_times(&hit.times, env.now, &provider.time).map_err(claim_denial)?;
+        claims::check_times(&hit.times, now, &provider.time).map_err(claim_denial)?;
         return Ok(Auth::Verified(hit));
     }
     env.tally.cache_misses += 1;
+    if env.failed.contains(raw, index, now) {
+        env.tally.failed_hits += 1;
+        return Err(verify_denial(VerifyError::BadSignature));
+    }
     let token = token::parse(raw, config.max_token_bytes).map_err(token_denial)?;
     claims::check_issuer(&token.claims, provider.issuer.as_deref()).map_err(claim_denial)?;
+    if let Some(allowed) = &provider.algorithms {
+        if !allowed.contains(&token.header.alg) {
+            return Err(Denial::new(
+                Reason::BadSignature,
+                "the token's algorithm is not accepted",
+            ));
+        }
+    }
     let times = claims::times(&token.claims).map_err(claim_denial)?;
-    claims::check_times(&times, env.now, &provider.time).map_err(claim_denial)?;
+    claims::check_times(&times, now, &provider.time).map_err(claim_denial)?;
     claims::check_audience(&token.claims, &provider.audiences).map_err(claim_denial)?;
     let keys = match &provider.keys {
         Keys::Inline(keys) => Rc::clone(keys),
@@ -261,16 +360,26 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str) -> Result<Auth, Deni
             }
         },
     };
-    match verify::verify(&token, &keys, env.host).map_err(verify_denial)? {
-        Engine::Host => env.tally.host_checks += 1,
-        Engine::Wasm => env.tally.wasm_checks += 1,
+    let limits = Bounds {
+        max_keys_without_kid: provider.max_keys_without_kid,
+        max_wasm_rsa_bits: config.max_wasm_rsa_bits,
+    };
+    match verify::verify(&token, &keys, env.host, limits) {
+        Ok(Engine::Host) => env.tally.host_checks += 1,
+        Ok(Engine::Wasm) => env.tally.wasm_checks += 1,
+        Err(err) => {
+            if err == VerifyError::BadSignature {
+                env.failed.insert(raw, index, now);
+            }
+            return Err(verify_denial(err));
+        }
     }
     let verified = Rc::new(Verified {
         claims: token.claims,
         times,
         payload_segment: token.payload_segment.to_string(),
     });
-    env.cache.insert(raw, index, Rc::clone(&verified), env.now);
+    env.cache.insert(raw, index, Rc::clone(&verified), now);
     Ok(Auth::Verified(verified))
 }
 
@@ -297,8 +406,12 @@ fn claim_denial(err: ClaimError) -> Denial {
 
 fn verify_denial(err: VerifyError) -> Denial {
     let reason = match err {
-        VerifyError::UnknownKid | VerifyError::NoKeyForAlgorithm => Reason::UnknownKid,
-        VerifyError::AlgorithmNotAllowed | VerifyError::BadSignature => Reason::BadSignature,
+        VerifyError::UnknownKid | VerifyError::NoKeyForAlgorithm | VerifyError::MissingKid => {
+            Reason::UnknownKid
+        }
+        VerifyError::AlgorithmNotAllowed
+        | VerifyError::BadSignature
+        | VerifyError::KeyTooLargeForWasm => Reason::BadSignature,
     };
     Denial::new(reason, err.to_string())
 }
@@ -346,19 +459,21 @@ mod tests {
     struct Harness {
         config: Config,
         cache: TokenCache,
+        failed: FailedSignatures,
         keys: Scripted,
         tally: Tally,
-        now: u64,
+        now: Option<u64>,
     }
 
     impl Harness {
         fn new(config: Config) -> Self {
             Harness {
                 cache: TokenCache::new(config.cache_entries),
+                failed: FailedSignatures::default(),
                 config,
                 keys: Scripted(KeyLookup::Unavailable),
                 tally: Tally::default(),
-                now: NOW,
+                now: Some(NOW),
             }
         }
 
@@ -380,6 +495,7 @@ mod tests {
             let mut env = Env {
                 config: &self.config,
                 cache: &mut self.cache,
+                failed: &mut self.failed,
                 keys: &mut self.keys,
                 host: &mut NoHost,
                 now: self.now,
@@ -524,7 +640,8 @@ mod tests {
                 cache_hits: 1,
                 cache_misses: 1,
                 host_checks: 0,
-                wasm_checks: 1
+                wasm_checks: 1,
+                failed_hits: 0,
             }
         );
         let bearer = format!("Bearer {token}");
@@ -532,7 +649,7 @@ mod tests {
             reason(&h.decide(&[(":path", "/admin"), ("authorization", &bearer)])),
             Some("insufficient_claims")
         );
-        h.now = NOW + 3600 + 60;
+        h.now = Some(NOW + 3600 + 60);
         assert_eq!(reason(&h.bearer(&token)), Some("expired"));
     }
 
@@ -595,6 +712,210 @@ mod tests {
             reason(&h.decide(&[("authorization", &bearer), ("x-second-token", &expired)])),
             Some("expired")
         );
+    }
+
+    fn forged(now: u64) -> String {
+        fixtures::sign(
+            Algorithm::RS256,
+            &fixtures::Signer::Rsa(fixtures::other_rsa_private_key()),
+            &fixtures::header(Algorithm::RS256),
+            &fixtures::claims(now),
+        )
+    }
+
+    /// A provider reading a bearer header, a query parameter and a cookie.
+    fn three_sources() -> Harness {
+        let mut p = provider();
+        p["from"] = json!([
+            { "header": "authorization", "prefix": "Bearer " },
+            { "query": "access_token" },
+            { "cookie": "jwt" },
+        ]);
+        Harness::new(config::parse(json!({ "providers": [p] }).to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_forged_token_beside_a_valid_one_is_refused_wherever_it_is() {
+        let mut h = three_sources();
+        let good = fixtures::token(Algorithm::ES256, NOW);
+        let bad = forged(NOW);
+        let bearer = |t: &str| ("authorization", format!("Bearer {t}"));
+        let query = |t: &str| (":path", format!("/items?access_token={t}"));
+        let cookie = |t: &str| ("cookie", format!("theme=dark; jwt={t}"));
+        type Place = fn(&str) -> (&'static str, String);
+        let places: [(&str, Place); 3] = [("header", bearer), ("query", query), ("cookie", cookie)];
+        for (good_at, good_place) in &places {
+            for (bad_at, bad_place) in &places {
+                if good_at == bad_at {
+                    continue;
+                }
+                let (k1, v1) = good_place(&good);
+                let (k2, v2) = bad_place(&bad);
+                let verdict = h.decide(&[(k1, &v1), (k2, &v2)]);
+                assert_eq!(
+                    reason(&verdict),
+                    Some("bad_signature"),
+                    "valid in the {good_at}, forged in the {bad_at}"
+                );
+            }
+        }
+        // Valid everywhere: allowed, and every location taken out.
+        let path = format!("/items?access_token={good}&page=2");
+        let (k, v) = bearer(&good);
+        let (c, cv) = cookie(&good);
+        let Verdict::Allow(edits) = h.decide(&[(k, &v), (":path", &path), (c, &cv)]) else {
+            panic!("three valid tokens pass");
+        };
+        assert!(edits.contains(&Edit::Remove("authorization".into())));
+        assert!(edits.contains(&Edit::SetPath("/items?page=2".into())));
+        assert!(edits.contains(&Edit::SetCookie(Some("theme=dark".into()))));
+        // The same token in two places is verified once.
+        assert_eq!(h.tally.cache_misses, 1 + 1 + 1 + 1 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn a_forged_token_in_a_second_providers_header_is_refused_in_any_and_all_modes() {
+        for mode in ["any", "all"] {
+            let mut second = provider();
+            second["name"] = json!("second");
+            second["from"] = json!([{ "header": "x-second-token" }]);
+            second["claims_to_headers"] = json!([]);
+            second["payload_header"] = Value::Null;
+            let doc = json!({ "providers": [provider(), second], "rules": [{ "mode": mode }] });
+            let mut h = Harness::new(config::parse(doc.to_string().as_bytes()).unwrap());
+            let good = fixtures::token(Algorithm::RS256, NOW);
+            let bearer = format!("Bearer {good}");
+            let bad = forged(NOW);
+            assert_eq!(
+                reason(&h.decide(&[("authorization", &bearer), ("x-second-token", &bad)])),
+                Some("bad_signature"),
+                "{mode}"
+            );
+            let bad_bearer = format!("Bearer {bad}");
+            assert_eq!(
+                reason(&h.decide(&[("authorization", &bad_bearer), ("x-second-token", &good)])),
+                Some("bad_signature"),
+                "{mode}"
+            );
+            let Verdict::Allow(edits) =
+                h.decide(&[("authorization", &bearer), ("x-second-token", &good)])
+            else {
+                panic!("{mode}: two valid tokens pass");
+            };
+            assert!(
+                edits.contains(&Edit::Remove("authorization".into())),
+                "{mode}"
+            );
+            assert!(
+                edits.contains(&Edit::Remove("x-second-token".into())),
+                "{mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_optional_token_beside_a_forged_one_is_refused() {
+        let mut h = Harness::new(config_with(json!({ "rules": [{ "token": "optional" }] })));
+        let mut p = provider();
+        p["from"] =
+            json!([{ "header": "authorization", "prefix": "Bearer " }, { "cookie": "jwt" }]);
+        h.config = config::parse(
+            json!({ "providers": [p], "rules": [{ "token": "optional" }] })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let good = format!("Bearer {}", fixtures::token(Algorithm::RS256, NOW));
+        let bad = format!("jwt={}", forged(NOW));
+        assert_eq!(
+            reason(&h.decide(&[("authorization", &good), ("cookie", &bad)])),
+            Some("bad_signature")
+        );
+    }
+
+    #[test]
+    fn a_forwarded_token_stays_and_only_its_location_does() {
+        let mut keep = provider();
+        keep["forward"] = json!(true);
+        keep["from"] = json!([{ "header": "authorization", "prefix": "Bearer " }]);
+        let mut strip = provider();
+        strip["name"] = json!("strip");
+        strip["from"] = json!([{ "cookie": "jwt" }]);
+        strip["claims_to_headers"] = json!([]);
+        strip["payload_header"] = Value::Null;
+        let doc = json!({ "providers": [keep, strip] });
+        let mut h = Harness::new(config::parse(doc.to_string().as_bytes()).unwrap());
+        let good = fixtures::token(Algorithm::RS256, NOW);
+        let bearer = format!("Bearer {good}");
+        let cookie = format!("jwt={good}; theme=dark");
+        let Verdict::Allow(edits) = h.decide(&[("authorization", &bearer), ("cookie", &cookie)])
+        else {
+            panic!("should pass");
+        };
+        // The same token is in both places; the forwarding provider verified it first, so
+        // it stays in both: it is valid, and the provider asked for it to be kept.
+        assert!(!edits.contains(&Edit::Remove("authorization".into())));
+        let other = fixtures::token(Algorithm::ES256, NOW);
+        let cookie = format!("jwt={other}; theme=dark");
+        let Verdict::Allow(edits) = h.decide(&[("authorization", &bearer), ("cookie", &cookie)])
+        else {
+            panic!("should pass");
+        };
+        assert!(!edits.contains(&Edit::Remove("authorization".into())));
+        assert!(edits.contains(&Edit::SetCookie(Some("theme=dark".into()))));
+    }
+
+    #[test]
+    fn without_a_clock_no_token_is_accepted() {
+        let mut h = Harness::new(config_with(json!({ "rules": [
+            { "match": { "path_prefix": "/health" }, "token": "ignored" },
+        ]})));
+        h.now = None;
+        let Verdict::Deny(denial) = h.bearer(&fixtures::token(Algorithm::RS256, NOW)) else {
+            panic!("refused without a clock");
+        };
+        assert_eq!(denial.reason, Reason::ClockUnavailable);
+        assert_eq!(denial.status(), 503);
+        assert_eq!(reason(&h.decide(&[])), Some("missing"));
+        assert!(matches!(
+            h.decide(&[(":path", "/health")]),
+            Verdict::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn a_provider_accepts_only_its_algorithms_before_any_signature_work() {
+        let mut p = provider();
+        p["algorithms"] = json!(["ES256"]);
+        let mut h = Harness::new(
+            config::parse(json!({ "providers": [p] }).to_string().as_bytes()).unwrap(),
+        );
+        assert!(matches!(
+            h.bearer(&fixtures::token(Algorithm::ES256, NOW)),
+            Verdict::Allow(_)
+        ));
+        let Verdict::Deny(denial) = h.bearer(&fixtures::token(Algorithm::RS256, NOW)) else {
+            panic!("RS256 is not accepted");
+        };
+        assert_eq!(denial.description, "the token's algorithm is not accepted");
+        assert_eq!(
+            h.tally.wasm_checks, 1,
+            "only the ES256 signature was checked"
+        );
+    }
+
+    #[test]
+    fn a_replayed_forged_token_is_refused_without_verifying_it_again() {
+        let mut h = Harness::new(config_with(json!({})));
+        let bad = forged(NOW);
+        for _ in 0..3 {
+            assert_eq!(reason(&h.bearer(&bad)), Some("bad_signature"));
+        }
+        assert_eq!(h.tally.failed_hits, 2);
+        assert_eq!(h.tally.wasm_checks, 0);
+        h.now = Some(NOW + crate::failed::TTL_SECS);
+        assert_eq!(reason(&h.bearer(&bad)), Some("bad_signature"));
+        assert_eq!(h.tally.failed_hits, 2, "forgotten after its time");
     }
 
     #[test]

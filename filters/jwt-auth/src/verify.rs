@@ -51,6 +51,29 @@ pub enum VerifyError {
     AlgorithmNotAllowed,
     /// The signature does not verify.
     BadSignature,
+    /// The token has no `kid` and the provider requires one.
+    MissingKid,
+    /// The signature would be checked in Wasm with an RSA key larger than allowed there.
+    KeyTooLargeForWasm,
+}
+
+/// Bounds on the work one token may cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// How many keys a token without `kid` is tried against, at most (0: a `kid` is
+    /// required).
+    pub max_keys_without_kid: usize,
+    /// The largest RSA modulus, in bits, whose signatures are checked in Wasm.
+    pub max_wasm_rsa_bits: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_keys_without_kid: 4,
+            max_wasm_rsa_bits: 4096,
+        }
+    }
 }
 
 impl fmt::Display for VerifyError {
@@ -60,15 +83,20 @@ impl fmt::Display for VerifyError {
             VerifyError::NoKeyForAlgorithm => "no key of the issuer allows the token's algorithm",
             VerifyError::AlgorithmNotAllowed => "the token's algorithm is not allowed for its key",
             VerifyError::BadSignature => "the token's signature is invalid",
+            VerifyError::MissingKid => "the token has no key id (kid)",
+            VerifyError::KeyTooLargeForWasm => {
+                "the issuer's RSA key is too large to check this signature here"
+            }
         })
     }
 }
 
-/// Verifies `token`'s signature with a key from `keys`.
+/// Verifies `token`'s signature with a key from `keys`, within `limits`.
 pub fn verify(
     token: &Token<'_>,
     keys: &KeySet,
     host: &mut dyn HostVerifier,
+    limits: Bounds,
 ) -> Result<Engine, VerifyError> {
     let alg = token.header.alg;
     let candidates: Vec<&Jwk> = match &token.header.kid {
@@ -87,30 +115,79 @@ pub fn verify(
             }
             usable
         }
+        None if limits.max_keys_without_kid == 0 => return Err(VerifyError::MissingKid),
+        // Never every key of a large set: a forged token without `kid` would cost one
+        // verification per key.
         None => {
-            let usable: Vec<&Jwk> = keys.keys.iter().filter(|k| k.allows(alg)).collect();
+            let usable: Vec<&Jwk> = keys
+                .keys
+                .iter()
+                .filter(|k| k.allows(alg))
+                .take(limits.max_keys_without_kid)
+                .collect();
             if usable.is_empty() {
                 return Err(VerifyError::NoKeyForAlgorithm);
             }
             usable
         }
     };
+    let mut too_large = false;
     for key in candidates {
-        if let Some(engine) = check(alg, key, token.signing_input, &token.signature, host) {
-            return Ok(engine);
+        match check(
+            alg,
+            key,
+            token.signing_input,
+            &token.signature,
+            host,
+            limits,
+        ) {
+            Checked::Valid(engine) => return Ok(engine),
+            Checked::Invalid => {}
+            Checked::TooLargeForWasm => too_large = true,
         }
+    }
+    if too_large {
+        return Err(VerifyError::KeyTooLargeForWasm);
     }
     Err(VerifyError::BadSignature)
 }
 
-/// Checks one signature with one key; `Some(engine)` when it verifies.
+/// What checking one signature with one key found.
+enum Checked {
+    Valid(Engine),
+    Invalid,
+    /// Only Wasm could check it, and the RSA key is over `max_wasm_rsa_bits`.
+    TooLargeForWasm,
+}
+
+/// Checks one signature with one key.
 fn check(
     alg: Algorithm,
     key: &Jwk,
     input: &[u8],
     signature: &[u8],
     host: &mut dyn HostVerifier,
-) -> Option<Engine> {
+    limits: Bounds,
+) -> Checked {
+    match check_inner(alg, key, input, signature, host, limits) {
+        Some(Ok(engine)) => Checked::Valid(engine),
+        Some(Err(TooLarge)) => Checked::TooLargeForWasm,
+        None => Checked::Invalid,
+    }
+}
+
+/// An RSA key over the Wasm limit met a signature only Wasm could check.
+struct TooLarge;
+
+/// `Some(Ok(engine))` when the signature verifies, `None` when it does not.
+fn check_inner(
+    alg: Algorithm,
+    key: &Jwk,
+    input: &[u8],
+    signature: &[u8],
+    host: &mut dyn HostVerifier,
+    limits: Bounds,
+) -> Option<Result<Engine, TooLarge>> {
     use Algorithm::*;
     let on_host = |host: &mut dyn HostVerifier, spki: &[u8], sig: Vec<u8>| {
         host.verify(&Arguments {
@@ -120,7 +197,11 @@ fn check(
             text: input.to_vec(),
         })
     };
-    let verdict = |valid: bool, engine: Engine| valid.then_some(engine);
+    let verdict = |valid: bool, engine: Engine| valid.then_some(Ok(engine));
+    // RSA in Wasm costs about the cube of the modulus size: a large key is checked only
+    // where BoringSSL does it (RS* through `verify_signature`).
+    let wasm_may_check =
+        |key: &crate::rsa_verify::PublicKey| key.bits() <= limits.max_wasm_rsa_bits;
     match (&key.material, alg) {
         (KeyMaterial::Rsa { key, spki }, RS256 | RS384 | RS512) => {
             if signature.len() != key.size() {
@@ -129,15 +210,28 @@ fn check(
             if let Some(valid) = on_host(host, spki, signature.to_vec()) {
                 return verdict(valid, Engine::Host);
             }
+            if !wasm_may_check(key) {
+                return Some(Err(TooLarge));
+            }
             verdict(
                 key.verify_pkcs1v15(rsa_hash(alg), input, signature),
                 Engine::Wasm,
             )
         }
-        (KeyMaterial::Rsa { key, .. }, PS256 | PS384 | PS512) => verdict(
-            key.verify_pss(rsa_hash(alg), input, signature),
-            Engine::Wasm,
-        ),
+        // Envoy's `verify_signature` has no padding option (BoringSSL's default for an RSA
+        // key is PKCS#1 v1.5), so PSS always runs here.
+        (KeyMaterial::Rsa { key, .. }, PS256 | PS384 | PS512) => {
+            if signature.len() != key.size() {
+                return None;
+            }
+            if !wasm_may_check(key) {
+                return Some(Err(TooLarge));
+            }
+            verdict(
+                key.verify_pss(rsa_hash(alg), input, signature),
+                Engine::Wasm,
+            )
+        }
         (KeyMaterial::P256 { key, spki }, ES256) => {
             use p256::ecdsa::signature::Verifier;
             let sig = p256::ecdsa::Signature::from_slice(signature).ok()?;
@@ -226,7 +320,7 @@ mod tests {
 
     fn check_token(raw: &str, keys: &KeySet) -> Result<Engine, VerifyError> {
         let token = token::parse(raw, 1 << 16).unwrap();
-        verify(&token, keys, &mut NoHost)
+        verify(&token, keys, &mut NoHost, Bounds::default())
     }
 
     /// A host verifier written in Rust, as a test stand-in for Envoy's BoringSSL: it
@@ -367,6 +461,98 @@ mod tests {
     }
 
     #[test]
+    fn a_token_without_kid_is_tried_against_at_most_the_configured_number_of_keys() {
+        let decoys: Vec<serde_json::Value> = (0..5)
+            .map(|i| fixtures::rsa_jwk(&fixtures::other_rsa_private_key(), &format!("d{i}")))
+            .collect();
+        let mut all = decoys.clone();
+        all.push(fixtures::rsa_jwk(&fixtures::rsa_private_key(), "real"));
+        let keys = keyset(json!({ "keys": all }));
+        let header = json!({ "alg": "RS256" });
+        let raw = fixtures::sign(
+            Algorithm::RS256,
+            &fixtures::signer_for(Algorithm::RS256),
+            &header,
+            &fixtures::claims(1),
+        );
+        let token = token::parse(&raw, 1 << 16).unwrap();
+        let limited = |n: usize| Bounds {
+            max_keys_without_kid: n,
+            ..Bounds::default()
+        };
+        let mut host = RustHost { calls: 0 };
+        assert_eq!(
+            verify(&token, &keys, &mut host, Bounds::default()),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(host.calls, 4, "four keys tried, not six");
+        let mut host = RustHost { calls: 0 };
+        assert_eq!(
+            verify(&token, &keys, &mut host, limited(6)),
+            Ok(Engine::Host)
+        );
+        assert_eq!(host.calls, 6);
+        assert_eq!(
+            verify(&token, &keys, &mut NoHost, limited(0)),
+            Err(VerifyError::MissingKid)
+        );
+        // A token with a kid still finds its key wherever it is in the set.
+        let raw = fixtures::sign(
+            Algorithm::RS256,
+            &fixtures::signer_for(Algorithm::RS256),
+            &json!({ "alg": "RS256", "kid": "real" }),
+            &fixtures::claims(1),
+        );
+        let token = token::parse(&raw, 1 << 16).unwrap();
+        assert_eq!(
+            verify(&token, &keys, &mut NoHost, limited(0)),
+            Ok(Engine::Wasm)
+        );
+    }
+
+    #[test]
+    fn an_rsa_key_over_the_wasm_limit_is_used_only_by_the_host() {
+        let big = fixtures::rsa_test_keys()
+            .into_iter()
+            .find(|k| rsa::traits::PublicKeyParts::size(k) == 384)
+            .unwrap();
+        let keys = keyset(json!({ "keys": [fixtures::rsa_jwk(&big, "big")] }));
+        let capped = Bounds {
+            max_wasm_rsa_bits: 2048,
+            ..Bounds::default()
+        };
+        for alg in [Algorithm::RS256, Algorithm::PS512] {
+            let header = json!({ "alg": alg.name(), "kid": "big" });
+            let raw = fixtures::sign(
+                alg,
+                &Signer::Rsa(big.clone()),
+                &header,
+                &fixtures::claims(1),
+            );
+            let token = token::parse(&raw, 1 << 16).unwrap();
+            assert_eq!(
+                verify(&token, &keys, &mut NoHost, capped),
+                Err(VerifyError::KeyTooLargeForWasm),
+                "{alg}"
+            );
+            assert_eq!(
+                verify(&token, &keys, &mut NoHost, Bounds::default()),
+                Ok(Engine::Wasm),
+                "{alg}"
+            );
+            let mut host = RustHost { calls: 0 };
+            let on_host = verify(&token, &keys, &mut host, capped);
+            if alg == Algorithm::RS256 {
+                assert_eq!(on_host, Ok(Engine::Host));
+            } else {
+                // The host cannot check PSS: still refused, without any Wasm work.
+                assert_eq!(on_host, Err(VerifyError::KeyTooLargeForWasm));
+                assert_eq!(host.calls, 0);
+            }
+        }
+    }
+
+    #[test]
     fn rejects_truncated_and_bit_flipped_signatures() {
         let keys = keyset(fixtures::jwks());
         for alg in Algorithm::ALL {
@@ -404,7 +590,11 @@ mod tests {
                 | Algorithm::ES384 => Engine::Host,
                 _ => Engine::Wasm,
             };
-            assert_eq!(verify(&token, &keys, &mut host), Ok(expected), "{alg}");
+            assert_eq!(
+                verify(&token, &keys, &mut host, Bounds::default()),
+                Ok(expected),
+                "{alg}"
+            );
             assert_eq!(host.calls, usize::from(expected == Engine::Host), "{alg}");
         }
     }
@@ -421,7 +611,7 @@ mod tests {
         let raw = fixtures::token(Algorithm::RS256, fixtures::NOW);
         let token = token::parse(&raw, 1 << 16).unwrap();
         assert_eq!(
-            verify(&token, &keys, &mut Refuses),
+            verify(&token, &keys, &mut Refuses, Bounds::default()),
             Err(VerifyError::BadSignature)
         );
     }
