@@ -7,6 +7,7 @@
 //! `make setup` (Envoy and PyJWT in .venv).
 
 use meshward_jwt_auth::fixtures::{self, AUDIENCE, ISSUER};
+use meshward_jwt_auth::token::Algorithm;
 use meshward_tests::config::UPSTREAM_PORT;
 use meshward_tests::{http1, repo_root, Envoy, EnvoyConfig, Reply, Request, Response, Upstream};
 use serde_json::{json, Value};
@@ -243,6 +244,61 @@ async fn a_rotated_in_key_is_found_by_one_refetch() {
     assert_eq!(stat(&envoy, "meshward_jwt_auth_jwks_fetch_ok").await, 2.0);
 }
 
+/// A listener on `port` with one HTTP filter before the router, routing everything to the
+/// `upstream` cluster.
+fn listener(name: &str, port: u16, filter: Value) -> Value {
+    json!({
+        "name": name,
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"],
+                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }] }] },
+                "http_filters": [filter, {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+                }],
+            },
+        }]}],
+    })
+}
+
+/// The jwt-auth Wasm filter with `config`.
+fn wasm_filter(config: &Value) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "jwt-auth", "root_id": "jwt-auth",
+                "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": config.to_string() },
+                "vm_config": { "vm_id": "meshward-jwt-auth", "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": "out/jwt-auth.wasm" } } },
+                "failure_policy": "FAIL_CLOSED",
+            },
+        },
+    })
+}
+
+/// A bootstrap with `listeners` and the `upstream` cluster.
+fn bootstrap(listeners: Vec<Value>) -> EnvoyConfig {
+    let bootstrap = json!({
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 9901 } } },
+        "static_resources": {
+            "listeners": listeners,
+            "clusters": [{
+                "name": "upstream", "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": { "cluster_name": "upstream", "endpoints": [{ "lb_endpoints": [{ "endpoint": {
+                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": UPSTREAM_PORT } } } }] }] },
+            }],
+        },
+    });
+    EnvoyConfig::from_yaml(&bootstrap.to_string()).unwrap()
+}
+
 /// A config with two listeners in front of the same upstream: 10000 through the filter,
 /// 10001 through Envoy's native jwt_authn, both given the fixture keys, issuer, audience,
 /// 60 s of clock skew and a required `exp`.
@@ -251,38 +307,6 @@ fn differential_config() -> EnvoyConfig {
     let filter_config = json!({
         "providers": [{ "name": "idp", "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": fixtures::jwks() }],
         "cache": { "max_entries": 0 },
-    });
-    let listener = |name: &str, port: u16, filter: Value| {
-        json!({
-            "name": name,
-            "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
-            "filter_chains": [{ "filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": name,
-                    "route_config": { "virtual_hosts": [{ "name": "all", "domains": ["*"],
-                        "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }] }] },
-                    "http_filters": [filter, {
-                        "name": "envoy.filters.http.router",
-                        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
-                    }],
-                },
-            }]}],
-        })
-    };
-    let wasm = json!({
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "jwt-auth", "root_id": "jwt-auth",
-                "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": filter_config.to_string() },
-                "vm_config": { "vm_id": "meshward-jwt-auth", "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": "out/jwt-auth.wasm" } } },
-                "failure_policy": "FAIL_CLOSED",
-            },
-        },
     });
     let native = json!({
         "name": "envoy.filters.http.jwt_authn",
@@ -298,18 +322,10 @@ fn differential_config() -> EnvoyConfig {
             "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "idp" } }],
         },
     });
-    let bootstrap = json!({
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 9901 } } },
-        "static_resources": {
-            "listeners": [listener("meshward", 10000, wasm), listener("native", 10001, native)],
-            "clusters": [{
-                "name": "upstream", "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": { "cluster_name": "upstream", "endpoints": [{ "lb_endpoints": [{ "endpoint": {
-                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": UPSTREAM_PORT } } } }] }] },
-            }],
-        },
-    });
-    EnvoyConfig::from_yaml(&bootstrap.to_string()).unwrap()
+    bootstrap(vec![
+        listener("meshward", 10000, wasm_filter(&filter_config)),
+        listener("native", 10001, native),
+    ])
 }
 
 /// Where the filter and native jwt_authn knowingly differ, and how (in corpus order).
@@ -347,6 +363,114 @@ async fn the_corpus_gets_the_same_verdicts_as_native_jwt_authn() {
         differences, KNOWN_DIFFERENCES,
         "statuses that differ from jwt_authn's"
     );
+}
+
+/// Where a token can be put in [`with_tokens`]: the first provider's bearer header, query
+/// parameter and cookie, and the second provider's header.
+const PLACES: [&str; 4] = [
+    "bearer header",
+    "query parameter",
+    "cookie",
+    "second provider's header",
+];
+
+/// `/api/items?page=2` with each token at its place (an index into [`PLACES`]).
+fn with_tokens(tokens: &[(usize, &str)]) -> Request {
+    let mut path = "/api/items?page=2".to_string();
+    for (place, token) in tokens {
+        if *place == 1 {
+            path.push_str(&format!("&access_token={token}"));
+        }
+    }
+    let mut request = Request::get(&path);
+    for (place, token) in tokens {
+        request = match *place {
+            0 => request.with_header("authorization", &format!("Bearer {token}")),
+            2 => request.with_header("cookie", &format!("theme=dark; jwt={token}")),
+            3 => request.with_header("x-second-token", token),
+            _ => request,
+        };
+    }
+    request
+}
+
+/// Two providers with the fixture keys inline: the first reads a bearer header, the
+/// `access_token` query parameter and the `jwt` cookie, the second `x-second-token`;
+/// the rule's mode is `mode`.
+fn two_providers(mode: &str) -> Value {
+    let provider = |name: &str, from: Value| {
+        json!({ "name": name, "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": fixtures::jwks(),
+                "from": from, "claims_to_headers": [{ "claim": "sub", "header": "x-jwt-sub" }] })
+    };
+    json!({
+        "providers": [
+            provider("first", json!([{ "header": "authorization", "prefix": "Bearer " }, { "query": "access_token" }, { "cookie": "jwt" }])),
+            provider("second", json!([{ "header": "x-second-token" }])),
+        ],
+        "rules": [{ "mode": mode }],
+    })
+}
+
+#[tokio::test]
+async fn a_forged_token_anywhere_beside_a_valid_one_is_refused_and_valid_ones_are_taken_out() {
+    let upstream = Upstream::start().await.unwrap();
+    let config = bootstrap(vec![
+        listener("any", 10000, wasm_filter(&two_providers("any"))),
+        listener("all", 10001, wasm_filter(&two_providers("all"))),
+    ])
+    .upstream(UPSTREAM_PORT, upstream.port());
+    let envoy = Envoy::start(config).await.unwrap();
+    let (any, all) = (
+        envoy.listener_addr(10000).unwrap(),
+        envoy.listener_addr(10001).unwrap(),
+    );
+    let good = fixtures::token(Algorithm::ES256, now());
+    let bad = fixtures::sign(
+        Algorithm::RS256,
+        &fixtures::Signer::Rsa(fixtures::other_rsa_private_key()),
+        &fixtures::header(Algorithm::RS256),
+        &fixtures::claims(now()),
+    );
+    for (good_at, g) in PLACES.iter().enumerate() {
+        for (bad_at, b) in PLACES.iter().enumerate() {
+            if good_at == bad_at {
+                continue;
+            }
+            let request = with_tokens(&[(good_at, &good), (bad_at, &bad)]);
+            let response = http1::send(any, &request).await.unwrap();
+            assert_eq!(
+                response.status, 401,
+                "any: valid in the {g}, forged in the {b}"
+            );
+            assert_eq!(body_error(&response), "jwt_bad_signature", "{g} / {b}");
+        }
+    }
+    // In `all` mode: both providers' tokens valid, and a forged one beside them.
+    let both = [(0, good.as_str()), (3, good.as_str())];
+    for place in [1, 2] {
+        let request = with_tokens(&[both[0], both[1], (place, &bad)]);
+        let response = http1::send(all, &request).await.unwrap();
+        assert_eq!(response.status, 401, "all: forged in the {}", PLACES[place]);
+    }
+    assert!(
+        upstream.received().is_empty(),
+        "no forged request went through"
+    );
+    assert_eq!(
+        http1::send(all, &with_tokens(&both)).await.unwrap().status,
+        200
+    );
+
+    // Valid everywhere: every location is taken out before the upstream.
+    let everywhere: Vec<(usize, &str)> = (0..PLACES.len()).map(|at| (at, good.as_str())).collect();
+    let response = http1::send(any, &with_tokens(&everywhere)).await.unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let received = upstream.received().pop().unwrap();
+    assert_eq!(received.path, "/api/items?page=2");
+    assert_eq!(received.header("authorization"), None);
+    assert_eq!(received.header("x-second-token"), None);
+    assert_eq!(received.header("cookie"), Some("theme=dark"));
+    assert_eq!(received.header_all("x-jwt-sub"), vec!["user-1"]);
 }
 
 /// The demo token `envoy-config/meshward.yaml` documents for `make run`.

@@ -366,6 +366,286 @@ fn a_cached_token_still_expires_on_time() {
     assert_eq!(denied(&host, "expired"), 1);
 }
 
+// Every token in the request.
+
+/// A token signed by a key no fixture key set holds: it must never verify.
+fn forged(now: u64) -> String {
+    fixtures::sign(
+        Algorithm::RS256,
+        &Signer::Rsa(fixtures::other_rsa_private_key()),
+        &fixtures::header(Algorithm::RS256),
+        &fixtures::claims(now),
+    )
+}
+
+/// Two providers: the first reads a bearer header, the `access_token` query parameter and
+/// the `jwt` cookie; the second reads `x-second-token`. The rule's mode is `mode`.
+fn two_providers(mode: &str) -> Value {
+    let mut first = inline_provider();
+    first["from"] = json!([
+        { "header": "authorization", "prefix": "Bearer " },
+        { "query": "access_token" },
+        { "cookie": "jwt" },
+    ]);
+    let mut second = inline_provider();
+    second["name"] = json!("second");
+    second["from"] = json!([{ "header": "x-second-token" }]);
+    second["claims_to_headers"] = json!([]);
+    second["payload_header"] = Value::Null;
+    json!({ "providers": [first, second], "rules": [{ "mode": mode }] })
+}
+
+/// Where a token can be put, by index into [`PLACES`].
+const PLACES: [&str; 4] = [
+    "bearer header",
+    "query parameter",
+    "cookie",
+    "second provider's header",
+];
+const BEARER: usize = 0;
+const QUERY: usize = 1;
+const COOKIE: usize = 2;
+const SECOND: usize = 3;
+
+/// A request to `/api/items?page=2` with each token at its place.
+fn with_tokens(tokens: &[(usize, &str)]) -> Request {
+    let mut path = "/api/items?page=2".to_string();
+    for (place, token) in tokens {
+        if *place == QUERY {
+            path.push_str(&format!("&access_token={token}"));
+        }
+    }
+    let mut request = Request::get(&path).header("host", "api.test");
+    for (place, token) in tokens {
+        request = match *place {
+            BEARER => request.header("authorization", &format!("Bearer {token}")),
+            COOKIE => request.header("cookie", &format!("theme=dark; jwt={token}")),
+            SECOND => request.header("x-second-token", token),
+            _ => request,
+        };
+    }
+    request
+}
+
+#[test]
+fn a_forged_token_beside_a_valid_one_is_refused_in_every_source_combination() {
+    let host = host(&two_providers("any"));
+    let (good, bad) = (
+        fixtures::token(Algorithm::ES256, now(&host)),
+        forged(now(&host)),
+    );
+    let mut refused = 0;
+    for (good_at, g) in PLACES.iter().enumerate() {
+        for (bad_at, b) in PLACES.iter().enumerate() {
+            if good_at == bad_at {
+                continue;
+            }
+            let out = host.send(with_tokens(&[(good_at, &good), (bad_at, &bad)]), ok());
+            assert_eq!(
+                out.response.status(),
+                401,
+                "valid in the {g}, forged in the {b}"
+            );
+            assert!(out.upstream_request.is_none(), "{g} / {b}");
+            refused += 1;
+        }
+    }
+    assert_eq!(denied(&host, "bad_signature"), refused);
+    // Each valid token alone passes.
+    for (at, name) in PLACES.iter().enumerate() {
+        let out = host.send(with_tokens(&[(at, &good)]), ok());
+        assert_eq!(out.response.status(), 200, "{name}");
+    }
+}
+
+#[test]
+fn in_all_mode_a_forged_token_beside_the_required_ones_is_refused() {
+    let host = host(&two_providers("all"));
+    let (good, bad) = (
+        fixtures::token(Algorithm::ES256, now(&host)),
+        forged(now(&host)),
+    );
+    let both = [(BEARER, good.as_str()), (SECOND, good.as_str())];
+    assert_eq!(host.send(with_tokens(&both), ok()).response.status(), 200);
+    assert_eq!(
+        host.send(with_tokens(&both[..1]), ok()).response.status(),
+        401,
+        "all mode needs both"
+    );
+    for (what, tokens) in [
+        (
+            "a forged query parameter",
+            vec![both[0], both[1], (QUERY, &bad)],
+        ),
+        ("a forged cookie", vec![both[0], both[1], (COOKIE, &bad)]),
+        ("a forged second header", vec![both[0], (SECOND, &bad)]),
+        ("a forged bearer", vec![(BEARER, &bad), both[1]]),
+    ] {
+        let out = host.send(with_tokens(&tokens), ok());
+        assert_eq!(out.response.status(), 401, "{what}");
+        let body: Value = serde_json::from_slice(out.response.body_bytes()).unwrap();
+        assert_eq!(body["error"], "jwt_bad_signature", "{what}");
+    }
+}
+
+#[test]
+fn without_forward_every_token_location_is_taken_out() {
+    let host = host(&two_providers("any"));
+    let good = fixtures::token(Algorithm::EdDSA, now(&host));
+    let all: Vec<(usize, &str)> = (0..PLACES.len()).map(|at| (at, good.as_str())).collect();
+    let out = host.send(with_tokens(&all).header("x-keep", "1"), ok());
+    assert_eq!(out.response.status(), 200, "{}", out.response.body_text());
+    let upstream = out.upstream_request.expect("reached the upstream");
+    assert_eq!(upstream.header_value("authorization"), None);
+    assert_eq!(upstream.header_value("x-second-token"), None);
+    assert_eq!(upstream.header_value(":path"), Some("/api/items?page=2"));
+    assert_eq!(upstream.header_value("cookie"), Some("theme=dark"));
+    assert_eq!(upstream.header_value("x-keep"), Some("1"));
+    assert_eq!(upstream.header_value("x-jwt-sub"), Some("user-1"));
+    assert_eq!(
+        (
+            counter(&host, "cache_miss"),
+            counter(&host, "signature_wasm")
+        ),
+        (1, 1),
+        "one token in four places is verified once"
+    );
+}
+
+// Fail closed.
+
+#[test]
+fn an_array_claim_whose_element_holds_a_comma_sets_no_header() {
+    let host = inline_host();
+    let mut claims = fixtures::claims(now(&host));
+    claims["groups"] = json!(["staff", "dev,admin"]);
+    let out = host.send(get(&fixtures::token_with(Algorithm::ES256, &claims)), ok());
+    assert_eq!(out.response.status(), 200);
+    let upstream = out.upstream_request.unwrap();
+    assert_eq!(upstream.header_value("x-jwt-groups"), None);
+    assert_eq!(upstream.header_value("x-jwt-sub"), Some("user-1"));
+}
+
+#[test]
+fn numeric_dates_out_of_jwt_authns_range_and_repeated_members_are_malformed() {
+    let host = inline_host();
+    let t = now(&host);
+    let cases: Vec<(&str, String)> = vec![
+        ("exp 1e30", {
+            let mut c = fixtures::claims(t);
+            c["exp"] = json!(1e30);
+            fixtures::token_with(Algorithm::RS256, &c)
+        }),
+        ("nbf -1", {
+            let mut c = fixtures::claims(t);
+            c["nbf"] = json!(-1);
+            fixtures::token_with(Algorithm::RS256, &c)
+        }),
+        ("sub twice", {
+            let c = fixtures::claims(t).to_string();
+            let doubled = format!("{},\"sub\":\"admin\"}}", c.trim_end_matches('}'));
+            fixtures::sign_text(
+                Algorithm::RS256,
+                &fixtures::signer_for(Algorithm::RS256),
+                &fixtures::header(Algorithm::RS256).to_string(),
+                &doubled,
+            )
+        }),
+    ];
+    for (what, token) in &cases {
+        let out = host.send(get(token), ok());
+        assert_eq!(out.response.status(), 401, "{what}");
+        assert!(out.upstream_request.is_none(), "{what}");
+    }
+    assert_eq!(denied(&host, "malformed"), cases.len() as u64);
+}
+
+// Bounded work.
+
+#[test]
+fn a_replayed_forged_token_costs_a_hash_not_a_verification() {
+    let host = inline_host();
+    let bad = forged(now(&host));
+    let first = host.send(get(&bad), ok());
+    let again = host.send(get(&bad), ok());
+    assert_eq!(
+        (first.response.status(), again.response.status()),
+        (401, 401)
+    );
+    assert_eq!(denied(&host, "bad_signature"), 2);
+    assert_eq!(counter(&host, "failed_cache_hit"), 1);
+    let (verified, remembered) = (first.cost.fuel(), again.cost.fuel());
+    println!("forged RS256 fuel: first {verified}, replayed {remembered}");
+    assert!(
+        remembered * 5 < verified,
+        "a replay ({remembered}) should cost far less than a verification ({verified})"
+    );
+}
+
+#[test]
+fn a_provider_refuses_algorithms_it_does_not_list() {
+    let mut provider = inline_provider();
+    provider["algorithms"] = json!(["ES256", "EdDSA"]);
+    let host = host(&json!({ "providers": [provider] }));
+    let t = now(&host);
+    assert_eq!(
+        host.send(get(&fixtures::token(Algorithm::ES256, t)), ok())
+            .response
+            .status(),
+        200
+    );
+    let out = host.send(get(&fixtures::token(Algorithm::RS256, t)), ok());
+    assert_eq!(out.response.status(), 401);
+    assert!(challenge(&out).contains("the token's algorithm is not accepted"));
+    assert_eq!(counter(&host, "signature_wasm"), 1);
+}
+
+/// Fuel (Wasm instructions) for one PS512 check in Wasm with keys of 2048, 3072 and 8192
+/// bits. Fuel is exact where timings on a shared machine are not.
+#[test]
+fn ps512_cost_by_key_size_and_the_wasm_rsa_cap() {
+    let big = fixtures::rsa_8192_private_key();
+    let keys =
+        |key: &fixtures::rsa::RsaPrivateKey| json!({ "keys": [fixtures::rsa_jwk(key, "k")] });
+    let token = |key: &fixtures::rsa::RsaPrivateKey, t: u64| {
+        fixtures::sign(
+            Algorithm::PS512,
+            &Signer::Rsa(key.clone()),
+            &json!({ "alg": "PS512", "kid": "k" }),
+            &fixtures::claims(t),
+        )
+    };
+    let measure = |key: &fixtures::rsa::RsaPrivateKey, cap: u64| -> (u16, u64) {
+        let mut provider = inline_provider();
+        provider["jwks"] = keys(key);
+        let host = builder(&json!({ "providers": [provider], "max_wasm_rsa_bits": cap }))
+            .envoy_foreign_functions()
+            .build()
+            .unwrap();
+        let out = host.send(get(&token(key, now(&host))), ok());
+        (out.response.status(), out.cost.fuel())
+    };
+    let three = fixtures::rsa_test_keys()
+        .into_iter()
+        .find(|k| fixtures::rsa::traits::PublicKeyParts::size(k) == 384)
+        .unwrap();
+    let (s2048, f2048) = measure(&fixtures::rsa_private_key(), 4096);
+    let (s3072, f3072) = measure(&three, 4096);
+    let (s8192, f8192) = measure(&big, 8192);
+    let (capped, f_capped) = measure(&big, 4096);
+    println!(
+        "PS512 fuel per request: 2048-bit {f2048}, 3072-bit {f3072}, 8192-bit {f8192}; \
+         8192-bit over the default cap: {f_capped} (refused)"
+    );
+    assert_eq!((s2048, s3072, s8192), (200, 200, 200));
+    assert_eq!(capped, 401);
+    assert!(
+        f8192 > 10 * f2048,
+        "8192-bit RSA costs far more than 2048-bit"
+    );
+    assert!(f_capped * 10 < f8192, "a refused big key costs no RSA work");
+}
+
 // Envoy's verify_signature.
 
 #[test]

@@ -11,6 +11,8 @@
 
 use crate::base64url;
 use crate::token::Algorithm;
+/// The `rsa` crate the fixture keys are made with, for tests that handle them.
+pub use rsa;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPrivateKey;
@@ -52,6 +54,16 @@ pub fn other_rsa_private_key() -> RsaPrivateKey {
     static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
     KEY.get_or_init(|| {
         RsaPrivateKey::from_pkcs8_pem(include_str!("../fixtures/rsa-2.pem")).unwrap()
+    })
+    .clone()
+}
+
+/// An 8192-bit RSA key (exponent 65537): the largest a key set may hold, for measuring
+/// what one signature check costs in Wasm at that size.
+pub fn rsa_8192_private_key() -> RsaPrivateKey {
+    static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        RsaPrivateKey::from_pkcs8_pem(include_str!("../fixtures/rsa-8192.pem")).unwrap()
     })
     .clone()
 }
@@ -258,10 +270,16 @@ pub fn claims(now: u64) -> Value {
 
 /// A token from a header object and claims object, signed with `alg` and `signer`.
 pub fn sign(alg: Algorithm, signer: &Signer, header: &Value, claims: &Value) -> String {
+    sign_text(alg, signer, &header.to_string(), &claims.to_string())
+}
+
+/// A token from header and claims JSON text as given (for JSON a `Value` cannot hold,
+/// such as a member named twice), signed with `alg` and `signer`.
+pub fn sign_text(alg: Algorithm, signer: &Signer, header: &str, claims: &str) -> String {
     let input = format!(
         "{}.{}",
-        base64url::encode(header.to_string().as_bytes()),
-        base64url::encode(claims.to_string().as_bytes())
+        base64url::encode(header.as_bytes()),
+        base64url::encode(claims.as_bytes())
     );
     let sig = signature(alg, signer, input.as_bytes());
     format!("{input}.{}", base64url::encode(&sig))
@@ -568,6 +586,40 @@ pub fn corpus(now: u64) -> Vec<Case> {
         case(
             "exp out of range",
             format!("{header_rs}.{}.c2ln", segment(b"{\"exp\":1e999}")),
+            Some("malformed"),
+        ),
+        case(
+            "exp beyond 2^64",
+            with_claims(&|c| c["exp"] = json!(1e30)),
+            Some("malformed"),
+        ),
+        case(
+            "negative nbf",
+            with_claims(&|c| c["nbf"] = json!(-1)),
+            Some("malformed"),
+        ),
+        case(
+            "fractional exp",
+            with_claims(&|c| c["exp"] = json!(now as f64 + 3600.5)),
+            None,
+        ),
+        case(
+            "a claim named twice",
+            {
+                let claims = claims(now).to_string();
+                let doubled = format!("{},\"sub\":\"admin\"}}", claims.trim_end_matches('}'));
+                sign_text(rs, &signer_for(rs), &header(rs).to_string(), &doubled)
+            },
+            Some("malformed"),
+        ),
+        case(
+            "a header member named twice",
+            sign_text(
+                rs,
+                &signer_for(rs),
+                &format!("{{\"alg\":\"RS256\",\"kid\":\"{RSA_KID}\",\"kid\":\"{RSA_KID}\"}}"),
+                &claims(now).to_string(),
+            ),
             Some("malformed"),
         ),
         case(

@@ -17,6 +17,11 @@ use std::fmt;
 pub const MIN_RSA_BITS: usize = 2048;
 /// The largest RSA modulus accepted, in bits: bounds the cost of one verification.
 pub const MAX_RSA_BITS: usize = 8192;
+/// The smallest RSA public exponent accepted in a key set. The verifier itself handles any
+/// odd exponent from 3 (its tests use e = 3); key sets are held to 65537 and above as
+/// defence in depth, since small exponents are what Bleichenbacher's 2006 forgery against
+/// lax PKCS#1 v1.5 parsers needs.
+pub const MIN_RSA_EXPONENT: u64 = 65537;
 /// The shortest HMAC secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
 pub const MIN_HMAC_BYTES: usize = 32;
 
@@ -355,6 +360,15 @@ fn rsa_key(fields: &Map<String, Value>) -> Result<KeyMaterial, Unusable> {
                 rsa_verify::KeyError::Exponent => Unusable::bad(Some("e"), err.to_string()),
             },
         )?;
+    if key.e() < MIN_RSA_EXPONENT {
+        return Err(Unusable::bad(
+            Some("e"),
+            format!(
+                "RSA exponents below {MIN_RSA_EXPONENT} are not accepted, this one is {}",
+                key.e()
+            ),
+        ));
+    }
     let spki = der::rsa_spki(&key.modulus(), &key.exponent());
     Ok(KeyMaterial::Rsa { key, spki })
 }
@@ -581,6 +595,24 @@ mod tests {
             .contains("1024"));
         let huge = json!({ "kty": "RSA", "n": base64url::encode(&[0xff; 1025]), "e": "AQAB" });
         assert!(strict(json!({ "keys": [huge] })).is_err());
+    }
+
+    #[test]
+    fn refuses_rsa_exponents_below_65537() {
+        let e3 = fixtures::rsa_test_keys()
+            .into_iter()
+            .find(|k| rsa::traits::PublicKeyParts::e(k) == &rsa::BigUint::from(3u32))
+            .unwrap();
+        let err = strict(json!({ "keys": [fixtures::rsa_jwk(&e3, "e3")] })).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "keys[0].e: RSA exponents below 65537 are not accepted, this one is 3"
+        );
+        let mut jwk = fixtures::rsa_jwk(&fixtures::rsa_private_key(), "k");
+        jwk["e"] = json!(crate::base64url::encode(&[0x01, 0x00, 0x01]));
+        assert!(strict(json!({ "keys": [jwk.clone()] })).is_ok());
+        jwk["e"] = json!(crate::base64url::encode(&[0x01, 0x00, 0x00, 0x01]));
+        assert!(strict(json!({ "keys": [jwk] })).is_ok());
     }
 
     #[test]
