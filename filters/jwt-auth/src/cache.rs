@@ -43,8 +43,10 @@ pub struct TokenCache {
     next_seq: u64,
 }
 
-fn key(token: &str, provider: usize) -> Key {
-    (Sha256::digest(token.as_bytes()).into(), provider)
+/// The SHA-256 of a token's text: what the caches know it by. Computed once per token and
+/// request, and shared with [`crate::failed`].
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 impl TokenCache {
@@ -58,10 +60,20 @@ impl TokenCache {
 
     /// The live entry for `token` as verified by `provider` at `now` (seconds).
     pub fn get(&mut self, token: &str, provider: usize, now: u64) -> Option<Rc<Verified>> {
+        self.get_digest(&digest(token), provider, now)
+    }
+
+    /// [`TokenCache::get`] for a token known by its [`digest`].
+    pub fn get_digest(
+        &mut self,
+        digest: &[u8; 32],
+        provider: usize,
+        now: u64,
+    ) -> Option<Rc<Verified>> {
         if self.capacity == 0 {
             return None;
         }
-        let key = key(token, provider);
+        let key = (*digest, provider);
         let entry = self.entries.get(&key)?;
         if i64::try_from(now).unwrap_or(i64::MAX) >= entry.expires_at {
             self.entries.remove(&key);
@@ -73,13 +85,24 @@ impl TokenCache {
     /// Remembers `verified` until its `exp` (tokens without `exp` are not cached: nothing
     /// bounds how long they would stay).
     pub fn insert(&mut self, token: &str, provider: usize, verified: Rc<Verified>, now: u64) {
+        self.insert_digest(&digest(token), provider, verified, now);
+    }
+
+    /// [`TokenCache::insert`] for a token known by its [`digest`].
+    pub fn insert_digest(
+        &mut self,
+        digest: &[u8; 32],
+        provider: usize,
+        verified: Rc<Verified>,
+        now: u64,
+    ) {
         let Some(expires_at) = verified.times.exp else {
             return;
         };
         if self.capacity == 0 || i64::try_from(now).unwrap_or(i64::MAX) >= expires_at {
             return;
         }
-        let key = key(token, provider);
+        let key = (*digest, provider);
         while self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
             let Some((old, seq)) = self.order.pop_front() else {
                 break;

@@ -7,7 +7,7 @@
 //! `kid` that failed may verify with a key added since), and is bounded in size and age,
 //! so a flood of distinct forgeries only pushes out older entries.
 
-use sha2::{Digest, Sha256};
+use crate::cache::digest;
 use std::collections::VecDeque;
 
 /// How many failed tokens each worker remembers.
@@ -23,23 +23,29 @@ pub struct FailedSignatures {
     entries: VecDeque<(Key, u64)>,
 }
 
-fn key(token: &str, provider: usize) -> Key {
-    (Sha256::digest(token.as_bytes()).into(), provider)
-}
-
 impl FailedSignatures {
     /// Whether `token` failed verification for `provider` less than [`TTL_SECS`] before
     /// `now` (seconds).
     pub fn contains(&mut self, token: &str, provider: usize, now: u64) -> bool {
+        self.contains_digest(&digest(token), provider, now)
+    }
+
+    /// [`FailedSignatures::contains`] for a token known by its digest.
+    pub fn contains_digest(&mut self, digest: &[u8; 32], provider: usize, now: u64) -> bool {
         self.expire(now);
-        let key = key(token, provider);
+        let key = (*digest, provider);
         self.entries.iter().any(|(k, _)| *k == key)
     }
 
     /// Remembers that `token` failed verification for `provider` at `now`.
     pub fn insert(&mut self, token: &str, provider: usize, now: u64) {
+        self.insert_digest(&digest(token), provider, now);
+    }
+
+    /// [`FailedSignatures::insert`] for a token known by its digest.
+    pub fn insert_digest(&mut self, digest: &[u8; 32], provider: usize, now: u64) {
         self.expire(now);
-        let key = key(token, provider);
+        let key = (*digest, provider);
         if self.entries.iter().any(|(k, _)| *k == key) {
             return;
         }
