@@ -28,6 +28,8 @@ pub mod der;
 pub mod fixtures;
 pub mod foreign;
 pub mod forward;
+#[cfg(test)]
+mod fuzz;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;
