@@ -18,21 +18,90 @@ use std::time::Duration;
 
 /// Commands the probe runs (see `harness/fixtures/probe/src/commands.rs`).
 const COMMANDS: &[&str] = &[
-    "add-request", "set-request", "remove-request", "response-header", "local-reply", "pause", "close",
-    "count", "gauge", "histogram", "metric-rules", "shared-incr", "shared-stale", "copy-request",
-    "queue-register", "queue-resolve", "queue-enqueue", "queue-dequeue", "queue-token-enqueue",
-    "queue-token-dequeue", "http-call", "http-call-incomplete", "grpc-call", "grpc-call-proto",
-    "grpc-cancel", "grpc-stream", "grpc-stream-proto", "grpc-stream-cancel", "grpc-send-misuse", "trap",
-    "property", "set-property", "response-map-in-request", "config-in-stream", "pairs", "log", "stdout",
-    "stderr", "time", "random", "foreign", "effective-bad", "check-request-in-response", "trap-response",
-    "pause-response", "local-reply-response", "response-body-append", "on-log-read", "lifecycle",
+    "add-request",
+    "set-request",
+    "remove-request",
+    "response-header",
+    "local-reply",
+    "pause",
+    "close",
+    "count",
+    "gauge",
+    "histogram",
+    "metric-rules",
+    "shared-incr",
+    "shared-stale",
+    "copy-request",
+    "queue-register",
+    "queue-resolve",
+    "queue-enqueue",
+    "queue-dequeue",
+    "queue-token-enqueue",
+    "queue-token-dequeue",
+    "http-call",
+    "http-call-incomplete",
+    "grpc-call",
+    "grpc-call-proto",
+    "grpc-cancel",
+    "grpc-stream",
+    "grpc-stream-proto",
+    "grpc-stream-cancel",
+    "grpc-send-misuse",
+    "trap",
+    "property",
+    "set-property",
+    "response-map-in-request",
+    "config-in-stream",
+    "pairs",
+    "log",
+    "stdout",
+    "stderr",
+    "time",
+    "random",
+    "foreign",
+    "effective-bad",
+    "check-request-in-response",
+    "trap-response",
+    "pause-response",
+    "local-reply-response",
+    "response-body-append",
+    "on-log-read",
+    "lifecycle",
 ];
 
 /// Arguments, odd ones included; no commas (they separate commands).
 const ARGUMENTS: &[&str] = &[
-    "", "authz", "authz:250", "authz:0", "nowhere", "x-a=1", "x-a=", "=", "q", "q=v", "x-probe=x-copy", "200",
-    "403", "99999", "-1", "0", "4294967295", "request.path", "source.address", "plugin_name", "a.b.c",
-    "x=y", "4:hello", "0:x", "verify_signature=abc", "missing=1", "k", "\u{e9}", ":", "::", "1:2:3",
+    "",
+    "authz",
+    "authz:250",
+    "authz:0",
+    "nowhere",
+    "x-a=1",
+    "x-a=",
+    "=",
+    "q",
+    "q=v",
+    "x-probe=x-copy",
+    "200",
+    "403",
+    "99999",
+    "-1",
+    "0",
+    "4294967295",
+    "request.path",
+    "source.address",
+    "plugin_name",
+    "a.b.c",
+    "x=y",
+    "4:hello",
+    "0:x",
+    "verify_signature=abc",
+    "missing=1",
+    "k",
+    "\u{e9}",
+    ":",
+    "::",
+    "1:2:3",
 ];
 
 fn command() -> impl Strategy<Value = String> {
@@ -102,7 +171,8 @@ fn run(host: &Host, steps: &[Step]) -> [bool; 2] {
         match step {
             Step::Send(worker, commands, status) => {
                 trapped[*worker] |= commands.iter().any(|c| is_trap(c));
-                host.worker(*worker).send(request(commands), upstream(*status));
+                host.worker(*worker)
+                    .send(request(commands), upstream(*status));
             }
             Step::Start(worker, commands) => {
                 trapped[*worker] |= commands.iter().any(|c| is_trap(c));
@@ -134,7 +204,10 @@ fn run(host: &Host, steps: &[Step]) -> [bool; 2] {
                     if let Some(call) = calls.get(which.index(calls.len().max(1))) {
                         let reply = match kind {
                             0 => GrpcCallReply::Respond(bytes.clone()),
-                            1 => GrpcCallReply::Fail { status: u32::from(bytes.first().copied().unwrap_or(14)), message: "fuzz".into() },
+                            1 => GrpcCallReply::Fail {
+                                status: u32::from(bytes.first().copied().unwrap_or(14)),
+                                message: "fuzz".into(),
+                            },
                             _ => GrpcCallReply::TimeOut,
                         };
                         host.worker(w).settle_grpc_call(call.token, reply);
@@ -149,7 +222,10 @@ fn run(host: &Host, steps: &[Step]) -> [bool; 2] {
                             0 => GrpcStreamReply::Message(bytes.clone()),
                             1 => GrpcStreamReply::InitialMetadata(Default::default()),
                             2 => GrpcStreamReply::TrailingMetadata(Default::default()),
-                            _ => GrpcStreamReply::Close { status: 0, message: String::from_utf8_lossy(bytes).into_owned() },
+                            _ => GrpcStreamReply::Close {
+                                status: 0,
+                                message: String::from_utf8_lossy(bytes).into_owned(),
+                            },
                         };
                         host.worker(w).reply_on_grpc_stream(stream.token, reply);
                     }
@@ -180,9 +256,9 @@ proptest! {
             .build()
             .unwrap();
         let trapped = within(Duration::from_secs(20), "the sequence", || run(&host, &steps))?;
-        for worker in 0..2 {
+        for (worker, trapped) in trapped.into_iter().enumerate() {
             let alive = host.vm_alive(worker);
-            prop_assert!(alive || trapped[worker], "worker {worker} died without a trap");
+            prop_assert!(alive || trapped, "worker {worker} died without a trap");
             let out = host.worker(worker).send(probe_request("pairs"), ok_upstream());
             if alive {
                 prop_assert_eq!(out.response.status(), 200);

@@ -31,16 +31,31 @@ pub fn config(cases: u32, weight: u32) -> Config {
     }
 }
 
+/// The CPU time this thread has used (user and system, from `/proc/thread-self/stat`, in
+/// clock ticks of 10 ms), or `None` where the kernel does not say.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system).saturating_mul(10)))
+}
+
 /// Runs `f` and fails the case when it took longer than `limit`: a parser that loops or
-/// goes quadratic on hostile input stalls a worker. Limits are generous (debug builds on a
-/// busy machine); they catch blow-ups, not slow constants.
+/// goes quadratic on hostile input stalls a worker. The time is the thread's CPU time
+/// where Linux reports it (so a busy machine does not fail a case), wall time elsewhere.
+/// Limits are generous (debug builds); they catch blow-ups, not slow constants.
 pub fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
-    let started = Instant::now();
+    let (cpu, wall) = (thread_cpu_time(), Instant::now());
     let out = f();
-    let took = started.elapsed();
+    let took = match (cpu, thread_cpu_time()) {
+        (Some(before), Some(after)) => after.saturating_sub(before),
+        _ => wall.elapsed(),
+    };
     if took > limit {
         return Err(TestCaseError::fail(format!(
-            "{what} took {took:?}, over its bound of {limit:?}"
+            "{what} took {took:?} of CPU, over its bound of {limit:?}"
         )));
     }
     Ok(out)

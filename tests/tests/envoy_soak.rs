@@ -53,7 +53,11 @@ impl Drop for Echo {
 }
 
 async fn start_echo() -> (Echo, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_meshward-echo"))
         .args(["--port", &port.to_string()])
         .stdin(Stdio::null())
@@ -63,7 +67,10 @@ async fn start_echo() -> (Echo, u16) {
         .unwrap();
     let echo = Echo(child);
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return (echo, port);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -88,7 +95,10 @@ async fn exchange(from: Ipv4Addr, to: SocketAddr, request: &[u8]) -> Option<u16>
         let text = std::str::from_utf8(head).ok()?;
         text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
     };
-    tokio::time::timeout(Duration::from_secs(10), attempt).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn request(method: &str, target: &[u8], headers: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -135,7 +145,12 @@ fn demo_token() -> String {
     let config = std::fs::read_to_string(repo_root().join("envoy-config/meshward.yaml")).unwrap();
     config
         .lines()
-        .find_map(|line| line.trim().strip_prefix("#").map(str::trim)?.strip_prefix("TOKEN="))
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("#")
+                .map(str::trim)?
+                .strip_prefix("TOKEN=")
+        })
         .unwrap()
         .to_string()
 }
@@ -218,38 +233,75 @@ fn hostile(mix: &mut Mix, kind: usize, token: &str) -> Vec<u8> {
                 ],
             )
         }
-        "oversized-header" => request("GET", b"/", &[("x-big", vec![b'a'; 70 * 1024 + mix.below(8192)])]),
+        "oversized-header" => request(
+            "GET",
+            b"/",
+            &[("x-big", vec![b'a'; 70 * 1024 + mix.below(8192)])],
+        ),
         "duplicate-headers" => {
-            let mut headers: Vec<(&str, Vec<u8>)> = (0..80).map(|i| ("x-dup", format!("{i}").into_bytes())).collect();
+            let mut headers: Vec<(&str, Vec<u8>)> = (0..80)
+                .map(|i| ("x-dup", format!("{i}").into_bytes()))
+                .collect();
             headers.extend((0..6).map(|i| ("cookie", format!("c{i}=v{i}; jwt=x").into_bytes())));
-            headers.extend((0..4).map(|i| ("x-forwarded-for", format!("10.0.0.{i}, ::1").into_bytes())));
+            headers.extend(
+                (0..4).map(|i| ("x-forwarded-for", format!("10.0.0.{i}, ::1").into_bytes())),
+            );
             request("GET", b"/", &headers)
         }
         "too-many-headers" => {
-            let headers: Vec<(&str, Vec<u8>)> = (0..150).map(|i| ("x-dup", format!("{i}").into_bytes())).collect();
+            let headers: Vec<(&str, Vec<u8>)> = (0..150)
+                .map(|i| ("x-dup", format!("{i}").into_bytes()))
+                .collect();
             request("GET", b"/", &headers)
         }
         "odd-method" => {
-            let methods = ["PURGE", "FOO", "M-SEARCH", "PROPFIND", "TRACE", "OPTIONS", "DELETE", "PATCH", "LINK", "get"];
-            request(methods[mix.below(methods.len())], b"/odd", &[("origin", b"https://a.test".to_vec())])
+            let methods = [
+                "PURGE", "FOO", "M-SEARCH", "PROPFIND", "TRACE", "OPTIONS", "DELETE", "PATCH",
+                "LINK", "get",
+            ];
+            request(
+                methods[mix.below(methods.len())],
+                b"/odd",
+                &[("origin", b"https://a.test".to_vec())],
+            )
         }
         "forged-token" => {
             let token = bad_token(mix, token);
             match mix.below(3) {
-                0 => request("GET", b"/jwt/items", &[("authorization", [b"Bearer ".as_slice(), &token].concat())]),
+                0 => request(
+                    "GET",
+                    b"/jwt/items",
+                    &[("authorization", [b"Bearer ".as_slice(), &token].concat())],
+                ),
                 1 => {
                     let auth = [b"Bearer ".as_slice(), token.as_slice()].concat();
-                    request("GET", b"/jwt/admin", &[("authorization", auth.clone()), ("authorization", auth)])
+                    request(
+                        "GET",
+                        b"/jwt/admin",
+                        &[("authorization", auth.clone()), ("authorization", auth)],
+                    )
                 }
-                _ => request("GET", b"/jwt/items", &[("authorization", [b"bEaReR   ".as_slice(), &token].concat())]),
+                _ => request(
+                    "GET",
+                    b"/jwt/items",
+                    &[("authorization", [b"bEaReR   ".as_slice(), &token].concat())],
+                ),
             }
         }
         "huge-cookie" => {
-            let cookie = format!("a=1; jwt={}; b={}", "x".repeat(20_000), "y".repeat(20_000 + mix.below(4000)));
+            let cookie = format!(
+                "a=1; jwt={}; b={}",
+                "x".repeat(20_000),
+                "y".repeat(20_000 + mix.below(4000))
+            );
             request("GET", b"/", &[("cookie", cookie.into_bytes())])
         }
         "huge-query" | "huge-query-jwt" => {
-            let base: &[u8] = if KINDS[kind].0 == "huge-query" { b"/?" } else { b"/jwt/items?" };
+            let base: &[u8] = if KINDS[kind].0 == "huge-query" {
+                b"/?"
+            } else {
+                b"/jwt/items?"
+            };
             let mut target = base.to_vec();
             for i in 0..(2000 + mix.below(500)) {
                 target.extend_from_slice(format!("k{i}=%{:02X}%zz&", mix.below(256)).as_bytes());
@@ -263,7 +315,10 @@ fn hostile(mix: &mut Mix, kind: usize, token: &str) -> Vec<u8> {
             request("GET", &target, &[])
         }
         _ => {
-            let pick = |mix: &mut Mix| ["eu-west-1", "US-EAST-1", "mars-1", "", " ,,", "ap-south-1"][mix.below(6)].to_string();
+            let pick = |mix: &mut Mix| {
+                ["eu-west-1", "US-EAST-1", "mars-1", "", " ,,", "ap-south-1"][mix.below(6)]
+                    .to_string()
+            };
             let preference = (0..40).map(|_| pick(mix)).collect::<Vec<_>>().join(",");
             request(
                 "GET",
@@ -294,8 +349,16 @@ async fn stats(envoy: &Envoy) -> BTreeMap<String, f64> {
 
 /// The Wasm VM statistics: `wasm.envoy.wasm.runtime.v8.created` and `.active`.
 fn vms(stats: &BTreeMap<String, f64>) -> (f64, f64) {
-    let get = |name: &str| stats.get(name).copied().unwrap_or_else(|| panic!("Envoy reports no {name}"));
-    (get("wasm.envoy.wasm.runtime.v8.created"), get("wasm.envoy.wasm.runtime.v8.active"))
+    let get = |name: &str| {
+        stats
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("Envoy reports no {name}"))
+    };
+    (
+        get("wasm.envoy.wasm.runtime.v8.created"),
+        get("wasm.envoy.wasm.runtime.v8.active"),
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -322,8 +385,19 @@ struct Seen {
 }
 
 impl Seen {
-    fn record(&mut self, kind: &'static str, status: Option<u16>, allowed: &[u16], may_close: bool) {
-        *self.statuses.entry(kind).or_default().entry(status.unwrap_or(0)).or_default() += 1;
+    fn record(
+        &mut self,
+        kind: &'static str,
+        status: Option<u16>,
+        allowed: &[u16],
+        may_close: bool,
+    ) {
+        *self
+            .statuses
+            .entry(kind)
+            .or_default()
+            .entry(status.unwrap_or(0))
+            .or_default() += 1;
         let fine = match status {
             Some(s) => allowed.contains(&s),
             None => may_close,
@@ -338,8 +412,18 @@ async fn normal_client(to: SocketAddr, token: String, until: Instant, seen: Arc<
     let bearer = format!("Bearer {token}").into_bytes();
     let requests: [(&'static str, Vec<u8>); 3] = [
         ("normal /", request("GET", b"/", &[])),
-        ("normal /jwt/items", request("GET", b"/jwt/items", &[("authorization", bearer)])),
-        ("normal /regions/", request("GET", b"/regions/a", &[("x-region-preference", b"us-east-1".to_vec())])),
+        (
+            "normal /jwt/items",
+            request("GET", b"/jwt/items", &[("authorization", bearer)]),
+        ),
+        (
+            "normal /regions/",
+            request(
+                "GET",
+                b"/regions/a",
+                &[("x-region-preference", b"us-east-1".to_vec())],
+            ),
+        ),
     ];
     while Instant::now() < until {
         for (kind, bytes) in &requests {
@@ -350,14 +434,23 @@ async fn normal_client(to: SocketAddr, token: String, until: Instant, seen: Arc<
     }
 }
 
-async fn hostile_client(from: Ipv4Addr, to: SocketAddr, seed: u64, token: String, until: Instant, seen: Arc<Mutex<Seen>>) {
+async fn hostile_client(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    seed: u64,
+    token: String,
+    until: Instant,
+    seen: Arc<Mutex<Seen>>,
+) {
     let mut mix = Mix(seed);
     while Instant::now() < until {
         let kind = mix.below(KINDS.len());
         let bytes = hostile(&mut mix, kind, &token);
         let status = exchange(from, to, &bytes).await;
         let (name, allowed, may_close) = KINDS[kind];
-        seen.lock().unwrap().record(name, status, allowed, may_close);
+        seen.lock()
+            .unwrap()
+            .record(name, status, allowed, may_close);
         tokio::time::sleep(HOSTILE_PACE).await;
     }
 }
@@ -378,7 +471,9 @@ async fn burster(to: SocketAddr, until: Instant, seen: Arc<Mutex<Seen>>) {
         }
         for task in tasks {
             for status in task.await.unwrap() {
-                seen.lock().unwrap().record("burst", status, &[200, 429], false);
+                seen.lock()
+                    .unwrap()
+                    .record("burst", status, &[200, 429], false);
             }
         }
         tokio::time::sleep(BURST_EVERY).await;
@@ -387,20 +482,38 @@ async fn burster(to: SocketAddr, until: Instant, seen: Arc<Mutex<Seen>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_survives_a_hostile_soak() {
-    let secs = std::env::var(SOAK_VAR).ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SECS);
+    let secs = std::env::var(SOAK_VAR)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SECS);
     let (_echo, echo_port) = start_echo().await;
-    let config = EnvoyConfig::load("meshward.yaml").unwrap().upstream(UPSTREAM_PORT, echo_port);
+    let config = EnvoyConfig::load("meshward.yaml")
+        .unwrap()
+        .upstream(UPSTREAM_PORT, echo_port);
     let envoy = Envoy::builder(config).concurrency(2).start().await.unwrap();
     let to = envoy.addr();
     let token = demo_token();
 
     // Warm up: every filter on both workers has run, and memory has its working set.
     let seen = Arc::new(Mutex::new(Seen::default()));
-    normal_client(to, token.clone(), Instant::now() + Duration::from_secs(2), Arc::clone(&seen)).await;
-    assert!(seen.lock().unwrap().wrong.is_empty(), "warm-up: {:?}", seen.lock().unwrap().wrong);
+    normal_client(
+        to,
+        token.clone(),
+        Instant::now() + Duration::from_secs(2),
+        Arc::clone(&seen),
+    )
+    .await;
+    assert!(
+        seen.lock().unwrap().wrong.is_empty(),
+        "warm-up: {:?}",
+        seen.lock().unwrap().wrong
+    );
     let before = stats(&envoy).await;
     let (created_before, active_before) = vms(&before);
-    let allocated_before = before.get("server.memory_allocated").copied().unwrap_or(0.0);
+    let allocated_before = before
+        .get("server.memory_allocated")
+        .copied()
+        .unwrap_or(0.0);
     let rss_before = rss_kib(envoy.pid());
 
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -411,7 +524,14 @@ async fn envoy_survives_a_hostile_soak() {
         tokio::spawn(burster(to, until, Arc::clone(&seen))),
     ];
     for (i, from) in HOSTILE.into_iter().enumerate() {
-        clients.push(tokio::spawn(hostile_client(from, to, 0x9e37_79b9_7f4a_7c15 + i as u64, token.clone(), until, Arc::clone(&seen))));
+        clients.push(tokio::spawn(hostile_client(
+            from,
+            to,
+            0x9e37_79b9_7f4a_7c15 + i as u64,
+            token.clone(),
+            until,
+            Arc::clone(&seen),
+        )));
     }
     for client in clients {
         client.await.unwrap();
@@ -422,10 +542,19 @@ async fn envoy_survives_a_hostile_soak() {
 
     // Let Envoy settle, then a few normal requests more.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    normal_client(to, token, Instant::now() + Duration::from_secs(1), Arc::clone(&seen)).await;
+    normal_client(
+        to,
+        token,
+        Instant::now() + Duration::from_secs(1),
+        Arc::clone(&seen),
+    )
+    .await;
     let after = stats(&envoy).await;
     let (created_after, active_after) = vms(&after);
-    let allocated_end = during.get("server.memory_allocated").copied().unwrap_or(0.0);
+    let allocated_end = during
+        .get("server.memory_allocated")
+        .copied()
+        .unwrap_or(0.0);
     let allocated_after = after.get("server.memory_allocated").copied().unwrap_or(0.0);
     let rss_after = rss_kib(envoy.pid());
 
@@ -447,14 +576,33 @@ async fn envoy_survives_a_hostile_soak() {
         rss_after
     );
 
-    assert!(seen.wrong.is_empty(), "unexpected answers: {:?}", seen.wrong);
-    assert_eq!(created_after, created_before, "a Wasm VM was created during the soak (a crash and reload)");
-    assert_eq!(active_after, active_before, "Wasm VMs were lost during the soak");
+    assert!(
+        seen.wrong.is_empty(),
+        "unexpected answers: {:?}",
+        seen.wrong
+    );
+    assert_eq!(
+        created_after, created_before,
+        "a Wasm VM was created during the soak (a crash and reload)"
+    );
+    assert_eq!(
+        active_after, active_before,
+        "Wasm VMs were lost during the soak"
+    );
     let bursts = &seen.statuses["burst"];
-    assert!(bursts.get(&429).copied().unwrap_or(0) > 0, "no burst met the rate limit: {bursts:?}");
-    assert!(bursts.get(&200).copied().unwrap_or(0) > 0, "every burst request was refused: {bursts:?}");
+    assert!(
+        bursts.get(&429).copied().unwrap_or(0) > 0,
+        "no burst met the rate limit: {bursts:?}"
+    );
+    assert!(
+        bursts.get(&200).copied().unwrap_or(0) > 0,
+        "every burst request was refused: {bursts:?}"
+    );
     for kind in KINDS.iter().map(|k| k.0) {
-        assert!(seen.statuses.contains_key(kind), "the mix never sent {kind}");
+        assert!(
+            seen.statuses.contains_key(kind),
+            "the mix never sent {kind}"
+        );
     }
     assert!(
         allocated_after - allocated_before < MAX_GROWTH_BYTES,
