@@ -89,8 +89,19 @@ async fn exchange(from: Ipv4Addr, to: SocketAddr, request: &[u8]) -> Option<u16>
         let mut stream = socket.connect(to).await.ok()?;
         // Envoy may answer (431) and close before it has read all of an oversized request.
         let _ = stream.write_all(request).await;
+        // Read until the response is complete (Envoy holds a connection it answered
+        // locally open for its delayed-close timeout, 1 s, waiting for the client to close).
         let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&chunk[..n]),
+            }
+            if is_complete(&response) {
+                break;
+            }
+        }
         let head = response.get(..12)?;
         let text = std::str::from_utf8(head).ok()?;
         text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
@@ -99,6 +110,19 @@ async fn exchange(from: Ipv4Addr, to: SocketAddr, request: &[u8]) -> Option<u16>
         .await
         .ok()
         .flatten()
+}
+
+/// Whether `response` holds a whole response framed by `content-length`.
+fn is_complete(response: &[u8]) -> bool {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    length.is_some_and(|n| response.len() >= end + 4 + n)
 }
 
 fn request(method: &str, target: &[u8], headers: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -380,6 +404,8 @@ fn mib(bytes: f64) -> String {
 struct Seen {
     /// kind -> status (0: closed without an answer) -> count.
     statuses: BTreeMap<&'static str, BTreeMap<u16, u64>>,
+    /// kind -> the longest exchange.
+    slowest: BTreeMap<&'static str, Duration>,
     /// What should not have happened.
     wrong: Vec<String>,
 }
@@ -389,9 +415,12 @@ impl Seen {
         &mut self,
         kind: &'static str,
         status: Option<u16>,
+        took: Duration,
         allowed: &[u16],
         may_close: bool,
     ) {
+        let slowest = self.slowest.entry(kind).or_default();
+        *slowest = (*slowest).max(took);
         *self
             .statuses
             .entry(kind)
@@ -427,8 +456,11 @@ async fn normal_client(to: SocketAddr, token: String, until: Instant, seen: Arc<
     ];
     while Instant::now() < until {
         for (kind, bytes) in &requests {
+            let sent = Instant::now();
             let status = exchange(NORMAL, to, bytes).await;
-            seen.lock().unwrap().record(kind, status, &[200], false);
+            seen.lock()
+                .unwrap()
+                .record(kind, status, sent.elapsed(), &[200], false);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -446,11 +478,12 @@ async fn hostile_client(
     while Instant::now() < until {
         let kind = mix.below(KINDS.len());
         let bytes = hostile(&mut mix, kind, &token);
+        let sent = Instant::now();
         let status = exchange(from, to, &bytes).await;
         let (name, allowed, may_close) = KINDS[kind];
         seen.lock()
             .unwrap()
-            .record(name, status, allowed, may_close);
+            .record(name, status, sent.elapsed(), allowed, may_close);
         tokio::time::sleep(HOSTILE_PACE).await;
     }
 }
@@ -464,16 +497,17 @@ async fn burster(to: SocketAddr, until: Instant, seen: Arc<Mutex<Seen>>) {
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 for _ in 0..BURST / 8 {
-                    out.push(exchange(BURSTER, to, &bytes).await);
+                    let sent = Instant::now();
+                    out.push((exchange(BURSTER, to, &bytes).await, sent.elapsed()));
                 }
                 out
             }));
         }
         for task in tasks {
-            for status in task.await.unwrap() {
+            for (status, took) in task.await.unwrap() {
                 seen.lock()
                     .unwrap()
-                    .record("burst", status, &[200, 429], false);
+                    .record("burst", status, took, &[200, 429], false);
             }
         }
         tokio::time::sleep(BURST_EVERY).await;
@@ -562,7 +596,8 @@ async fn envoy_survives_a_hostile_soak() {
     let total: u64 = seen.statuses.values().flat_map(|s| s.values()).sum();
     println!("soak: {secs} s ({took:?}), {total} requests, --concurrency 2");
     for (kind, statuses) in &seen.statuses {
-        println!("  {kind:<22} {statuses:?}");
+        let slowest = seen.slowest.get(kind).copied().unwrap_or_default();
+        println!("  {kind:<22} {statuses:?}, slowest {slowest:.2?}");
     }
     println!("  wasm VMs created {created_before} -> {created_after}, active {active_before} -> {active_after}");
     println!(
