@@ -15,7 +15,7 @@ package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -
 out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
 WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
 
-.PHONY: help setup build lint test run bench clean images push new-filter
+.PHONY: help setup build lint test run bench fuzz soak clean images push new-filter
 
 help:
 	@echo "make run    build the filters and start Envoy + an echo upstream on 127.0.0.1:10000"
@@ -24,6 +24,8 @@ help:
 	@echo "make build  build every filter and fixture to out/*.wasm"
 	@echo "make lint   rustfmt and clippy, for the host and for $(WASM_TARGET)"
 	@echo "make bench  run the benchmarks (scripts/bench.sh)"
+	@echo "make fuzz   run every fuzz property long (FUZZ_CASES=$(FUZZ_CASES) cases; make test runs a few)"
+	@echo "make soak   a hostile soak of the make-run stack in Envoy (SOAK_SECS=$(SOAK_SECS) s; make test runs 20 s)"
 	@echo "make clean  remove out/ and Cargo's target/ (.venv stays)"
 	@echo "make images package each filter as an OCI image in out/images/<name>/ (Istio's compat layout)"
 	@echo "make push REGISTRY=127.0.0.1:5000/meshward [TAG=x]  push every image; prints the digests to pin"
@@ -55,6 +57,21 @@ run: setup build
 
 bench: setup build
 	scripts/bench.sh
+
+# The fuzz properties (each crate's src/fuzz.rs, harness/tests/fuzz.rs, tests/tests/fuzz_filters.rs)
+# that `make test` runs for a few cases each, run for many: MESHWARD_FUZZ_CASES is the count of
+# the cheapest properties; costlier ones divide it by their weight (meshward_shared::fuzzing).
+FUZZ_CASES ?= 10000
+fuzz: setup build
+	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --workspace --lib fuzz
+	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p meshward-harness --test fuzz
+	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p meshward-tests --test fuzz_filters
+
+# The hostile soak of tests/tests/envoy_soak.rs (20 s in `make test`), for SOAK_SECS seconds;
+# it prints the statuses it saw, the Wasm VM counts and Envoy's memory growth.
+SOAK_SECS ?= 300
+soak: setup build
+	MESHWARD_SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p meshward-tests --test envoy_soak -- --nocapture
 
 # OCI images for Istio's WasmPlugin, made by tools/meshward-image (see its README): one per
 # filter, out/images/<name>/, and pushed as $(REGISTRY)/<name>:$(TAG).

@@ -20,6 +20,10 @@
 pub mod abi;
 pub mod config;
 pub mod filter;
+#[cfg(test)]
+mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod host;
 pub mod log;
 pub mod metrics;

@@ -20,6 +20,8 @@
 pub mod breaker;
 pub mod circuits;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod labels;
 pub mod metrics;
 pub mod outcome;

@@ -29,6 +29,8 @@ pub mod failed;
 pub mod fixtures;
 pub mod foreign;
 pub mod forward;
+#[cfg(test)]
+mod fuzz;
 pub mod json;
 pub mod jwks;
 pub mod metrics;

@@ -19,6 +19,8 @@
 pub mod answer;
 pub mod bucket;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod global;
 pub mod keys;
 pub mod limiter;

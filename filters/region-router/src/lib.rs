@@ -17,6 +17,8 @@
 
 pub mod config;
 pub mod decide;
+#[cfg(test)]
+mod fuzz;
 pub mod health;
 pub mod health_store;
 pub mod metrics;

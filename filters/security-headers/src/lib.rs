@@ -16,6 +16,8 @@
 
 pub mod config;
 pub mod csp;
+#[cfg(test)]
+mod fuzz;
 pub mod headers;
 pub mod hsts;
 pub mod leaks;

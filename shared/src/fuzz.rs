@@ -1,0 +1,164 @@
+//! Fuzz tests of what the common crate parses: header maps from host buffers (hostile
+//! bytes), configuration JSON, durations and header names from configurations.
+
+use crate::config::{check_header_name, check_header_value, parse_json, ConfigDuration};
+use crate::fuzzing::{config, json_like, soup, text_soup, within};
+use crate::pairs::{self, Pair};
+use proptest::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+const BOUND: Duration = Duration::from_secs(2);
+
+/// A configuration of the shapes filters use: nested structs, lists, durations, options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Doc {
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Rule {
+    name: String,
+    per: ConfigDuration,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Mode {
+    On,
+    Off,
+}
+
+fn map_entry() -> impl Strategy<Value = Pair> {
+    ("\\PC{0,12}", proptest::collection::vec(any::<u8>(), 0..24))
+}
+
+proptest! {
+    #![proptest_config(config(512, 1))]
+
+    /// The host's map buffer is untrusted: any bytes decode to a map or `None`, and what
+    /// decodes re-encodes to the bytes it was read from (up to where the map ended).
+    #[test]
+    fn header_maps_from_any_bytes_decode_to_what_they_encode(
+        bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            proptest::collection::vec(map_entry(), 0..6).prop_flat_map(|pairs| {
+                let encoded = pairs::encode(&pairs);
+                let len = encoded.len();
+                (Just(encoded), proptest::collection::vec((0..len.max(1), any::<u8>()), 0..3))
+                    .prop_map(|(mut bytes, flips)| {
+                        for (at, byte) in flips {
+                            if let Some(b) = bytes.get_mut(at) {
+                                *b = byte;
+                            }
+                        }
+                        bytes
+                    })
+            }),
+        ]
+    ) {
+        let decoded = within(BOUND, "pairs::decode", || pairs::decode(&bytes))?;
+        if let Some(decoded) = decoded {
+            let again = pairs::encode(&decoded);
+            if !decoded.is_empty() || !bytes.is_empty() {
+                prop_assert!(bytes.starts_with(&again), "{again:?} is not a prefix of {bytes:?}");
+            }
+            let payload: usize = decoded.iter().map(|(k, v)| k.len() + v.len()).sum();
+            prop_assert!(payload <= bytes.len());
+        }
+    }
+
+    /// Every map a filter writes reads back exactly: names, duplicates, order, value bytes.
+    #[test]
+    fn header_maps_round_trip(pairs in proptest::collection::vec(map_entry(), 0..8)) {
+        prop_assert_eq!(pairs::decode(&pairs::encode(&pairs)), Some(pairs));
+    }
+
+    /// A count that promises more entries than the buffer can hold is refused before any
+    /// allocation is made for it.
+    #[test]
+    fn a_lying_count_is_refused(count in 1u32.., tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut bytes = count.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&tail);
+        prop_assume!(count as usize > bytes.len() / 10);
+        prop_assert_eq!(pairs::decode(&bytes), None);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256, 1))]
+
+    /// Durations from a configuration: any text parses or is refused with a message, and
+    /// what parses is at most ten years.
+    #[test]
+    fn any_duration_text_parses_or_is_refused(
+        text in text_soup(&["1", "0", "9", ".", "5", "ms", "s", "m", "h", "us", "µs", "ns", " ", "e", "-", "+", "1e400"], 10)
+    ) {
+        match within(BOUND, "ConfigDuration::parse", || ConfigDuration::parse(&text))? {
+            Ok(ConfigDuration(d)) => prop_assert!(d <= Duration::from_nanos(320_000_000_000_000_000)),
+            Err(message) => prop_assert!(message.contains("expected a duration"), "{message}"),
+        }
+    }
+
+    /// A duration written as a whole number and a unit reads as that many units.
+    #[test]
+    fn whole_durations_read_as_written(n in 0u64..100_000, unit in 0usize..5) {
+        let (suffix, nanos) = [("ns", 1u64), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000)][unit];
+        let parsed = ConfigDuration::parse(&format!("{n}{suffix}")).map(|d| d.0);
+        prop_assert_eq!(parsed, Ok(Duration::from_nanos(n * nanos)));
+    }
+
+    /// Header names and values from a configuration are checked without panicking, and
+    /// what passes could not split a header on the wire.
+    #[test]
+    fn header_names_and_values_are_checked(
+        text in text_soup(&["a", "Z", "-", "_", ":", " ", "\r", "\n", "\0", "é", "x-api-key"], 8)
+    ) {
+        if check_header_name("h", &text).is_ok() {
+            prop_assert!(!text.is_empty());
+            prop_assert!(text.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()));
+        }
+        if check_header_value("h", &text).is_ok() {
+            prop_assert!(!text.contains(['\r', '\n', '\0']));
+        }
+    }
+
+    /// Configuration parsing of random documents shaped like a real one: no panic, and an
+    /// error always says something.
+    #[test]
+    fn configs_shaped_like_a_real_one_parse_or_name_a_problem(
+        doc in json_like(json!({
+            "rules": [{"name": "a", "per": "1s", "limit": 10, "tags": ["x", "y"]}],
+            "mode": "on",
+            "header": "x-a"
+        }), 4),
+        raw in soup(&["{", "}", "[", "]", "\"", ":", ",", "rules", "per", "1s", "null", " "], 12),
+    ) {
+        for bytes in [doc.to_string().into_bytes(), raw] {
+            if let Err(error) = within(BOUND, "parse_json", || parse_json::<Doc>(&bytes))? {
+                prop_assert!(!error.message.is_empty());
+                prop_assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn an_empty_map_decodes_from_a_zero_count() {
+    assert_eq!(pairs::decode(&[0, 0, 0, 0]), Some(Vec::new()));
+}
