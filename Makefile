@@ -15,14 +15,17 @@ package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -
 out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
 WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
 
-.PHONY: help setup build lint test run bench fuzz soak clean images push new-filter
+.PHONY: help setup build lint fmt test check-k8s k8s-tools run bench fuzz soak clean images push new-filter
 
 help:
 	@echo "make run    build the filters and start Envoy + an echo upstream on 127.0.0.1:10000"
+	@echo "make run CONFIG=envoy-config/<name>.yaml  the same with another config (one filter's example)"
 	@echo "make test   install what is missing, build, lint, and run every test"
 	@echo "make setup  install the Wasm target, Envoy $(ENVOY_VERSION) in .venv, and curl"
 	@echo "make build  build every filter and fixture to out/*.wasm"
 	@echo "make lint   rustfmt and clippy, for the host and for $(WASM_TARGET)"
+	@echo "make fmt    rustfmt every crate in place"
+	@echo "make check-k8s  check what k8s/ renders: Istio's schema, and every pluginConfig in the harness and Envoy"
 	@echo "make bench  run the benchmarks (scripts/bench.sh)"
 	@echo "make fuzz   run every fuzz property long (FUZZ_CASES=$(FUZZ_CASES) cases; make test runs a few)"
 	@echo "make soak   a hostile soak of the make-run stack in Envoy (SOAK_SECS=$(SOAK_SECS) s; make test runs 20 s)"
@@ -47,13 +50,25 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p meshward-shared $(addprefix -p ,$(WASM_PACKAGES)) -- -D warnings
 
-test: setup build lint
+fmt:
+	$(CARGO) fmt --all
+
+test: setup build lint k8s-tools
 	scripts/build-rls.sh >/dev/null
 	$(CARGO) test --workspace
 	scripts/test-new-filter.sh
 
+# The checks of k8s/ alone (tests/tests/wasmplugins.rs); `make test` runs them with the rest.
+check-k8s: setup build k8s-tools
+	$(CARGO) test -p meshward-tests --test wasmplugins
+
+# One clear failure, before any test runs, when what the checks of k8s/ need is missing.
+k8s-tools:
+	@command -v kubectl >/dev/null || { echo "kubectl is missing: the checks of k8s/ render with it (1.27 or later)" >&2; exit 1; }
+	@test -d k8s/check/node_modules/@kubernetes-models/istio || { echo "k8s/check/node_modules is missing: run make setup (it runs npm ci in k8s/check)" >&2; exit 1; }
+
 run: setup build
-	scripts/run.sh
+	scripts/run.sh $(CONFIG)
 
 bench: setup build
 	scripts/bench.sh

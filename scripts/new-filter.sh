@@ -2,10 +2,14 @@
 # Creates a new filter from templates/filter/: `scripts/new-filter.sh <name>` (or
 # `make new-filter NAME=<name>`) writes filters/<name>/ (the crate meshward-<name>, with a
 # config, a pure core, metrics, unit tests and a README), tests/tests/<name_snake>.rs (its
-# harness tests, in meshward-tests with the others), k8s/base/<name>.yaml (a WasmPlugin, added to the base's kustomization) and
-# envoy-config/<name>.yaml (an Envoy example). In the templates `__NAME__`
-# is the name (`hello-probe`) and `__SNAKE__` its snake_case form (`hello_probe`); a file
-# ending in `.tmpl` loses that ending. docs/writing-a-filter.md walks through the result.
+# harness tests, in meshward-tests with the others), tests/tests/envoy_<name_snake>.rs (its
+# tests in a real Envoy), k8s/base/<name>.yaml (a WasmPlugin, added to the base's
+# kustomization, with its image pinned in k8s/overlays/example) and envoy-config/<name>.yaml
+# (an Envoy example, which `make run CONFIG=envoy-config/<name>.yaml` starts). `make test`
+# passes right after it, with no hand edits (scripts/test-new-filter.sh checks that). In the
+# templates `__NAME__` is the name (`hello-probe`) and `__SNAKE__` its snake_case form
+# (`hello_probe`); a file ending in `.tmpl` loses that ending. docs/writing-a-filter.md
+# walks through the result.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,17 +29,25 @@ snake=${name//-/_}
 
 # Nothing of the new filter may exist yet, and its package name must be free: "shared",
 # "harness" or "tests" would clash with meshward-shared, meshward-harness, meshward-tests.
-for path in "filters/$name" "k8s/base/$name.yaml" "envoy-config/$name.yaml" "tests/tests/$snake.rs"; do
+for path in "filters/$name" "k8s/base/$name.yaml" "envoy-config/$name.yaml" "tests/tests/$snake.rs" \
+  "tests/tests/envoy_$snake.rs"; do
   [[ ! -e "$root/$path" ]] || fail "$path already exists; choose another name"
 done
 if grep -rqs --include=Cargo.toml -E "^name *= *\"meshward-$name\"" \
-  "$root/shared" "$root/harness" "$root/tests" "$root/filters"; then
+  "$root/shared" "$root/harness" "$root/tests" "$root/filters" "$root/tools"; then
   fail "a crate named meshward-$name already exists; choose another name"
 fi
+overlay="$root/k8s/overlays/example/kustomization.yaml"
+! grep -qE "^    name: $name\$" "$overlay" || fail "k8s/overlays/example already patches a plugin $name"
+# A placeholder digest of the right form, distinct per filter, like the others in the overlay.
+digest=$(printf 'meshward placeholder %s' "$name" | sha256sum | cut -c1-64)
 
+expand() { # expand <template file>: its text with the names filled in, on stdout
+  sed -e "s/__NAME__/$name/g" -e "s/__SNAKE__/$snake/g" -e "s/__DIGEST__/$digest/g" "$1"
+}
 render() { # render <template file> <destination>
   mkdir -p "$(dirname "$2")"
-  sed -e "s/__NAME__/$name/g" -e "s/__SNAKE__/$snake/g" "$1" >"$2"
+  expand "$1" >"$2"
 }
 
 (cd "$template/crate" && find . -type f | sort) | while read -r file; do
@@ -43,20 +55,27 @@ render() { # render <template file> <destination>
   render "$template/crate/$file" "$root/filters/$name/${file%.tmpl}"
 done
 render "$template/wasmplugin.yaml" "$root/k8s/base/$name.yaml"
-# The base lists its resources; the new WasmPlugin joins them (make test checks what it renders).
+# The base lists its resources; the new WasmPlugin joins them, and the example overlay pins
+# its image (make test checks both render, and that every plugin there has a digest).
 printf -- '- %s.yaml\n' "$name" >>"$root/k8s/base/kustomization.yaml"
+expand "$template/overlay-pin.yaml" >>"$overlay"
 render "$template/envoy.yaml" "$root/envoy-config/$name.yaml"
 render "$template/harness-test.rs" "$root/tests/tests/$snake.rs"
+render "$template/envoy-test.rs" "$root/tests/tests/envoy_$snake.rs"
 # Line breaks depend on the name's length; rustfmt settles them as `make lint` wants.
 (cd "$root" && cargo fmt -p "meshward-$name" -p meshward-tests)
 
 cat <<MSG
 Created the filter $name:
-  filters/$name/            crate meshward-$name (src/config.rs, src/decide.rs, src/metrics.rs,
-                            src/lib.rs, README.md)
-  tests/tests/$snake.rs     its harness tests (cargo test -p meshward-tests --test $snake)
-  envoy-config/$name.yaml   an Envoy example (checked by tests/tests/envoy_configs.rs)
-  k8s/base/$name.yaml       an Istio WasmPlugin, listed in k8s/base/kustomization.yaml
-Next: make build && cargo test -p meshward-$name -p meshward-tests --test $snake
-Then see docs/writing-a-filter.md.
+  filters/$name/               crate meshward-$name (src/config.rs, src/decide.rs,
+                               src/metrics.rs, src/lib.rs, README.md)
+  tests/tests/$snake.rs        its harness tests
+  tests/tests/envoy_$snake.rs  its tests in a real Envoy
+  envoy-config/$name.yaml      an Envoy example (checked by tests/tests/envoy_configs.rs)
+  k8s/base/$name.yaml          an Istio WasmPlugin, listed in k8s/base/kustomization.yaml
+                               and pinned in k8s/overlays/example/kustomization.yaml
+The quick loop (unit tests, harness tests, Envoy tests):
+  make build && cargo test -p meshward-$name -p meshward-tests --lib --test $snake --test envoy_$snake
+Try it: make run CONFIG=envoy-config/$name.yaml
+Then see docs/writing-a-filter.md; make test runs everything.
 MSG

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Proves `make new-filter` works: copies the repository's files (tracked and new, not
-# ignored) into a scratch directory, generates the filter hello-probe there, and builds,
-# lints and tests it as generated: the Wasm module, clippy on host and Wasm, its unit tests,
-# its harness tests, its WasmPlugin (tests/tests/wasmplugins.rs), and `envoy --mode validate`
-# on its Envoy example. It also checks that
-# bad names are refused. `make test` runs it after the workspace's tests.
+# Proves that `make test` passes right after `make new-filter`, with no hand edits: copies
+# the repository's files (tracked and new, not ignored) into a scratch directory, generates
+# the filter hello-probe there, and runs every check the new filter touches, as generated:
+# the Wasm module (and that `make build` would build it), rustfmt, clippy on host and Wasm,
+# its unit tests, its harness tests and its Envoy tests (with the quick-loop command the
+# docs give), the checks of k8s/ (tests/tests/wasmplugins.rs, all of them: the schema, one
+# WasmPlugin per filter, the chain order, the example overlay's digest pins, every
+# pluginConfig in the harness and Envoy), and `envoy --mode validate` on its Envoy example
+# (the check tests/tests/envoy_configs.rs makes of every file in envoy-config/). It also
+# checks that bad names are refused.
+# `make test` runs it after the workspace's tests.
 #
 # It is cheap because it shares this repository's Cargo target directory, where the
 # crates.io dependencies are already built. Sharing needs care: Cargo names a workspace
@@ -75,36 +80,34 @@ if make --no-print-directory new-filter NAME=$name >/dev/null 2>&1; then
   echo "test-new-filter: new-filter overwrote the existing $name" >&2
   exit 1
 fi
+make -n build | grep -q -- "-p meshward-$name" ||
+  { echo "test-new-filter: make build does not build meshward-$name" >&2; exit 1; }
 
 isolate
 
 step "build out/$name.wasm"
 cargo build --quiet --release --target wasm32-wasip1 -p meshward-$name
-mkdir -p out
-cp "$target/wasm32-wasip1/release/meshward_$snake.wasm" "out/$name.wasm"
-
-step "lint"
-cargo fmt -p meshward-$name -p meshward-tests --check
-cargo clippy --quiet -p meshward-$name --all-targets -- -D warnings
-cargo clippy --quiet --target wasm32-wasip1 -p meshward-$name -- -D warnings
-cargo clippy --quiet -p meshward-tests --test $snake -- -D warnings
-
-step "unit and harness tests"
-cargo test --quiet -p meshward-$name
-cargo test --quiet -p meshward-tests --test $snake
-
-step "its WasmPlugin: Istio's schema, and its pluginConfig loaded in the harness and Envoy"
 # The checks need every filter's module, Envoy and the schema validator: this checkout's.
+mkdir -p out
 cp "$root"/out/*.wasm out/
 cp "$target/wasm32-wasip1/release/meshward_$snake.wasm" "out/$name.wasm"
 ln -s "$root/.venv" .venv
 ln -s "$root/k8s/check/node_modules" k8s/check/node_modules
-# The checks that hold for any filter (the others pin the five filters' phases and the
-# example overlay's images, which a new filter joins by hand).
-cargo test --quiet -p meshward-tests --test wasmplugins -- \
-  every_rendered_manifest_passes_the_istio_schema every_plugin_config_loads_in_its_filter \
-  envoy_loads_every_rendered_plugin
 
+step "lint"
+cargo fmt --all --check
+cargo clippy --quiet -p meshward-$name --all-targets -- -D warnings
+cargo clippy --quiet --target wasm32-wasip1 -p meshward-$name -- -D warnings
+cargo clippy --quiet -p meshward-tests --test $snake --test envoy_$snake -- -D warnings
+
+step "unit, harness and Envoy tests (the quick loop of docs/writing-a-filter.md)"
+cargo test --quiet -p meshward-$name -p meshward-tests --lib --test $snake --test envoy_$snake
+
+step "k8s/: Istio's schema, the chain, the overlay's pins, every pluginConfig in the harness and Envoy"
+cargo test --quiet -p meshward-tests --test wasmplugins
+
+# What tests/tests/envoy_configs.rs does with each file in envoy-config/; the others are
+# unchanged here and the workspace's run has checked them.
 step "envoy --mode validate -c envoy-config/$name.yaml"
 "$envoy" --mode validate --disable-hot-restart --log-level warn -c "envoy-config/$name.yaml"
 

@@ -37,7 +37,7 @@ pub use error::HarnessError;
 pub use headers::HeaderMap;
 pub use host::{ForeignFunction, Host, HostBuilder, Outcome, Stream, Worker};
 pub use logs::{LogEntry, LogLevel, LogOrigin};
-pub use message::{response_flags, Request, Response, Upstream};
+pub use message::{response_flags, Reply, Request, Response, Upstream};
 pub use metrics::{MetricKind, MetricValue, ENVOY_PREFIX};
 pub use properties::PropertyValue;
 pub use shared_data::SharedData;

@@ -89,6 +89,22 @@ impl Request {
         self
     }
 
+    /// The same as [`header`](Self::header), spelt as the Envoy rig's
+    /// `meshward_tests::Request::with_header`, so a test reads the same in both.
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        self.header(name, value)
+    }
+
+    /// The same as [`header_bytes`](Self::header_bytes), spelt as the Envoy rig's.
+    pub fn with_raw_header(self, name: &str, value: &[u8]) -> Self {
+        self.header_bytes(name, value)
+    }
+
+    /// The same as [`body`](Self::body), spelt as the Envoy rig's.
+    pub fn with_body(self, body: impl Into<Vec<u8>>) -> Self {
+        self.body(body)
+    }
+
     /// Adds a trailer.
     pub fn trailer(mut self, name: &str, value: &str) -> Self {
         self.trailers.add(name, value);
@@ -136,6 +152,12 @@ impl Request {
         self.headers.get_bytes(name)
     }
 
+    /// Every value of a header, in order (bytes that are not UTF-8 read as U+FFFD), as the
+    /// Envoy rig spells it.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.get_all(name)
+    }
+
     /// The body bytes.
     pub fn body_bytes(&self) -> &[u8] {
         &self.body
@@ -144,6 +166,11 @@ impl Request {
     /// The body as text (lossy).
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The same as [`body_text`](Self::body_text), spelt as the Envoy rig's.
+    pub fn text(&self) -> String {
+        self.body_text()
     }
 
     /// The trailers, in order.
@@ -201,6 +228,27 @@ impl Response {
         self
     }
 
+    /// `200` with body `ok`, like the Envoy rig's `Reply::ok()`.
+    pub fn ok() -> Self {
+        Self::new(200).body("ok")
+    }
+
+    /// The same as [`header`](Self::header), spelt as the Envoy rig's `Reply::with_header`,
+    /// so a test reads the same in both.
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        self.header(name, value)
+    }
+
+    /// The same as [`header_bytes`](Self::header_bytes), spelt as the Envoy rig's.
+    pub fn with_raw_header(self, name: &str, value: &[u8]) -> Self {
+        self.header_bytes(name, value)
+    }
+
+    /// The same as [`body`](Self::body), spelt as the Envoy rig's `Reply::with_body`.
+    pub fn with_body(self, body: impl Into<Vec<u8>>) -> Self {
+        self.body(body)
+    }
+
     /// Adds a trailer.
     pub fn trailer(mut self, name: &str, value: &str) -> Self {
         self.trailers.add(name, value);
@@ -230,6 +278,12 @@ impl Response {
         self.headers.get_bytes(name)
     }
 
+    /// Every value of a header, in order (bytes that are not UTF-8 read as U+FFFD), as the
+    /// Envoy rig spells it.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.get_all(name)
+    }
+
     /// The body bytes.
     pub fn body_bytes(&self) -> &[u8] {
         &self.body
@@ -238,6 +292,11 @@ impl Response {
     /// The body as text (lossy).
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The same as [`body_text`](Self::body_text), spelt as the Envoy rig's.
+    pub fn text(&self) -> String {
+        self.body_text()
     }
 
     /// The trailers, in order.
@@ -279,6 +338,10 @@ impl fmt::Debug for Response {
             .finish()
     }
 }
+
+/// What an upstream answers, by the Envoy rig's name: `Reply::new(200).with_header(..)`
+/// reads the same in a harness test and in an Envoy test.
+pub type Reply = Response;
 
 /// Envoy's response flags (`response.flags`), as the bits of its `ResponseFlag` enum.
 pub mod response_flags {

@@ -212,8 +212,74 @@ pub fn header(map: Map, name: &str) -> Option<Vec<u8>> {
 }
 
 /// The first value of header `name` in `map` if it is present and valid UTF-8.
+///
+/// Not for a security decision: `None` means "absent", "not UTF-8" and "map not readable"
+/// alike, and of a repeated header (`x-tenant: acme` then `x-tenant: evil`) only the first
+/// value is seen while the upstream gets both. Use [`header_unique`] or [`header_values`].
 pub fn header_str(map: Map, name: &str) -> Option<String> {
     String::from_utf8(header(map, name)?).ok()
+}
+
+/// Every value of header `name` in `map`, in order, byte for byte: empty when the header is
+/// absent, an error when the map cannot be read (for example the request headers in the
+/// response phase). One host call, which reads the whole map.
+pub fn header_values(map: Map, name: &str) -> HostResult<Vec<Vec<u8>>> {
+    Ok(headers(map)?
+        .into_iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+        .collect())
+}
+
+/// The one value of header `name` in `map`, for a decision that must see what the upstream
+/// sees: `Ok(None)` when it is absent, `Ok(Some(value))` when it appears exactly once as
+/// UTF-8, and an error when it repeats, is not UTF-8, or the map cannot be read. Use it for
+/// a security decision (an identity, a tenant, a token) and refuse the request on `Err`.
+pub fn header_unique(map: Map, name: &str) -> Result<Option<String>, HeaderError> {
+    let all = headers(map).map_err(HeaderError::Host)?;
+    unique(&values_of(&all, name))
+}
+
+/// Why [`header_unique`] could not give one value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The header appears this many times (two or more).
+    Repeated(usize),
+    /// The value is not UTF-8 (HTTP/1 allows obs-text bytes 0x80-0xFF, and Envoy passes them).
+    NotUtf8,
+    /// The host could not read the map.
+    Host(Status),
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Repeated(n) => write!(f, "the header appears {n} times"),
+            HeaderError::NotUtf8 => f.write_str("the header value is not UTF-8"),
+            HeaderError::Host(status) => write!(f, "the headers could not be read: {status}"),
+        }
+    }
+}
+
+/// The values of `name` among `pairs`, in order (names compared without regard to case).
+/// Pure, so a filter that already holds the map can use it without another host call.
+pub fn values_of<'a>(pairs: &'a [pairs::Pair], name: &str) -> Vec<&'a [u8]> {
+    pairs
+        .iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_slice())
+        .collect()
+}
+
+/// The one UTF-8 value among `values`, `None` when there is none; see [`header_unique`].
+pub fn unique<V: AsRef<[u8]>>(values: &[V]) -> Result<Option<String>, HeaderError> {
+    match values {
+        [] => Ok(None),
+        [value] => std::str::from_utf8(value.as_ref())
+            .map(|text| Some(text.to_owned()))
+            .map_err(|_| HeaderError::NotUtf8),
+        more => Err(HeaderError::Repeated(more.len())),
+    }
 }
 
 /// Sets header `name` to `value`, replacing every existing value.
@@ -533,10 +599,55 @@ mod tests {
         assert_eq!(property_path(&[]), Vec::<u8>::new());
     }
 
+    fn pairs(list: &[(&str, &[u8])]) -> Vec<pairs::Pair> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn values_of_keeps_every_value_in_order() {
+        let map = pairs(&[
+            ("x-tenant", b"acme"),
+            ("x-other", b"1"),
+            ("X-Tenant", b"evil"),
+        ]);
+        assert_eq!(
+            values_of(&map, "x-tenant"),
+            vec![b"acme".as_slice(), b"evil".as_slice()]
+        );
+        assert!(values_of(&pairs(&[("a", b"1")]), "x-tenant").is_empty());
+    }
+
+    #[test]
+    fn unique_tells_absent_repeated_and_not_utf8_apart() {
+        let none: [&[u8]; 0] = [];
+        assert_eq!(unique(&none), Ok(None));
+        assert_eq!(unique(&[b"acme"]), Ok(Some("acme".to_owned())));
+        assert_eq!(unique(&[b""]), Ok(Some(String::new())));
+        assert_eq!(
+            unique(&[b"acme".as_slice(), b"evil".as_slice()]),
+            Err(HeaderError::Repeated(2))
+        );
+        assert_eq!(unique(&[[0xff, b'a']]), Err(HeaderError::NotUtf8));
+        assert_eq!(
+            HeaderError::Repeated(3).to_string(),
+            "the header appears 3 times"
+        );
+    }
+
     #[test]
     fn outside_wasm_every_call_answers_unimplemented() {
         assert_eq!(current_time_nanos(), Err(Status::Unimplemented));
         assert_eq!(header(Map::RequestHeaders, "x"), None);
+        assert_eq!(
+            header_unique(Map::RequestHeaders, "x"),
+            Err(HeaderError::Host(Status::Unimplemented))
+        );
+        assert_eq!(
+            header_values(Map::RequestHeaders, "x"),
+            Err(Status::Unimplemented)
+        );
         assert_eq!(shared_data("k"), Err(Status::Unimplemented));
     }
 }

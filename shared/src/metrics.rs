@@ -6,6 +6,54 @@
 
 use crate::host::{self, MetricKind};
 
+/// Declares a filter's metrics in one place: each is a field (its handle), named by the
+/// prefix and the field's name, documented once. It makes the struct, `NAMES` (every full
+/// name, in order) and `define()`, which defines them all at configure time:
+///
+/// ```
+/// meshward_shared::metrics! {
+///     /// The filter's metrics, defined once at configure time and copied into each stream.
+///     pub struct Metrics {
+///         prefix: "meshward_hello_",
+///         /// Responses the filter tagged.
+///         responses_tagged: Counter,
+///         /// Requests in flight.
+///         in_flight: Gauge,
+///     }
+/// }
+/// assert_eq!(Metrics::NAMES, ["meshward_hello_responses_tagged", "meshward_hello_in_flight"]);
+/// let metrics = Metrics::define(); // outside a proxy the handles do nothing
+/// metrics.responses_tagged.inc();
+/// ```
+#[macro_export]
+macro_rules! metrics {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            prefix: $prefix:literal,
+            $($(#[$field_meta:meta])* $field:ident: $kind:ident),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default)]
+        $vis struct $name {
+            $($(#[$field_meta])* pub $field: $crate::metrics::$kind,)+
+        }
+
+        impl $name {
+            /// Every metric's full name, in the order declared.
+            pub const NAMES: &'static [&'static str] = &[$(concat!($prefix, stringify!($field))),+];
+
+            /// Defines (or finds) every metric.
+            pub fn define() -> Self {
+                $name {
+                    $($field: $crate::metrics::$kind::define(concat!($prefix, stringify!($field))),)+
+                }
+            }
+        }
+    };
+}
+
 /// A counter: only goes up.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counter(Option<u32>);

@@ -1,11 +1,12 @@
 //! The __NAME__ filter in the harness: what a client sees, what the metrics say, and which
 //! configurations it refuses. Needs `make build` (out/__NAME__.wasm).
 
-use meshward_harness::{wasm_path, HarnessError, Host, LogLevel, Request, Response, Upstream};
+use meshward_harness::{wasm_path, HarnessError, Host, LogLevel, Reply, Request, Upstream};
 use serde_json::json;
 
 const TAGGED: &str = "meshward___SNAKE___responses_tagged";
 const SKIPPED: &str = "meshward___SNAKE___responses_skipped";
+const REFUSED: &str = "meshward___SNAKE___requests_refused";
 
 /// A host running the filter with this plugin configuration.
 fn host(config: serde_json::Value) -> Host {
@@ -22,12 +23,11 @@ fn tags_responses_outside_the_skipped_paths() {
 
     let tagged = host.worker(0).send(
         Request::get("/app"),
-        Upstream::reply(Response::new(200).body("hi")),
+        Upstream::reply(Reply::new(200).with_body("hi")),
     );
-    let skipped = host.worker(1).send(
-        Request::get("/healthz"),
-        Upstream::reply(Response::new(200)),
-    );
+    let skipped = host
+        .worker(1)
+        .send(Request::get("/healthz"), Upstream::reply(Reply::new(200)));
 
     assert_eq!(tagged.response.status(), 200);
     assert_eq!(tagged.response.header_value("x-seen"), Some("yes"));
@@ -50,6 +50,33 @@ fn tags_the_proxys_own_replies_too() {
         out.response.header_value("x-meshward-__NAME__"),
         Some("seen")
     );
+}
+
+#[test]
+fn refuses_a_required_header_that_is_absent_repeated_or_not_utf8() {
+    let host = host(json!({"required_header": "x-tenant", "skip_prefixes": ["/healthz"]}));
+    let send = |request: Request| host.worker(0).send(request, Upstream::reply(Reply::ok()));
+
+    let once = send(Request::get("/app").with_header("x-tenant", "acme"));
+    let absent = send(Request::get("/app"));
+    let repeated = send(
+        Request::get("/app")
+            .with_header("x-tenant", "acme")
+            .with_header("x-tenant", "evil"),
+    );
+    let not_utf8 = send(Request::get("/app").with_raw_header("x-tenant", b"acme\xff"));
+    let skipped = send(Request::get("/healthz"));
+
+    assert_eq!(once.response.status(), 200);
+    assert!(once.upstream_request.is_some());
+    for (what, out) in [("absent", &absent), ("repeated", &repeated), ("not UTF-8", &not_utf8)] {
+        assert_eq!(out.response.status(), 400, "{what}");
+        assert!(out.upstream_request.is_none(), "{what} reached the upstream");
+    }
+    assert!(absent.response.text().contains("must carry the header x-tenant"));
+    assert!(repeated.response.text().contains("appears 2 times"));
+    assert_eq!(skipped.response.status(), 200);
+    assert_eq!(host.counter(REFUSED), Some(3));
 }
 
 #[test]

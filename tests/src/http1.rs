@@ -91,6 +91,27 @@ impl Request {
     pub fn header_all(&self, name: &str) -> Vec<&str> {
         all(&self.headers, name)
     }
+    /// The same as [`header`](Self::header), spelt as the harness's `header_value`, so a
+    /// test reads the same in both.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.header(name)
+    }
+    /// The method, as the harness's `Request::method()` gives it.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+    /// The path and query, as the harness's `Request::path()` gives it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// The body bytes, as the harness spells it.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+    /// The body as text (invalid UTF-8 replaced), as the harness spells it.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 impl Response {
@@ -105,6 +126,23 @@ impl Response {
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The status code, as the harness's `Response::status()` gives it.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    /// The same as [`header`](Self::header), spelt as the harness's `header_value`, so a
+    /// test reads the same in both.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.header(name)
+    }
+    /// The body bytes, as the harness spells it.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+    /// The same as [`text`](Self::text), spelt as the harness's `body_text`.
+    pub fn body_text(&self) -> String {
+        self.text()
     }
 }
 

@@ -22,8 +22,8 @@
 //! let config = EnvoyConfig::load("meshward.yaml")?.upstream(8080, upstream.port());
 //! let envoy = Envoy::start(config).await?;
 //! let response = envoy.send(Request::get("/")).await?;
-//! assert_eq!(response.status, 200);
-//! assert_eq!(upstream.received()[0].path, "/");
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(upstream.received()[0].path(), "/");
 //! # Ok(())
 //! # }
 //! ```

@@ -38,6 +38,12 @@ impl Reply {
             drop: false,
         }
     }
+    /// The same as [`Reply::status`], spelt as the harness's `Response::new` (which the
+    /// harness also calls `Reply`), so `Reply::new(200).with_header(..)` reads the same in
+    /// both.
+    pub fn new(status: u16) -> Self {
+        Reply::status(status)
+    }
     /// Answers `200` with body `ok`: what the upstream does until told otherwise.
     pub fn ok() -> Self {
         Reply::status(200).with_body("ok")

@@ -17,6 +17,7 @@ struct RawConfig {
     value: Option<String>,
     #[serde(default)]
     skip_prefixes: Vec<String>,
+    required_header: Option<String>,
 }
 
 /// The validated configuration.
@@ -28,6 +29,8 @@ pub struct Config {
     pub value: String,
     /// Requests whose path starts with one of these are left alone.
     pub skip_prefixes: Vec<String>,
+    /// A request header every other request must carry exactly once, if set.
+    pub required_header: Option<String>,
 }
 
 impl Config {
@@ -46,10 +49,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(name) = &raw.required_header {
+            check_header_name("required_header", name)?;
+        }
         Ok(Config {
             header,
             value,
             skip_prefixes: raw.skip_prefixes,
+            required_header: raw.required_header,
         })
     }
 }
@@ -68,6 +75,7 @@ mod tests {
         assert_eq!(config.header, DEFAULT_HEADER);
         assert_eq!(config.value, DEFAULT_VALUE);
         assert!(config.skip_prefixes.is_empty());
+        assert_eq!(config.required_header, None);
     }
 
     #[test]
@@ -88,5 +96,6 @@ mod tests {
     fn refuses_header_names_and_values_envoy_would_mangle() {
         assert!(refusal(r#"{"header": "X-Upper"}"#).starts_with("header: "));
         assert!(refusal(r#"{"value": "a\r\nset-cookie: b"}"#).starts_with("value: "));
+        assert!(refusal(r#"{"required_header": "X-Tenant"}"#).starts_with("required_header: "));
     }
 }

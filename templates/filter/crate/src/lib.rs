@@ -1,8 +1,9 @@
 //! meshward __NAME__: tags each response with a header saying the filter saw it, except for
-//! requests under the paths the configuration skips. Replace this with what yours does.
+//! requests under the paths the configuration skips, and refuses a request that does not
+//! carry `required_header` exactly once. Replace this with what yours does.
 //!
-//! This file is the entry point and the Proxy-Wasm adapter only: it reads the request path
-//! from the host, asks [`decide::tag`] what to do, and applies the answer.
+//! This file is the entry point and the Proxy-Wasm adapter only: it reads the request from
+//! the host, asks [`decide`] what to do, and applies the answer.
 #![cfg_attr(
     test,
     allow(
@@ -19,7 +20,7 @@ pub mod metrics;
 
 use config::Config;
 use meshward_shared::host::{self, Map};
-use meshward_shared::{log, Action, HttpFilter, RootFilter};
+use meshward_shared::{log, reply, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
 use std::rc::Rc;
 
@@ -40,10 +41,7 @@ impl RootFilter for Root {
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
         let config = Config::parse(bytes).map_err(|e| e.to_string())?;
-        log::info(&format!(
-            "__NAME__: configured, tagging responses with {}",
-            config.header
-        ));
+        log::info(&format!("__NAME__: configured, tagging with {}", config.header));
         self.metrics = Metrics::define();
         self.config = Some(Rc::new(config));
         Ok(())
@@ -69,8 +67,23 @@ struct Stream {
 
 impl HttpFilter for Stream {
     fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+        // `:path` is a pseudo-header Envoy sets once, and skipping is no security decision:
+        // the plain read will do. A header a decision rests on is read with header_unique.
         self.path = host::header_str(Map::RequestHeaders, ":path");
-        Action::Continue
+        let Some(name) = &self.config.required_header else {
+            return Action::Continue;
+        };
+        if decide::skipped(&self.config, self.path.as_deref()) {
+            return Action::Continue;
+        }
+        match decide::admit(name, host::header_unique(Map::RequestHeaders, name)) {
+            Ok(()) => Action::Continue,
+            Err(refusal) => {
+                self.metrics.requests_refused.inc();
+                // Sends the reply and returns Action::Pause, so the upstream is not called.
+                reply::refuse(400, refusal.code, &refusal.message, &[])
+            }
+        }
     }
 
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {

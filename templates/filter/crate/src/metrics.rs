@@ -1,33 +1,18 @@
-//! Everything the filter reports, in one list. Envoy shows each counter in
-//! `/stats/prometheus` under its name below.
+//! Everything the filter reports, in one list: each metric is declared once, as a field,
+//! and named `meshward___SNAKE___<field>` in Envoy's `/stats/prometheus`.
 
-use meshward_shared::metrics::Counter;
-
-/// Responses the filter tagged.
-pub const RESPONSES_TAGGED: &str = "meshward___SNAKE___responses_tagged";
-/// Responses left alone because their path is skipped.
-pub const RESPONSES_SKIPPED: &str = "meshward___SNAKE___responses_skipped";
-/// Tags the proxy refused to set; those responses went out untagged.
-pub const EDIT_FAILURES: &str = "meshward___SNAKE___edit_failures";
-
-/// The filter's counters, defined once at configure time and copied into each stream.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Metrics {
-    /// See [`RESPONSES_TAGGED`].
-    pub responses_tagged: Counter,
-    /// See [`RESPONSES_SKIPPED`].
-    pub responses_skipped: Counter,
-    /// See [`EDIT_FAILURES`].
-    pub edit_failures: Counter,
-}
-
-impl Metrics {
-    /// Defines (or finds) every counter.
-    pub fn define() -> Self {
-        Metrics {
-            responses_tagged: Counter::define(RESPONSES_TAGGED),
-            responses_skipped: Counter::define(RESPONSES_SKIPPED),
-            edit_failures: Counter::define(EDIT_FAILURES),
-        }
+meshward_shared::metrics! {
+    /// The filter's metrics, defined once at configure time and copied into each stream.
+    pub struct Metrics {
+        prefix: "meshward___SNAKE___",
+        /// Responses the filter tagged.
+        responses_tagged: Counter,
+        /// Responses left alone because their path is skipped.
+        responses_skipped: Counter,
+        /// Tags the proxy refused to set; those responses went out untagged.
+        edit_failures: Counter,
+        /// Requests refused with a 400 because `required_header` was absent, repeated or
+        /// not UTF-8.
+        requests_refused: Counter,
     }
 }
