@@ -85,7 +85,11 @@ fn the_policy_runs_every_filter_in_the_order_istio_runs_them() {
             .iter()
             .map(|e| extension_module(e).unwrap())
             .collect();
-        assert_eq!(order, istio_order, "k8s/{dir}");
+        assert_eq!(
+            order, istio_order,
+            "k8s/{dir}: k8s/envoy-gateway/base/meshward.yaml's wasm list should hold every \
+             filter of k8s/base, in the order of Istio's chain"
+        );
         for extension in extensions(&policy) {
             // A module bundling several filters picks one by root_id.
             assert_eq!(

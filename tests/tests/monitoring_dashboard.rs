@@ -107,7 +107,7 @@ fn it_has_a_row_per_filter_and_every_panel_is_described_and_queries_prometheus()
     for filter in &filters {
         assert!(
             rows.contains(&filter.as_str()),
-            "no row for {filter}: {rows:?}"
+            "{DASHBOARD} has no row for {filter} (rows: {rows:?}): add one with its metrics"
         );
     }
 
@@ -162,5 +162,38 @@ fn every_panel_query_parses_as_promql() {
     let checked = promtool(&dir(), &["check", "rules", path.to_str().unwrap()]);
     if let Err(error) = checked {
         panic!("{error}");
+    }
+}
+
+#[test]
+fn the_readme_describes_every_panel_and_each_filter_readme_links_alerts_and_dashboard() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for panel in dashboard().unwrap()["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        let line = format!(
+            "- **{}**: {}",
+            panel["title"].as_str().unwrap(),
+            panel["description"].as_str().unwrap()
+        );
+        assert!(readme.contains(&line), "README.md lacks the line\n{line}");
+    }
+    let filters = std::fs::read_dir(repo_root().join("filters")).unwrap();
+    for entry in filters.map(|entry| entry.unwrap()) {
+        if !entry.path().join("Cargo.toml").exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path().join("README.md")).unwrap();
+        for link in [
+            "k8s/monitoring/meshward.rules.yaml",
+            "k8s/monitoring/meshward-dashboard.json",
+        ] {
+            assert!(
+                text.contains(link),
+                "{}/README.md does not link {link}",
+                entry.path().display()
+            );
+        }
     }
 }
