@@ -1,8 +1,9 @@
 //! The alerts and the dashboard against the real thing: a real Prometheus (Debian's, on a
 //! free loopback port, scraping every second and evaluating every second) scrapes a real
 //! Envoy running every meshward filter (`envoy-config/meshward.yaml`, with its stats tags).
-//! The drill fails a region, fails the upstream behind a circuit breaker, and points a
-//! global rate-limit rule at a Rate Limit Service that refuses connections; Prometheus'
+//! The drill fails a region, fails the upstream behind a circuit breaker, points a global
+//! rate-limit rule at a Rate Limit Service that refuses connections and a jwt-auth provider
+//! at an identity provider that does too, and sends requests without tokens; Prometheus'
 //! API then shows the matching alerts firing (the rules as shipped, `for:` cut to 1 s),
 //! and every query of every dashboard panel returns series. Needs `make setup` (Debian's
 //! `prometheus`) and `make build`.
@@ -23,15 +24,20 @@ const FAILING: u16 = 8090;
 const DEAD_REGION: u16 = 8091;
 /// The Rate Limit Service of the global rule: nothing listens.
 const DEAD_RLS: u16 = 8092;
+/// The identity provider of a second jwt-auth provider: nothing listens.
+const DEAD_IDP: u16 = 8093;
 
 /// How long the drill may take to see every alert it causes fire.
 const ALERTS_WITHIN: Duration = Duration::from_secs(90);
 
 /// The alerts the drill causes, and the label each must carry.
-const CAUSED: [(&str, &str, &str); 3] = [
+const CAUSED: [(&str, &str, &str); 6] = [
     ("MeshwardRegionUnhealthy", "region", "eu-west-1"),
     ("MeshwardCircuitBreakerOpen", "cluster", "upstream"),
     ("MeshwardRateLimitServiceErrors", "rule", "quota"),
+    ("MeshwardJwksFetchFailing", "job", "envoy"),
+    ("MeshwardJwksStale", "job", "envoy"),
+    ("MeshwardJwtDenialsSpike", "reason", "missing"),
 ];
 
 /// Alerts nothing in the drill should fire: a dead Rate Limit Service is not a local
@@ -83,6 +89,17 @@ fn drill_config(regions: &Upstream, failing: &Upstream) -> EnvoyConfig {
         }
     }
     clusters.push(json!({
+        "name": "idp",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "idp",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": DEAD_IDP},
+            }}}]}],
+        },
+    }));
+    clusters.push(json!({
         "name": "rate_limit_service",
         "type": "STATIC",
         "connect_timeout": "1s",
@@ -110,6 +127,18 @@ fn drill_config(regions: &Upstream, failing: &Upstream) -> EnvoyConfig {
          "global": {"cluster": "rate_limit_service", "domain": "meshward", "failure_mode": "allow"}},
     ]})
     .to_string());
+    // A second identity provider whose keys are fetched from a dead cluster, retried every
+    // second: the fetches fail and no key set ever arrives.
+    let jwt_auth = filter_config(value, "jwt-auth");
+    let mut jwt_config: Value = serde_json::from_str(jwt_auth.as_str().unwrap()).unwrap();
+    jwt_config["providers"].as_array_mut().unwrap().push(json!({
+        "name": "idp",
+        "issuer": "https://idp.meshward.test",
+        "audiences": ["api.meshward.test"],
+        "remote_jwks": {"cluster": "idp", "uri": "http://idp.meshward.test/jwks.json",
+                        "timeout": "1s", "retry_interval": "1s"},
+    }));
+    *jwt_auth = json!(jwt_config.to_string());
     // A failed region stays unhealthy for 30 s before probing, longer than the drill
     // needs to see its alert.
     let region_router = filter_config(value, "region-router");
@@ -120,7 +149,8 @@ fn drill_config(regions: &Upstream, failing: &Upstream) -> EnvoyConfig {
 }
 
 /// One round of traffic: region requests over many sessions, requests to the failing
-/// upstream, requests under the global rule, and requests without a token.
+/// upstream, requests under the global rule, and requests without the token jwt-auth
+/// requires.
 async fn round(envoy: &Envoy, round: usize) {
     let mut requests = Vec::new();
     for session in 0..8 {
@@ -135,14 +165,17 @@ async fn round(envoy: &Envoy, round: usize) {
     for _ in 0..2 {
         requests.push(Request::get("/quota/items").with_header("x-user", "dan"));
     }
-    requests.push(Request::get("/jwt/items"));
+    // A quarter of the requests without the token jwt-auth wants: denials spike.
+    for _ in 0..5 {
+        requests.push(Request::get("/jwt/items"));
+    }
     for request in requests {
         envoy.send(request).await.unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn prometheus_fires_the_alerts_a_failover_an_open_breaker_and_rls_failures_cause() {
+async fn prometheus_fires_the_alerts_of_a_failover_an_open_breaker_a_dead_rls_and_idp_and_missing_tokens() {
     let regions = Upstream::start().await.unwrap();
     let failing = Upstream::start().await.unwrap();
     failing.reply_with(Reply::status(500));
