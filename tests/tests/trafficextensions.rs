@@ -306,3 +306,19 @@ fn envoy_loads_every_rendered_extension_as_istiod_configures_it() {
         }
     }
 }
+
+#[test]
+fn envoy_refuses_an_extension_whose_plugin_config_its_filter_refuses() {
+    let mut manifests = render("overlays/trafficextension").unwrap();
+    let extension = manifests
+        .iter_mut()
+        .find(|m| m["kind"] == "TrafficExtension" && m["metadata"]["name"] == "rate-limit")
+        .unwrap();
+    extension["spec"]["wasm"]["pluginConfig"]["rules"][0]["limit"]["per"] = json!("fast");
+    match validate(&gateway_config(&as_wasm_plugins(&manifests)).unwrap()) {
+        Err(meshward_tests::RigError::Refused { log, .. }) => {
+            assert!(log.contains("rules[0].limit.per"), "{log}")
+        }
+        other => panic!("expected Envoy to refuse the config, got {other:?}"),
+    }
+}
