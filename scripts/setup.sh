@@ -27,6 +27,11 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 # Rate Limit Service's Redis client (scripts/build-rls.sh).
 command -v redis-server >/dev/null || missing+=(redis-server)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
+# prometheus (with promtool) for the alerts: `promtool check rules` and `promtool test rules`
+# on k8s/monitoring/, and the drill that scrapes a real Envoy (tests/tests/monitoring*.rs)
+# starts its own Prometheus on a free 127.0.0.1 port. Where systemd runs, Debian also starts
+# it as a service on :9090, which the tests do not use.
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -51,7 +56,9 @@ if ! .venv/bin/python -c "import jwt, cryptography, sys; sys.exit(jwt.__version_
 fi
 
 # The checks of k8s/ (tests/tests/wasmplugins.rs): `kubectl kustomize` renders it, and
-# @kubernetes-models/istio, installed here from k8s/check's lock file, checks the schema.
+# @kubernetes-models/istio, installed here from k8s/check's lock file, checks the schema
+# (with ajv for CRDs that no package models, @kubernetes-models/prometheus-operator for the
+# PrometheusRule, and TypeScript with @grafana/schema for the dashboard).
 # kubectl comes with the machine; Debian's own (kubernetes-client) is too old for
 # kustomize v5, so none is installed here.
 if ! kubectl kustomize --help >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 //! Checks Istio manifests as the API server would before it stores them: the schema of
 //! every kind, through the npm package `@kubernetes-models/istio` (`k8s/check/`), and for
 //! `WasmPlugin` what that package leaves out: unknown fields and the rules of Istio's CRD
-//! (its `x-kubernetes-validations`), plus the `sha256`-in-URL rule its API documents.
+//! (its `x-kubernetes-validations`), plus the `sha256`-in-URL rule its API documents; for
+//! `TrafficExtension`, which the package lacks, [`crate::traffic_extension`] has the rest.
 //!
 //! Every problem reads `<path>: <message>`, for example
 //! `spec.failStrategy: must be one of FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD`.
@@ -16,7 +17,7 @@ use crate::{repo_root, RigError};
 
 /// The fields a WasmPlugin may have, as Istio's CRD (`wasmplugins.extensions.istio.io`,
 /// v1alpha1) lists them. Types, enums, patterns and lengths are the npm validator's part.
-enum Shape {
+pub(crate) enum Shape {
     /// Anything: `pluginConfig` (preserve-unknown-fields) and `status`.
     Any,
     /// A string, number or boolean.
@@ -29,7 +30,7 @@ enum Shape {
     List(&'static Shape),
 }
 
-const TARGET_REF: Shape = Shape::Object(&[
+pub(crate) const TARGET_REF: Shape = Shape::Object(&[
     ("group", Shape::Scalar),
     ("kind", Shape::Scalar),
     ("name", Shape::Scalar),
@@ -78,7 +79,7 @@ const SPEC: Shape = Shape::Object(&[
 ]);
 
 /// Kubernetes' ObjectMeta, which every kind shares.
-const METADATA: Shape = Shape::Object(&[
+pub(crate) const METADATA: Shape = Shape::Object(&[
     ("annotations", Shape::Map(&Shape::Scalar)),
     ("creationTimestamp", Shape::Any),
     ("deletionGracePeriodSeconds", Shape::Scalar),
@@ -107,7 +108,7 @@ const WASM_PLUGIN: Shape = Shape::Object(&[
 /// The URL schemes the CRD allows; none means `oci://`.
 const URL_SCHEMES: [&str; 4] = ["http", "https", "oci", "file"];
 /// The CRD's `maxItems`.
-const MAX_TARGET_REFS: usize = 16;
+pub(crate) const MAX_TARGET_REFS: usize = 16;
 const MAX_ENV: usize = 256;
 
 /// Every manifest's problems, in order: the npm validator's, then (for WasmPlugins) the
@@ -117,6 +118,9 @@ pub fn check(manifests: &[Value]) -> Result<Vec<Vec<String>>, RigError> {
     for (manifest, found) in manifests.iter().zip(problems.iter_mut()) {
         if is_wasm_plugin(manifest) {
             found.extend(wasm_plugin_rule_problems(manifest));
+        }
+        if crate::traffic_extension::is_traffic_extension(manifest) {
+            found.extend(crate::traffic_extension::rule_problems(manifest));
         }
     }
     Ok(problems)
@@ -232,7 +236,7 @@ pub fn wasm_plugin_rule_problems(plugin: &Value) -> Vec<String> {
 }
 
 /// Fields `shape` does not list, anywhere under `value`.
-fn unknown_fields(value: &Value, shape: &Shape, path: &str, problems: &mut Vec<String>) {
+pub(crate) fn unknown_fields(value: &Value, shape: &Shape, path: &str, problems: &mut Vec<String>) {
     match (shape, value) {
         (Shape::Object(fields), Value::Object(object)) => {
             for (key, child) in object {
@@ -288,7 +292,7 @@ fn suggestion(key: &str, fields: &[(&str, Shape)]) -> String {
 
 /// The CRD's scheme rule, and the API's: a digest in the URL (`@sha256:`) must be the
 /// `sha256` field when both are set.
-fn url_problems(url: &str, sha256: Option<&str>) -> Vec<String> {
+pub(crate) fn url_problems(url: &str, sha256: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
     if url.chars().any(char::is_whitespace) {
         problems.push(format!("spec.url: {url:?} is not a URL"));
@@ -312,7 +316,7 @@ fn url_problems(url: &str, sha256: Option<&str>) -> Vec<String> {
     problems
 }
 
-fn label_problems(labels: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn label_problems(labels: &Map<String, Value>) -> Vec<String> {
     let mut problems = Vec::new();
     for (key, value) in labels {
         let path = format!("spec.selector.matchLabels.{key}");
@@ -329,7 +333,7 @@ fn label_problems(labels: &Map<String, Value>) -> Vec<String> {
     problems
 }
 
-fn target_ref_problems(target: &Value, path: &str) -> Vec<String> {
+pub(crate) fn target_ref_problems(target: &Value, path: &str) -> Vec<String> {
     match target["namespace"].as_str() {
         Some(namespace) if !namespace.is_empty() => vec![format!(
             "{path}.namespace: cross namespace referencing is not currently supported"
@@ -339,7 +343,7 @@ fn target_ref_problems(target: &Value, path: &str) -> Vec<String> {
 }
 
 /// The CRD's `valueFrom` rule, its list-map key (`name`) and its `maxItems`.
-fn env_problems(env: &[Value]) -> Vec<String> {
+pub(crate) fn env_problems(env: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     for (i, variable) in env.iter().enumerate() {
         if variable["valueFrom"] == "HOST" && variable.get("value").is_some() {
@@ -362,7 +366,7 @@ fn env_problems(env: &[Value]) -> Vec<String> {
     problems
 }
 
-fn first_duplicate(items: impl Iterator<Item = String>) -> Option<String> {
+pub(crate) fn first_duplicate(items: impl Iterator<Item = String>) -> Option<String> {
     let mut seen = BTreeSet::new();
     items.into_iter().find(|item| !seen.insert(item.clone()))
 }

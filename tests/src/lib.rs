@@ -9,6 +9,9 @@
 //! - [`stats`]: Envoy's `/stats/prometheus` text, parsed.
 //! - [`kustomize`], [`istio_schema`], [`istiod`]: the manifests `k8s/` renders, checked
 //!   as Istio's API server would, and turned into the Envoy config istiod would produce.
+//! - [`traffic_extension`], [`envoy_gateway`], [`crd`]: the same for Istio's
+//!   TrafficExtension and Envoy Gateway's EnvoyExtensionPolicy, and a CRD's schema (ajv).
+//! - [`prometheus`]: a real Prometheus on a free loopback port, and `promtool`.
 //! - [`ecds`]: filter configs Envoy watches in a temporary directory, for hot reload.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`rls`]: a real Rate Limit Service (limitador on redis-server) for global rate limits.
@@ -29,16 +32,21 @@
 //! ```
 
 pub mod config;
+pub mod crd;
 pub mod ecds;
 pub mod envoy;
+pub mod envoy_gateway;
 pub mod error;
 pub mod http1;
 pub mod istio_schema;
 pub mod istiod;
 pub mod kustomize;
 pub mod load;
+pub mod monitoring;
+pub mod prometheus;
 pub mod rls;
 pub mod stats;
+pub mod traffic_extension;
 pub mod upstream;
 
 pub use config::{EnvoyConfig, WasmFilter};
