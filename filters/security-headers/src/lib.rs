@@ -34,7 +34,10 @@ use request::RequestFacts;
 use std::rc::Rc;
 
 #[cfg(feature = "entry-point")]
-meshward_shared::register_filters!("security-headers" => || Box::new(Root::default()));
+meshward_shared::register_filters! {
+    exports: [request_headers, response_headers],
+    "security-headers" => || Box::new(Root::default()),
+}
 
 /// The plugin: holds the accepted configuration and makes a stream filter per request.
 #[derive(Default)]
@@ -74,22 +77,30 @@ struct Stream {
 }
 
 impl Stream {
-    /// Reads the request facts from the host. Each read may fail (no request headers on an
-    /// early local reply); a missing fact selects the top-level headers and "scheme unknown".
+    /// Reads the request facts from the host: `:path` only when an override could match,
+    /// `:scheme` (and a trusted `x-forwarded-proto`) only when a header is sent on HTTPS
+    /// only, so the default config costs one header read. Each read may fail (no request
+    /// headers on an early local reply); a missing fact selects the top-level headers and
+    /// "scheme unknown". The properties are read only when the header maps say nothing.
     fn read_facts(&self) -> RequestFacts {
-        let target = host::header_str(Map::RequestHeaders, ":path")
-            .or_else(|| host::property_str(&["request", "path"]));
-        let scheme = host::header_str(Map::RequestHeaders, ":scheme")
-            .or_else(|| host::property_str(&["request", "scheme"]));
-        let forwarded_proto = if self.config.trust_x_forwarded_proto {
+        let config = &self.config;
+        let target = config.reads_path.then(|| {
+            host::header_str(Map::RequestHeaders, ":path")
+                .or_else(|| host::property_str(&["request", "path"]))
+        });
+        let scheme = config.reads_scheme.then(|| {
+            host::header_str(Map::RequestHeaders, ":scheme")
+                .or_else(|| host::property_str(&["request", "scheme"]))
+        });
+        let forwarded_proto = if config.reads_scheme && config.trust_x_forwarded_proto {
             host::header_str(Map::RequestHeaders, "x-forwarded-proto")
         } else {
             None
         };
         RequestFacts::learn(
-            &self.config,
-            target.as_deref(),
-            scheme.as_deref(),
+            config,
+            target.flatten().as_deref(),
+            scheme.flatten().as_deref(),
             forwarded_proto.as_deref(),
         )
     }
@@ -107,9 +118,18 @@ impl HttpFilter for Stream {
             None => self.read_facts(),
         };
         // Unreadable headers still get the overwrite headers; `decide` explains the rest.
-        let response = host::headers(Map::ResponseHeaders).ok();
+        // The headers are lent from the snapshot and let go before the edits, which then
+        // update the snapshot in place for whatever reads it next.
+        let (edits, readable) = {
+            let response = host::snapshot(Map::ResponseHeaders).ok();
+            let lent: Option<Vec<(&str, &[u8])>> = response.as_ref().map(|s| s.iter().collect());
+            (
+                policy::decide(&self.config, &facts, lent.as_deref()),
+                response.is_some(),
+            )
+        };
         let (mut set, mut removed, mut failed) = (0u64, 0u64, 0u64);
-        for edit in policy::decide(&self.config, &facts, response.as_deref()) {
+        for edit in edits {
             let (result, done) = match edit {
                 Edit::Set { name, value } => (
                     host::set_header(Map::ResponseHeaders, name, value.as_bytes()),
@@ -130,10 +150,9 @@ impl HttpFilter for Stream {
         }
         self.metrics.headers_removed.add(removed);
         self.metrics.edit_failures.add(failed);
-        if response.is_none() || failed > 0 {
+        if !readable || failed > 0 {
             log::debug(&format!(
-                "security-headers: response headers readable: {}, edits refused: {failed}",
-                response.is_some()
+                "security-headers: response headers readable: {readable}, edits refused: {failed}"
             ));
         }
         Action::Continue
