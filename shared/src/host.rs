@@ -474,8 +474,10 @@ pub fn grpc_status() -> HostResult<(u32, String)> {
 }
 
 /// Makes later host calls in this callback act on context `id`: how a reply that lands on
-/// one context answers or resumes another request.
+/// one context answers or resumes another request. The header snapshots taken so far were
+/// another context's maps, so they are forgotten.
 pub fn set_effective_context(id: u32) -> HostResult<()> {
+    forget_snapshots();
     // SAFETY: no pointers.
     Status::from_code(unsafe { sys::proxy_set_effective_context(id) })
 }
