@@ -45,6 +45,28 @@ pub fn states<S: Store>(
     (states, error)
 }
 
+/// Region `index`'s state at `now`, for a decision that depends on it. A record that is
+/// absent or cannot be read counts as healthy, as in [`states`]; a host failure is
+/// returned beside it.
+pub fn state<S: Store>(
+    store: &mut S,
+    config: &Config,
+    index: usize,
+    now: Duration,
+) -> (State, Option<Status>) {
+    let Some(region) = config.regions.get(index) else {
+        return (State::Healthy, None);
+    };
+    match store.get(&region.health_key) {
+        Ok(Some(value)) => (
+            RegionHealth::state_of_encoded(&value.bytes, &config.health, now),
+            None,
+        ),
+        Ok(None) => (State::Healthy, None),
+        Err(status) => (State::Healthy, Some(status)),
+    }
+}
+
 /// Writes an empty record for every region that has none, so that every later update is a
 /// real compare-and-swap. Envoy lets any write create a key, whatever its version, so the
 /// write goes through [`CreateOnce`]: a worker configuring while others already record
