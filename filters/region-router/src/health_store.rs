@@ -1,5 +1,6 @@
-//! The regions' health records in shared data: one key per region, read for every decision
-//! and updated with compare-and-swap for every outcome, so all workers share one view.
+//! The regions' health records in shared data: one key per region, read when a decision
+//! depends on it and updated with compare-and-swap for every outcome, so all workers share
+//! one view.
 
 use crate::config::Config;
 use crate::health::{Effect, Outcome, RegionHealth, State};
