@@ -271,10 +271,15 @@ impl HttpFilter for Stream {
             Some(health::Outcome::Failure)
         } else {
             let details = host::property_str(&["response", "code_details"]);
+            // The status from the response's `:status` (a header read, about half a property
+            // read); `response.code` only when Envoy has no response headers to show.
             let status = details
                 .as_deref()
                 .is_none_or(|d| d == outcome::VIA_UPSTREAM)
-                .then(|| host::property_i64(&["response", "code"]))
+                .then(|| match host::header_str(Map::ResponseHeaders, ":status") {
+                    Some(status) => status.trim().parse().ok(),
+                    None => host::property_i64(&["response", "code"]),
+                })
                 .flatten();
             outcome::classify(status, flags, details.as_deref())
         };
