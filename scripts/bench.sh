@@ -3,12 +3,18 @@
 # measured in the same run, plus the harness's Wasm fuel per request. Method: BENCHMARKS.md.
 #
 # Usage: scripts/bench.sh   (from `make bench`, after `make build` and `make setup`)
-# Knobs, all optional: BENCH_DURATION=10 (seconds measured per run), BENCH_WARMUP=2,
-# BENCH_ROUNDS=3, BENCH_CONNECTIONS=32, BENCH_ENVOY_CPU=0, BENCH_LOAD_CPU=1,
-# BENCH_ONLY="no-filter security-headers" (a subset; keep the baselines in it for ratios;
-# it may also name the OPTIONAL_CONFIGS, which run only when named),
-# BENCH_RECORD=0 (do not rewrite the results table in BENCHMARKS.md), ENVOY=path/to/envoy,
-# BENCH_UPSTREAM=path/to/server (another upstream; it must take `--port PORT`).
+# Two sizes: the default is quick (the QUICK rows, 3 rounds of 5 s: about 5 minutes; it
+# prints its tables and leaves BENCHMARKS.md alone); BENCH_FULL=1 runs every row, the price
+# list (the cost-* rows) and the drills, 3 rounds of 10 s (about 26 minutes), and records
+# the results in BENCHMARKS.md.
+# Knobs, all optional: BENCH_FULL=1, BENCH_DURATION (seconds measured per run: 5 quick, 10
+# full), BENCH_WARMUP (1 quick, 2 full), BENCH_ROUNDS=3, BENCH_CONNECTIONS=32,
+# BENCH_ENVOY_CPU=0, BENCH_LOAD_CPU=1,
+# BENCH_ONLY="no-filter security-headers" (a subset, in either size; keep the baselines in it
+# for ratios; it may also name the OPTIONAL_CONFIGS, which run only when named),
+# BENCH_RECORD=0/1 (rewrite the results in BENCHMARKS.md; 1 in full runs, 0 in quick ones),
+# ENVOY=path/to/envoy, BENCH_UPSTREAM=path/to/server (another upstream; it must take
+# `--port PORT`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +44,31 @@ CONFIGS=(
   "jwt-auth-es256-many  envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
   "jwt-authn-es256-many envoy-config/bench/jwt-authn.yaml"
 )
+# The price list, full runs only: the cost fixture (harness/fixtures/cost) making a number of
+# calls of one kind per request, each row with its counts as the fixture's configuration
+# (written into bench-results/cost-NAME.yaml from envoy-config/bench/cost.yaml). A call's
+# price is its row's Envoy CPU time over cost-floor, divided by the count (less the calls
+# of kinds priced by an earlier row); scripts/bench_report.py works them out and predicts
+# each filter's cost from its host calls (BENCHMARKS.md, "Cost model").
+COST_ROWS=(
+  "cost-floor"
+  "cost-get-header-value get_header_value=20"
+  "cost-get-pairs        get_pairs=10"
+  "cost-get-property     get_property=20"
+  "cost-get-shared-data  get_shared_data=20"
+  "cost-shared-data      shared_data=10"
+  "cost-increment-metric increment_metric=40"
+  "cost-record-metric    record_metric=40"
+  "cost-current-time     current_time=40"
+  "cost-clear-route-cache clear_route_cache=10"
+  "cost-replace-value    replace_value=20"
+  "cost-add-value        add_value=20"
+  "cost-remove-value     remove_value=20"
+  "cost-set-pairs        set_pairs=10"
+)
+# The quick default's rows: the baselines and each filter's main row with its native peer.
+QUICK=(no-filter noop-wasm security-headers header-mutation circuit-metrics region-router
+  rate-limit local-ratelimit jwt-auth-rs256-one jwt-authn-rs256-one)
 # Configurations that run only when BENCH_ONLY names them: jwt-auth checking signatures in
 # Wasm ("host_crypto": false), up to 25 times Envoy's CPU per new token.
 OPTIONAL_CONFIGS=(
@@ -84,14 +115,21 @@ LISTENER_PORT=19080
 ADMIN_PORT=19901
 UPSTREAM_PORT=19081
 
-DURATION=${BENCH_DURATION:-10}
-WARMUP=${BENCH_WARMUP:-2}
+FULL=${BENCH_FULL:-0}
+if [ "$FULL" = 1 ]; then
+  DURATION=${BENCH_DURATION:-10}
+  WARMUP=${BENCH_WARMUP:-2}
+  RECORD=${BENCH_RECORD:-1}
+else
+  DURATION=${BENCH_DURATION:-5}
+  WARMUP=${BENCH_WARMUP:-1}
+  RECORD=${BENCH_RECORD:-0}
+fi
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 ENVOY_CPU=${BENCH_ENVOY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 ONLY=${BENCH_ONLY:-}
-RECORD=${BENCH_RECORD:-1}
 OUT=bench-results
 UPSTREAM_BIN=${BENCH_UPSTREAM:-target/release/meshward-echo}
 
@@ -122,13 +160,43 @@ find_envoy() {
   fi
 }
 
-# The configuration lines BENCH_ONLY selects, into SELECTED.
+# The configuration lines of the cost rows: the name, the config written for it, the
+# fixture and its counts.
+cost_configs() {
+  local row name counts
+  for row in "${COST_ROWS[@]}"; do
+    read -r name counts <<<"$row"
+    if [ -z "$counts" ]; then
+      echo "$name envoy-config/bench/cost.yaml out/fixture-cost.wasm"
+    else
+      echo "$name $OUT/$name.yaml out/fixture-cost.wasm $counts"
+    fi
+  done
+}
+
+# Writes the Envoy config of each selected cost row.
+make_cost_configs() {
+  local line name config _wasm counts
+  for line in "${SELECTED[@]}"; do
+    read -r name config _wasm counts <<<"$line"
+    [[ "$name" == cost-* && "$config" == "$OUT/"* ]] || continue
+    sed "s/value: ''/value: '$counts'/" envoy-config/bench/cost.yaml >"$config"
+  done
+}
+
+# The configuration lines to run, into SELECTED: BENCH_ONLY's, else every row (full) or the
+# QUICK rows.
 select_configs() {
-  local line name
+  local line name all=("${CONFIGS[@]}")
+  mapfile -t -O "${#all[@]}" all < <(cost_configs)
   SELECTED=()
-  for line in "${CONFIGS[@]}"; do
+  for line in "${all[@]}"; do
     read -r name _ <<<"$line"
-    if [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]]; then SELECTED+=("$line"); fi
+    if [ -n "$ONLY" ]; then
+      [[ " $ONLY " == *" $name "* ]] && SELECTED+=("$line")
+    elif [ "$FULL" = 1 ] || [[ " ${QUICK[*]} " == *" $name "* ]]; then
+      SELECTED+=("$line")
+    fi
   done
   for line in "${OPTIONAL_CONFIGS[@]}"; do
     read -r name _ <<<"$line"
@@ -434,6 +502,7 @@ main() {
   cpus=$(nproc)
   [ "$cpus" -ge 2 ] || die "needs 2 cores to keep Envoy and the load apart; this machine has $cpus"
   select_configs
+  make_cost_configs
   local line name config wasm
   for line in "${SELECTED[@]}"; do
     read -r name config wasm _ <<<"$line"
@@ -447,6 +516,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 cores=$cpus
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 envoy=$("$ENVOY" --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p')
+size=$([ "$FULL" = 1 ] && echo full || echo quick)
 duration=$DURATION
 warmup=$WARMUP
 rounds=$ROUNDS
@@ -472,7 +542,7 @@ EOF
     tee "$OUT/latest.md"
   # region-router's failover drill (tests/src/bin/meshward-failover.rs): failures and times
   # around a region that stops mid-load, in its own section of BENCHMARKS.md.
-  if printf '%s\n' "${SELECTED[@]}" | grep -q '^region-router '; then
+  if [ "$FULL" = 1 ] && printf '%s\n' "${SELECTED[@]}" | grep -q '^region-router '; then
     log "region-router failover drill"
     cargo run -q -p meshward-tests --bin meshward-failover -- "${record[@]}" |
       tee "$OUT/failover.md"

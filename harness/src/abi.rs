@@ -15,9 +15,9 @@ use crate::vm::{Tick, VmState, ROOT_CONTEXT_ID};
 
 type C<'a> = Caller<'a, VmState>;
 
-/// Counts a host call against the current callback.
-fn enter(c: &mut C<'_>) {
-    c.data_mut().host_calls += 1;
+/// Counts a host call of kind `name` against the current callback.
+fn enter(c: &mut C<'_>, name: &'static str) {
+    c.data_mut().count_host_call(name);
 }
 
 fn range(ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
@@ -98,7 +98,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_log",
         |mut c: C<'_>, level: i32, ptr: i32, len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_log");
             let Some(level) = LogLevel::from_abi(level) else {
                 return code(Status::BadArgument);
             };
@@ -110,7 +110,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         },
     )?;
     linker.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ret: i32| {
-        enter(&mut c);
+        enter(&mut c, "proxy_get_log_level");
         let level = c.data().shared.log_level as u32;
         code(if write_u32(&mut c, ret, level) {
             Status::Ok
@@ -122,7 +122,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_current_time_nanoseconds");
             let now = c.data().shared.clock().now_ns();
             code(if write_u64(&mut c, ret, now) {
                 Status::Ok
@@ -135,7 +135,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, period: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_set_tick_period_milliseconds");
             let now = c.data().shared.clock().now_ns();
             let period_ns = u64::from(period as u32) * 1_000_000;
             c.data_mut().tick = (period_ns > 0).then_some(Tick {
@@ -149,7 +149,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_effective_context",
         |mut c: C<'_>, id: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_set_effective_context");
             let id = id as u32;
             if !c.data().has_context(id) {
                 return code(Status::BadArgument);
@@ -163,7 +163,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         },
     )?;
     linker.func_wrap("env", "proxy_done", |mut c: C<'_>| {
-        enter(&mut c);
+        enter(&mut c, "proxy_done");
         code(Status::Ok)
     })?;
     linker.func_wrap(
@@ -176,7 +176,7 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
          args_len: i32,
          ret_ptr: i32,
          ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_call_foreign_function");
             let (Some(name), Some(args)) = (
                 read(&mut c, name_ptr, name_len),
                 read(&mut c, args_ptr, args_len),
@@ -201,7 +201,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_header_map_value");
             let Some(key) = read(&mut c, key_ptr, key_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -219,7 +219,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, map: i32, ret_ptr: i32, ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_header_map_pairs");
             if !(0..=7).contains(&map) {
                 return code(Status::BadArgument);
             }
@@ -235,7 +235,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut c: C<'_>, map: i32, ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_header_map_size");
             let size = match c.data_mut().write_map(map) {
                 Ok(headers) => headers
                     .iter_bytes()
@@ -254,7 +254,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, map: i32, ptr: i32, len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_set_header_map_pairs");
             let Some(wire) = read(&mut c, ptr, len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -271,7 +271,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_add_header_map_value",
         |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_add_header_map_value");
             let (Some(key), Some(value)) = (
                 read(&mut c, key_ptr, key_len),
                 read(&mut c, value_ptr, value_len),
@@ -291,7 +291,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_replace_header_map_value",
         |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_replace_header_map_value");
             let (Some(key), Some(value)) = (
                 read(&mut c, key_ptr, key_len),
                 read(&mut c, value_ptr, value_len),
@@ -311,7 +311,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: C<'_>, map: i32, key_ptr: i32, key_len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_remove_header_map_value");
             let Some(key) = read(&mut c, key_ptr, key_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -328,7 +328,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_buffer_bytes",
         |mut c: C<'_>, buffer: i32, start: i32, max: i32, ret_ptr: i32, ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_buffer_bytes");
             let bytes = match c.data().read_buffer(buffer) {
                 Ok(bytes) => bytes,
                 Err(status) => return code(status),
@@ -348,7 +348,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_buffer_status",
         |mut c: C<'_>, buffer: i32, len_ptr: i32, flags_ptr: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_buffer_status");
             let len = match c.data().read_buffer(buffer) {
                 Ok(bytes) => bytes.len(),
                 Err(status) => return code(status),
@@ -366,7 +366,7 @@ fn define_maps_and_buffers(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, buffer: i32, start: i32, len: i32, ptr: i32, size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_set_buffer_bytes");
             let Some(data) = read(&mut c, ptr, size) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -406,23 +406,23 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_continue_stream",
         |mut c: C<'_>, stream_type: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_continue_stream");
             continue_stream(&mut c, stream_type)
         },
     )?;
     linker.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| {
-        enter(&mut c);
+        enter(&mut c, "proxy_continue_request");
         continue_stream(&mut c, 0)
     })?;
     linker.func_wrap("env", "proxy_continue_response", |mut c: C<'_>| {
-        enter(&mut c);
+        enter(&mut c, "proxy_continue_response");
         continue_stream(&mut c, 1)
     })?;
     linker.func_wrap(
         "env",
         "proxy_close_stream",
         |mut c: C<'_>, stream_type: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_close_stream");
             if !(0..=3).contains(&stream_type) {
                 return code(Status::BadArgument);
             }
@@ -435,7 +435,7 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
         },
     )?;
     linker.func_wrap("env", "proxy_clear_route_cache", |mut c: C<'_>| {
-        enter(&mut c);
+        enter(&mut c, "proxy_clear_route_cache");
         code(Status::Ok)
     })?;
     linker.func_wrap(
@@ -450,7 +450,7 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
          headers_ptr: i32,
          headers_len: i32,
          _grpc_status: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_send_local_response");
             let (Some(details), Some(body), Some(headers)) = (
                 read(&mut c, details_ptr, details_len),
                 read(&mut c, body_ptr, body_len),
@@ -481,7 +481,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C<'_>, path_ptr: i32, path_len: i32, ret_ptr: i32, ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_property");
             let Some(path) = read(&mut c, path_ptr, path_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -497,7 +497,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_property",
         |mut c: C<'_>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_set_property");
             let (Some(path), Some(value)) = (
                 read(&mut c, path_ptr, path_len),
                 read(&mut c, value_ptr, value_len),
@@ -517,7 +517,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_shared_data",
         |mut c: C<'_>, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_size: i32, cas_ptr: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_shared_data");
             let Some(key) = read(&mut c, key_ptr, key_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -547,7 +547,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_set_shared_data",
         |mut c: C<'_>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_set_shared_data");
             let (Some(key), Some(value)) = (
                 read(&mut c, key_ptr, key_len),
                 read(&mut c, value_ptr, value_len),
@@ -569,7 +569,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_define_metric",
         |mut c: C<'_>, kind: i32, name_ptr: i32, name_len: i32, ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_define_metric");
             let Some(name) = read(&mut c, name_ptr, name_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -593,7 +593,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_increment_metric",
         |mut c: C<'_>, id: i32, offset: i64| {
-            enter(&mut c);
+            enter(&mut c, "proxy_increment_metric");
             let state = c.data();
             let result = state
                 .metric_ids
@@ -605,7 +605,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_record_metric",
         |mut c: C<'_>, id: i32, value: i64| {
-            enter(&mut c);
+            enter(&mut c, "proxy_record_metric");
             let state = c.data();
             let result =
                 state
@@ -618,7 +618,7 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_metric",
         |mut c: C<'_>, id: i32, ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_metric");
             let state = c.data();
             let result = state.metric_ids.get(&mut state.shared.metrics(), id as u32);
             match result {
@@ -641,7 +641,7 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut c: C<'_>, name_ptr: i32, name_len: i32, token_ptr: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_register_shared_queue");
             let Some(name) = read(&mut c, name_ptr, name_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -663,7 +663,7 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_resolve_shared_queue",
         |mut c: C<'_>, vm_ptr: i32, vm_len: i32, name_ptr: i32, name_len: i32, token_ptr: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_resolve_shared_queue");
             let (Some(vm_id), Some(name)) = (
                 read(&mut c, vm_ptr, vm_len),
                 read(&mut c, name_ptr, name_len),
@@ -692,7 +692,7 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_enqueue_shared_queue",
         |mut c: C<'_>, token: i32, value_ptr: i32, value_len: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_enqueue_shared_queue");
             let Some(value) = read(&mut c, value_ptr, value_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -709,7 +709,7 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_dequeue_shared_queue",
         |mut c: C<'_>, token: i32, ret_ptr: i32, ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_dequeue_shared_queue");
             let taken = c.data().shared.registry().lock().dequeue(token as u32);
             match taken {
                 Ok(value) => code(copy_out(&mut c, &value, ret_ptr, ret_size)?),
@@ -796,7 +796,7 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
          trailers_len: i32,
          timeout_ms: i32,
          ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_http_call");
             let (Some(cluster), Some(headers), Some(body), Some(trailers)) = (
                 read(&mut c, cluster_ptr, cluster_len),
                 read(&mut c, headers_ptr, headers_len),
@@ -861,7 +861,7 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
          message_len: i32,
          timeout_ms: i32,
          ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_grpc_call");
             let Some(message) = read(&mut c, message_ptr, message_len) else {
                 return code(Status::InvalidMemoryAccess);
             };
@@ -904,7 +904,7 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_get_status",
         |mut c: C<'_>, code_ptr: i32, ret_ptr: i32, ret_size: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_get_status");
             let (status, message) = c.data().status.clone();
             if !write_u32(&mut c, code_ptr, status) {
                 return code(Status::InvalidMemoryAccess);
@@ -917,8 +917,13 @@ fn define_callouts(linker: &mut Linker<VmState>) -> Result<()> {
 
 /// `proxy_grpc_close` and `proxy_grpc_cancel`: a unary call is forgotten either way; a
 /// stream is marked by `mark` (half-closed by the filter, or cancelled).
-fn end_grpc(c: &mut C<'_>, token: i32, mark: fn(&mut GrpcStream)) -> Result<i32> {
-    enter(c);
+fn end_grpc(
+    c: &mut C<'_>,
+    name: &'static str,
+    token: i32,
+    mark: fn(&mut GrpcStream),
+) -> Result<i32> {
+    enter(c, name);
     let callouts = &mut c.data_mut().callouts;
     if !is_stream_token(token) {
         let removed = callouts.grpc.remove(&(token as u32));
@@ -949,7 +954,7 @@ fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
          metadata_ptr: i32,
          metadata_len: i32,
          ret: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_grpc_stream");
             let target = match grpc_target(
                 &mut c,
                 (service_ptr, service_len),
@@ -988,7 +993,7 @@ fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
         "env",
         "proxy_grpc_send",
         |mut c: C<'_>, token: i32, ptr: i32, len: i32, end_stream: i32| {
-            enter(&mut c);
+            enter(&mut c, "proxy_grpc_send");
             if !is_stream_token(token) {
                 return code(Status::BadArgument);
             }
@@ -1004,10 +1009,14 @@ fn define_grpc_streams(linker: &mut Linker<VmState>) -> Result<()> {
         },
     )?;
     linker.func_wrap("env", "proxy_grpc_close", |mut c: C<'_>, token: i32| {
-        end_grpc(&mut c, token, |stream| stream.closed_by_filter = true)
+        end_grpc(&mut c, "proxy_grpc_close", token, |stream| {
+            stream.closed_by_filter = true
+        })
     })?;
     linker.func_wrap("env", "proxy_grpc_cancel", |mut c: C<'_>, token: i32| {
-        end_grpc(&mut c, token, |stream| stream.cancelled = true)
+        end_grpc(&mut c, "proxy_grpc_cancel", token, |stream| {
+            stream.cancelled = true
+        })
     })?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Deterministic cost figures: Wasm fuel (instructions executed) and host calls made,
 //! per callback into the VM.
 
+use std::collections::BTreeMap;
 use std::ops::Add;
 
 /// The callbacks the host makes into the VM.
@@ -96,13 +97,59 @@ impl Add for Cost {
     }
 }
 
+/// Host calls counted by kind: the import's name (`proxy_get_header_map_value`, ...; every
+/// WASI call counts as `wasi`) and how many times it was called.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostCalls(pub BTreeMap<&'static str, u64>);
+
+impl HostCalls {
+    /// Counts one call of `name`.
+    pub fn count(&mut self, name: &'static str) {
+        *self.0.entry(name).or_insert(0) += 1;
+    }
+
+    /// How many calls of `name` (0 when none).
+    pub fn of(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// Adds every count of `other`.
+    pub fn add(&mut self, other: &HostCalls) {
+        for (name, n) in &other.0 {
+            *self.0.entry(name).or_insert(0) += n;
+        }
+    }
+
+    /// Every call, all kinds together.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+impl std::fmt::Display for HostCalls {
+    /// `kind×n` pairs without the `proxy_` prefix, comma-separated: `get_header_map_value×2,
+    /// increment_metric×1`; `none` when there were none.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, (name, n)) in self.0.iter().enumerate() {
+            let short = name.strip_prefix("proxy_").unwrap_or(name);
+            write!(f, "{}{short}×{n}", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
 /// The cost of one callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallCost {
     /// Which callback ran.
     pub callback: Callback,
     /// What it cost.
     pub cost: Cost,
+    /// Its host calls by kind (they add up to `cost.host_calls`).
+    pub kinds: HostCalls,
 }
 
 /// The costs of the callbacks that served one stream (or one startup), in order.
@@ -136,5 +183,19 @@ impl CostReport {
     /// The total host calls.
     pub fn host_calls(&self) -> u64 {
         self.total().host_calls
+    }
+
+    /// Every callback's host calls by kind, added up.
+    pub fn host_calls_by_kind(&self) -> HostCalls {
+        let mut all = HostCalls::default();
+        for call in &self.calls {
+            all.add(&call.kinds);
+        }
+        all
+    }
+
+    /// How many times the host entered the VM (one per exported callback it called).
+    pub fn vm_entries(&self) -> usize {
+        self.calls.len()
     }
 }

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 pub use callouts::{
     GrpcCall, GrpcCallReply, GrpcStream, GrpcStreamReply, HttpCall, HttpCallReply, GRPC_UNAVAILABLE,
 };
-pub use cost::{CallCost, Callback, Cost, CostReport};
+pub use cost::{CallCost, Callback, Cost, CostReport, HostCalls};
 pub use error::HarnessError;
 pub use headers::HeaderMap;
 pub use host::{ForeignFunction, Host, HostBuilder, Outcome, Stream, Worker};

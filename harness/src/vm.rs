@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wasmtime::{Func, Linker, Memory, Module, Store, Trap, TypedFunc, Val, ValType};
 
 use crate::callouts::{CalloutView, Callouts};
-use crate::cost::{CallCost, Callback, Cost};
+use crate::cost::{CallCost, Callback, Cost, HostCalls};
 use crate::error::HarnessError;
 use crate::host::HostShared;
 use crate::logs::{LogEntry, LogLevel, LogOrigin};
@@ -41,8 +41,8 @@ pub(crate) struct VmState {
     pub worker: usize,
     pub memory: Option<Memory>,
     pub allocate: Option<TypedFunc<i32, i32>>,
-    /// Host calls made during the current callback.
-    pub host_calls: u64,
+    /// Host calls made during the current callback, by kind.
+    pub host_calls: HostCalls,
     /// The context the current callback was made for (0 when the VM is idle).
     pub current: u32,
     /// The context set by `proxy_set_effective_context` during this callback.
@@ -62,6 +62,11 @@ pub(crate) struct VmState {
 }
 
 impl VmState {
+    /// Counts one host call of kind `name` against the current callback.
+    pub fn count_host_call(&mut self, name: &'static str) {
+        self.host_calls.count(name);
+    }
+
     /// The context host calls act on: the effective one if set, else the current one.
     pub fn context(&self) -> u32 {
         self.effective.unwrap_or(self.current)
@@ -154,7 +159,7 @@ impl Vm {
             worker,
             memory: None,
             allocate: None,
-            host_calls: 0,
+            host_calls: HostCalls::default(),
             current: 0,
             effective: None,
             acting_for: None,
@@ -270,7 +275,7 @@ impl Vm {
             state.current = args.first().map(|c| *c as u32).unwrap_or(ROOT_CONTEXT_ID);
             state.effective = None;
             state.acting_for = None;
-            state.host_calls = 0;
+            state.host_calls = HostCalls::default();
         }
         // Fuel is enabled on the engine, so setting it cannot fail.
         let _ = self.store.set_fuel(fuel_limit);
@@ -284,8 +289,9 @@ impl Vm {
             callback,
             cost: Cost {
                 fuel,
-                host_calls: state.host_calls,
+                host_calls: state.host_calls.total(),
             },
+            kinds: std::mem::take(&mut state.host_calls),
         };
         let charged = [Some(state.current), state.acting_for]
             .into_iter()

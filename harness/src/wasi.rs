@@ -21,7 +21,7 @@ const NOTSUP: i32 = 58;
 type C<'a> = Caller<'a, VmState>;
 
 fn enter(c: &mut C<'_>) {
-    c.data_mut().host_calls += 1;
+    c.data_mut().count_host_call("wasi");
 }
 
 /// Adds the WASI functions to the linker, and a stub answering `ENOSYS` for any other

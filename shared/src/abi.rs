@@ -93,8 +93,10 @@ fn factory_for(root_id: &str) -> Option<RootFactory> {
     .flatten()
 }
 
-/// Runs `f` on the root `id`, taking it out of the table for the call.
+/// Runs `f` on the root `id`, taking it out of the table for the call. Header snapshots
+/// of an earlier callback are forgotten first: the host may have changed the maps since.
 fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
+    host::forget_snapshots();
     let mut root = with(|d| {
         d.current = id;
         d.roots.remove(&id)
@@ -105,8 +107,10 @@ fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
     Some(result)
 }
 
-/// Runs `f` on the stream `id`, taking it out of the table for the call.
+/// Runs `f` on the stream `id`, taking it out of the table for the call. Header snapshots
+/// of an earlier callback are forgotten first: other filters may have changed the maps.
 fn on_stream<R>(id: u32, f: impl FnOnce(&mut dyn HttpFilter) -> R) -> Option<R> {
+    host::forget_snapshots();
     let mut stream = with(|d| {
         d.current = id;
         d.streams.remove(&id)
@@ -159,7 +163,6 @@ fn deliver(
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 fn action_code(action: Option<Action>) -> u32 {
     match action {
         Some(Action::Pause) => 1,
@@ -284,7 +287,63 @@ pub fn allocate(size: usize) -> *mut u8 {
     ptr
 }
 
-/// The Proxy-Wasm exports. Only built for wasm: a host build has no proxy to call them.
+/// `proxy_on_request_headers`: the action code for the host.
+pub fn request_headers(id: u32, end_of_stream: bool) -> u32 {
+    action_code(on_stream(id, |s| s.on_request_headers(end_of_stream)))
+}
+
+/// `proxy_on_request_body`.
+pub fn request_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
+    action_code(on_stream(id, |s| s.on_request_body(size, end_of_stream)))
+}
+
+/// `proxy_on_request_trailers`.
+pub fn request_trailers(id: u32) -> u32 {
+    action_code(on_stream(id, |s| s.on_request_trailers()))
+}
+
+/// `proxy_on_response_headers`.
+pub fn response_headers(id: u32, end_of_stream: bool) -> u32 {
+    action_code(on_stream(id, |s| s.on_response_headers(end_of_stream)))
+}
+
+/// `proxy_on_response_body`.
+pub fn response_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
+    action_code(on_stream(id, |s| s.on_response_body(size, end_of_stream)))
+}
+
+/// `proxy_on_response_trailers`.
+pub fn response_trailers(id: u32) -> u32 {
+    action_code(on_stream(id, |s| s.on_response_trailers()))
+}
+
+/// `proxy_on_log`.
+pub fn stream_log(id: u32) {
+    on_stream(id, |s| s.on_log());
+}
+
+/// `proxy_on_tick`.
+pub fn tick(id: u32) {
+    on_root(id, |root| root.on_tick());
+}
+
+/// `proxy_on_grpc_receive`: a unary call's answer.
+pub fn grpc_receive(id: u32, token: u32, size: usize) {
+    let message = host::buffer(Buffer::GrpcReceive, 0, size).unwrap_or_default();
+    grpc_event(id, token, GrpcEvent::Message(message))
+}
+
+/// `proxy_on_grpc_close`: a call that failed.
+pub fn grpc_close(id: u32, token: u32, status: u32) {
+    let message = host::grpc_status().map(|(_, m)| m).unwrap_or_default();
+    grpc_event(id, token, GrpcEvent::Close { status, message })
+}
+
+/// The exports every module has. Only built for wasm: a host build has no proxy to call
+/// them. The per-phase callbacks are exported by [`register_filters!`], only those the
+/// module's filters use: the host enters the VM for every callback a module exports.
+/// `proxy_on_done` is never exported: its answer would always be "done", which is what the
+/// host assumes without it.
 #[cfg(target_arch = "wasm32")]
 mod exports {
     use super::*;
@@ -313,111 +372,30 @@ mod exports {
     }
 
     #[no_mangle]
-    pub extern "C" fn proxy_on_tick(id: u32) {
-        on_root(id, |root| root.on_tick());
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_request_headers(
-        id: u32,
-        _headers: usize,
-        end_of_stream: bool,
-    ) -> u32 {
-        action_code(on_stream(id, |s| s.on_request_headers(end_of_stream)))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_request_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
-        action_code(on_stream(id, |s| s.on_request_body(size, end_of_stream)))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_request_trailers(id: u32, _trailers: usize) -> u32 {
-        action_code(on_stream(id, |s| s.on_request_trailers()))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_response_headers(
-        id: u32,
-        _headers: usize,
-        end_of_stream: bool,
-    ) -> u32 {
-        action_code(on_stream(id, |s| s.on_response_headers(end_of_stream)))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_response_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
-        action_code(on_stream(id, |s| s.on_response_body(size, end_of_stream)))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_response_trailers(id: u32, _trailers: usize) -> u32 {
-        action_code(on_stream(id, |s| s.on_response_trailers()))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_http_call_response(
-        id: u32,
-        token: u32,
-        headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        http_call_response(id, token, headers, body_size)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_grpc_receive_initial_metadata(
-        _id: u32,
-        _token: u32,
-        _headers: usize,
-    ) {
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(
-        _id: u32,
-        _token: u32,
-        _trailers: usize,
-    ) {
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_grpc_receive(id: u32, token: u32, size: usize) {
-        let message = host::buffer(Buffer::GrpcReceive, 0, size).unwrap_or_default();
-        grpc_event(id, token, GrpcEvent::Message(message))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_grpc_close(id: u32, token: u32, status: u32) {
-        let message = host::grpc_status().map(|(_, m)| m).unwrap_or_default();
-        grpc_event(id, token, GrpcEvent::Close { status, message })
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_log(id: u32) {
-        on_stream(id, |s| s.on_log());
-    }
-
-    #[no_mangle]
-    pub extern "C" fn proxy_on_done(_id: u32) -> bool {
-        true
-    }
-
-    #[no_mangle]
     pub extern "C" fn proxy_on_delete(id: u32) {
         delete(id)
     }
 }
 
-/// Registers the filters a `cdylib` serves and defines the module's `_initialize`.
+/// Registers the filters a `cdylib` serves, defines the module's `_initialize`, and exports
+/// the callbacks they use.
 ///
 /// ```ignore
-/// meshward_shared::register_filters!("security-headers" => || Box::new(Root::default()));
+/// meshward_shared::register_filters! {
+///     exports: [request_headers, response_headers],
+///     "security-headers" => || Box::new(Root::default()),
+/// }
 /// ```
+///
+/// `exports` names the callbacks the filters implement, among `request_headers`,
+/// `request_body`, `request_trailers`, `response_headers`, `response_body`,
+/// `response_trailers`, `log`, `tick`, `http_call` (callout replies) and `grpc` (gRPC
+/// callout events). Envoy enters the VM for every callback a module exports, so a module
+/// exports only what its filters use; a callback left out is never called, whatever the
+/// filter implements. Without `exports:` every callback is exported.
 #[macro_export]
 macro_rules! register_filters {
-    ($($root_id:literal => $factory:expr),+ $(,)?) => {
+    (exports: [$($export:ident),* $(,)?], $($root_id:literal => $factory:expr),+ $(,)?) => {
         #[cfg(target_arch = "wasm32")]
         #[no_mangle]
         pub extern "C" fn _initialize() {
@@ -428,6 +406,123 @@ macro_rules! register_filters {
             unsafe { __wasm_call_ctors() };
             $($crate::abi::register($root_id, $factory);)+
         }
+        $($crate::export_callback!($export);)*
+    };
+    ($($root_id:literal => $factory:expr),+ $(,)?) => {
+        $crate::register_filters!(
+            exports: [
+                request_headers, request_body, request_trailers, response_headers,
+                response_body, response_trailers, log, tick, http_call, grpc
+            ],
+            $($root_id => $factory),+
+        );
+    };
+}
+
+/// One callback export of [`register_filters!`]; not for direct use.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! export_callback {
+    (request_headers) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_request_headers(
+            id: u32,
+            _headers: usize,
+            end_of_stream: bool,
+        ) -> u32 {
+            $crate::abi::request_headers(id, end_of_stream)
+        }
+    };
+    (request_body) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_request_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
+            $crate::abi::request_body(id, size, end_of_stream)
+        }
+    };
+    (request_trailers) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_request_trailers(id: u32, _trailers: usize) -> u32 {
+            $crate::abi::request_trailers(id)
+        }
+    };
+    (response_headers) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_response_headers(
+            id: u32,
+            _headers: usize,
+            end_of_stream: bool,
+        ) -> u32 {
+            $crate::abi::response_headers(id, end_of_stream)
+        }
+    };
+    (response_body) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_response_body(id: u32, size: usize, end_of_stream: bool) -> u32 {
+            $crate::abi::response_body(id, size, end_of_stream)
+        }
+    };
+    (response_trailers) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_response_trailers(id: u32, _trailers: usize) -> u32 {
+            $crate::abi::response_trailers(id)
+        }
+    };
+    (log) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_log(id: u32) {
+            $crate::abi::stream_log(id)
+        }
+    };
+    (tick) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_tick(id: u32) {
+            $crate::abi::tick(id)
+        }
+    };
+    (http_call) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_http_call_response(
+            id: u32,
+            token: u32,
+            headers: usize,
+            body_size: usize,
+            _trailers: usize,
+        ) {
+            $crate::abi::http_call_response(id, token, headers, body_size)
+        }
+    };
+    // The metadata callbacks are not exported: a unary call's metadata says nothing the
+    // message or the close does not, and the host skips callbacks a module lacks.
+    (grpc) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_grpc_receive(id: u32, token: u32, size: usize) {
+            $crate::abi::grpc_receive(id, token, size)
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn proxy_on_grpc_close(id: u32, token: u32, status: u32) {
+            $crate::abi::grpc_close(id, token, status)
+        }
+    };
+    ($other:ident) => {
+        compile_error!(concat!(
+            "register_filters!: unknown export `",
+            stringify!($other),
+            "`; expected one of ",
+            "request_headers, request_body, request_trailers, response_headers, response_body, ",
+            "response_trailers, log, tick, http_call, grpc"
+        ));
     };
 }
 

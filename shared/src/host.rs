@@ -5,8 +5,11 @@
 //! fails every request through it. Here each call hands back the host's [`Status`] instead
 //! and the filter decides.
 
+use crate::snapshot::HeaderSnapshot;
 use crate::{pairs, sys};
+use std::cell::RefCell;
 use std::ptr::{null, null_mut};
+use std::rc::Rc;
 
 /// A Proxy-Wasm status code, as the host returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,8 +180,12 @@ pub fn set_buffer(buffer: Buffer, start: usize, size: usize, bytes: &[u8]) -> Ho
     })
 }
 
-/// All headers of `map`, in order, duplicates kept.
+/// All headers of `map`, in order, duplicates kept. A stream's map comes from this
+/// callback's [`snapshot`], so it costs no host call when something already read it.
 pub fn headers(map: Map) -> HostResult<Vec<pairs::Pair>> {
+    if snapshot_slot(map).is_some() {
+        return snapshot(map).map(|s| s.to_pairs());
+    }
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: out-pointers are valid; on Ok we own the returned allocation.
     Status::from_code(unsafe {
@@ -195,12 +202,19 @@ pub fn set_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(map: Map, headers: &[(K, V)])
     // SAFETY: the pointer and length describe `bytes`, alive for the call.
     Status::from_code(unsafe {
         sys::proxy_set_header_map_pairs(map as u32, bytes.as_ptr(), bytes.len())
-    })
+    })?;
+    // The host's map now holds these (lowercased by the host): the next read re-reads it.
+    forget_snapshot(map);
+    Ok(())
 }
 
 /// The first value of header `name` in `map`, as raw bytes. `None` when it is absent or the
-/// map is not available in this phase.
+/// map is not available in this phase. Read from this callback's [`snapshot`] when one was
+/// taken (no host call), else with one `proxy_get_header_map_value`.
 pub fn header(map: Map, name: &str) -> Option<Vec<u8>> {
+    if let Some(snapshot) = taken_snapshot(map) {
+        return snapshot.get(name).map(<[u8]>::to_vec);
+    }
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: key pointer/length describe `name`; out-pointers are valid.
     let code = unsafe {
@@ -293,7 +307,9 @@ pub fn set_header(map: Map, name: &str, value: &[u8]) -> HostResult<()> {
             value.as_ptr(),
             value.len(),
         )
-    })
+    })?;
+    edit_snapshot(map, Write::Set, name, value);
+    Ok(())
 }
 
 /// Adds a value for header `name`, keeping existing ones.
@@ -307,7 +323,9 @@ pub fn add_header(map: Map, name: &str, value: &[u8]) -> HostResult<()> {
             value.as_ptr(),
             value.len(),
         )
-    })
+    })?;
+    edit_snapshot(map, Write::Add, name, value);
+    Ok(())
 }
 
 /// Removes every value of header `name`.
@@ -315,7 +333,9 @@ pub fn remove_header(map: Map, name: &str) -> HostResult<()> {
     // SAFETY: the pointer and length describe `name`, alive for the call.
     Status::from_code(unsafe {
         sys::proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len())
-    })
+    })?;
+    edit_snapshot(map, Write::Remove, name, &[]);
+    Ok(())
 }
 
 /// Encodes a property path (`["request", "path"]`) the way Envoy expects: NUL-separated.
@@ -520,8 +540,10 @@ pub fn grpc_status() -> HostResult<(u32, String)> {
 }
 
 /// Makes later host calls in this callback act on context `id`: how a reply that lands on
-/// one context answers or resumes another request.
+/// one context answers or resumes another request. The header snapshots taken so far were
+/// another context's maps, so they are forgotten.
 pub fn set_effective_context(id: u32) -> HostResult<()> {
+    forget_snapshots();
     // SAFETY: no pointers.
     Status::from_code(unsafe { sys::proxy_set_effective_context(id) })
 }
@@ -586,6 +608,153 @@ pub fn metric(id: u32) -> HostResult<u64> {
     Ok(value)
 }
 
+/// A write to a header map, kept to apply to its snapshot when someone next reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    Set,
+    Add,
+    Remove,
+}
+
+/// The snapshot of one stream map in the running callback, and the writes made since it
+/// was taken. Writes are only logged (a copy of their bytes): most filters write last and
+/// never read again, and applying each write to the snapshot costs more Wasm work than
+/// logging it. The next read applies them.
+#[derive(Default)]
+struct Slot {
+    taken: Option<Rc<HeaderSnapshot>>,
+    /// Each write: what it was, and where its name and value end in `log`.
+    pending: Vec<(Write, usize, usize)>,
+    /// The names and values of the pending writes, one after the other.
+    log: Vec<u8>,
+}
+
+impl Slot {
+    /// The snapshot with every pending write applied.
+    fn current(&mut self) -> Option<Rc<HeaderSnapshot>> {
+        let taken = self.taken.as_mut()?;
+        if !self.pending.is_empty() {
+            let snapshot = Rc::make_mut(taken);
+            let mut at = 0;
+            for &(write, name_end, value_end) in &self.pending {
+                let name = self.log.get(at..name_end).unwrap_or_default();
+                // Names came in as `&str`, so they are UTF-8.
+                let name = std::str::from_utf8(name).unwrap_or_default();
+                let value = self.log.get(name_end..value_end).unwrap_or_default();
+                match write {
+                    Write::Set => snapshot.set(name, value),
+                    Write::Add => snapshot.add(name, value),
+                    Write::Remove => snapshot.remove(name),
+                }
+                at = value_end;
+            }
+            self.pending.clear();
+            self.log.clear();
+        }
+        Some(Rc::clone(taken))
+    }
+}
+
+/// The header maps of the running stream callback, each read at most once: one slot per
+/// stream map (request and response headers and trailers).
+type Snapshots = [Slot; 4];
+
+thread_local! {
+    static SNAPSHOTS: RefCell<Snapshots> = RefCell::new(Default::default());
+}
+
+/// The slot of a stream's map; callout replies are not snapshotted.
+fn snapshot_slot(map: Map) -> Option<usize> {
+    match map {
+        Map::RequestHeaders => Some(0),
+        Map::RequestTrailers => Some(1),
+        Map::ResponseHeaders => Some(2),
+        Map::ResponseTrailers => Some(3),
+        _ => None,
+    }
+}
+
+/// Runs `f` on the slot of `map`, if it is a stream map (and the slots are not in use).
+fn with_slot<R>(map: Map, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+    let index = snapshot_slot(map)?;
+    SNAPSHOTS.with(|s| {
+        let mut slots = s.try_borrow_mut().ok()?;
+        slots.get_mut(index).map(f)
+    })
+}
+
+/// The snapshot of `map` if this callback already took one, with the writes since applied.
+fn taken_snapshot(map: Map) -> Option<Rc<HeaderSnapshot>> {
+    with_slot(map, Slot::current).flatten()
+}
+
+/// Every header of `map` as the host holds it now, read with one
+/// `proxy_get_header_map_pairs` the first time anything in this module asks during the
+/// current callback, and kept until the host enters the VM again (the dispatcher forgets
+/// the snapshots on every entry: another filter may change the map in between). The
+/// writes of this module ([`set_header`], [`add_header`], [`remove_header`],
+/// [`set_headers`]) keep it current, so several filters sharing a context share one read
+/// and each sees the edits of the ones before it. [`header`] and [`headers`] read from it
+/// once it is taken; a filter that needs one header, when no snapshot was taken, is better
+/// served by [`header`] (one `proxy_get_header_map_value`, about half a pairs call).
+///
+/// A map Envoy does not have in this phase reads as empty, as Envoy answers. Callout
+/// replies' maps are read each time (they are read once anyway).
+pub fn snapshot(map: Map) -> HostResult<Rc<HeaderSnapshot>> {
+    if let Some(taken) = taken_snapshot(map) {
+        return Ok(taken);
+    }
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: out-pointers are valid; on Ok we own the returned allocation.
+    Status::from_code(unsafe {
+        sys::proxy_get_header_map_pairs(map as u32, &mut data, &mut size)
+    })?;
+    // SAFETY: on Ok, data/size describe a host allocation made by our allocator.
+    let bytes = unsafe { take_host_bytes(data, size) };
+    let read = Rc::new(HeaderSnapshot::decode(bytes).ok_or(Status::Malformed)?);
+    with_slot(map, |slot| {
+        slot.forget();
+        slot.taken = Some(Rc::clone(&read));
+    });
+    Ok(read)
+}
+
+/// Logs a write the host accepted, for the snapshot of `map` if one was taken. A reader
+/// still holding the snapshot keeps its view (the log is applied to a copy).
+fn edit_snapshot(map: Map, write: Write, name: &str, value: &[u8]) {
+    with_slot(map, |slot| {
+        if slot.taken.is_some() {
+            slot.log.extend_from_slice(name.as_bytes());
+            let name_end = slot.log.len();
+            slot.log.extend_from_slice(value);
+            slot.pending.push((write, name_end, slot.log.len()));
+        }
+    });
+}
+
+impl Slot {
+    /// Forgets the snapshot and its log, keeping the log's memory for the next callback.
+    fn forget(&mut self) {
+        self.taken = None;
+        self.pending.clear();
+        self.log.clear();
+    }
+}
+
+/// Forgets the snapshot of `map`: the next read asks the host.
+fn forget_snapshot(map: Map) {
+    with_slot(map, Slot::forget);
+}
+
+/// Forgets every snapshot; the dispatcher calls it whenever the host enters the VM.
+pub fn forget_snapshots() {
+    SNAPSHOTS.with(|s| {
+        if let Ok(mut slots) = s.try_borrow_mut() {
+            slots.iter_mut().for_each(Slot::forget);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,6 +803,38 @@ mod tests {
             HeaderError::Repeated(3).to_string(),
             "the header appears 3 times"
         );
+    }
+
+    /// Puts a snapshot of `headers` in `map`'s slot, as a pairs call would.
+    fn take(map: Map, headers: &[(&str, &str)]) {
+        let snapshot = HeaderSnapshot::decode(pairs::encode(headers)).unwrap();
+        with_slot(map, |slot| {
+            slot.forget();
+            slot.taken = Some(Rc::new(snapshot));
+        });
+    }
+
+    #[test]
+    fn once_a_snapshot_is_taken_reads_come_from_it_with_the_writes_since() {
+        forget_snapshots();
+        take(Map::RequestHeaders, &[(":path", "/a"), ("x-key", "1")]);
+        // Outside wasm a host call answers nothing: these values come from the snapshot.
+        assert_eq!(header(Map::RequestHeaders, ":path"), Some(b"/a".to_vec()));
+        assert_eq!(header(Map::ResponseHeaders, ":status"), None);
+        edit_snapshot(Map::RequestHeaders, Write::Set, "x-key", b"2");
+        edit_snapshot(Map::RequestHeaders, Write::Add, "x-key", b"3");
+        edit_snapshot(Map::RequestHeaders, Write::Remove, ":path", b"");
+        let held = taken_snapshot(Map::RequestHeaders).unwrap();
+        assert_eq!(held.get(":path"), None);
+        let values: Vec<&[u8]> = held.values("x-key").collect();
+        assert_eq!(values, [&b"2"[..], &b"3"[..]]);
+        // A reader holding a snapshot keeps its view; the next read sees later writes.
+        edit_snapshot(Map::RequestHeaders, Write::Remove, "x-key", b"");
+        assert_eq!(held.get("x-key"), Some(&b"2"[..]));
+        assert_eq!(header(Map::RequestHeaders, "x-key"), None);
+        // The dispatcher forgets it when the host enters the VM again.
+        forget_snapshots();
+        assert!(taken_snapshot(Map::RequestHeaders).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! meshward's common crate: what every filter uses to talk to the proxy without panicking.
 //!
-//! - [`host`]: every Proxy-Wasm host call, returning `Result`/`Option`.
+//! - [`host`]: every Proxy-Wasm host call, returning `Result`/`Option`; [`snapshot`]: a
+//!   header map read once per callback and shared by every filter of the context.
 //! - [`filter`] and [`abi`]: the traits a filter implements and the ABI entry points that
 //!   drive them; a `cdylib` only calls [`register_filters!`].
 //! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod pairs;
 pub mod reply;
 pub mod shared_data;
+pub mod snapshot;
 mod sys;
 pub mod time;
 

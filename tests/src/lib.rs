@@ -15,6 +15,7 @@
 //! - [`ecds`]: filter configs Envoy watches in a temporary directory, for hot reload.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`rls`]: a real Rate Limit Service (limitador on redis-server) for global rate limits.
+//! - [`cost`]: fuel, host calls by kind and VM entries of one bench request in the harness.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
 //! ```no_run
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod config;
+pub mod cost;
 pub mod crd;
 pub mod ecds;
 pub mod envoy;

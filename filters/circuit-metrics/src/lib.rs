@@ -32,7 +32,7 @@ use breaker::{Permission, State, Transition};
 use circuits::Circuit;
 use config::Config;
 use labels::{Admission, Policy};
-use meshward_shared::host;
+use meshward_shared::host::{self, Map};
 use meshward_shared::metrics::Counter;
 use meshward_shared::shared_data::{self, HostStore};
 use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
@@ -44,7 +44,10 @@ use std::time::Duration;
 use window::Totals;
 
 #[cfg(feature = "entry-point")]
-meshward_shared::register_filters!("circuit-metrics" => || Box::new(Root::default()));
+meshward_shared::register_filters! {
+    exports: [request_headers, log],
+    "circuit-metrics" => || Box::new(Root::default()),
+}
 
 /// The response header that names the circuit a refused request met.
 pub const CIRCUIT_HEADER: &str = "x-meshward-circuit-open";
@@ -117,8 +120,18 @@ impl HttpFilter for Stream {
         if config.breakers.is_empty() {
             return Action::Continue;
         }
-        let (Some(now), (cluster, route)) = (self.started, target()) else {
+        let Some(now) = self.started else {
             return Action::Continue;
+        };
+        // The route name matters only to a breaker per route: else it is not read.
+        let cluster = xds("cluster_name");
+        let Some(first) = config.breaker_for(&cluster) else {
+            return Action::Continue;
+        };
+        let route = if first.per_route {
+            xds("route_name")
+        } else {
+            String::new()
         };
         let Some((circuit, entry)) = Circuit::find(config, &cluster, &route) else {
             return Action::Continue;
@@ -242,11 +255,14 @@ impl HttpFilter for Stream {
 impl Stream {
     /// What Envoy reports about the finished request. The attempt count falls back to the
     /// `x-envoy-attempt-count` response header, the duration to this filter's own clock.
+    ///
+    /// The status comes from the response's `:status` (one header read, about half a
+    /// property read), and `response.code` only when Envoy has no response headers to show.
     fn facts(&self, now: Option<Duration>) -> Facts {
         let attempts = host::property_i64(&["upstream", "request_attempt_count"])
             .and_then(|n| u32::try_from(n).ok())
             .or_else(|| {
-                host::property_str(&["response", "headers", "x-envoy-attempt-count"])?
+                host::header_str(Map::ResponseHeaders, "x-envoy-attempt-count")?
                     .trim()
                     .parse()
                     .ok()
@@ -255,8 +271,12 @@ impl Stream {
             .and_then(|n| u64::try_from(n).ok())
             .map(Duration::from_nanos)
             .or_else(|| Some(now?.saturating_sub(self.started?)));
+        let status = match host::header_str(Map::ResponseHeaders, ":status") {
+            Some(status) => status.trim().parse().ok(),
+            None => host::property_i64(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
+        };
         Facts {
-            status: host::property_i64(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
+            status,
             // The flags are a bit field; a negative int64 would be the same bits.
             flags: host::property_i64(&["response", "flags"]).map_or(0, |n| n as u64),
             attempts,
@@ -271,8 +291,12 @@ impl Stream {
 /// `xds.route_name`), empty when Envoy has none. Both are known when the request arrives:
 /// the route has been chosen before the first HTTP filter runs.
 fn target() -> (String, String) {
-    let read = |name| host::property_str(&["xds", name]).unwrap_or_default();
-    (read("cluster_name"), read("route_name"))
+    (xds("cluster_name"), xds("route_name"))
+}
+
+/// One of Envoy's `xds.*` properties, empty when Envoy has none.
+fn xds(name: &str) -> String {
+    host::property_str(&["xds", name]).unwrap_or_default()
 }
 
 /// Sends the fail-fast 503. If the host will not send it, the request goes on: nothing

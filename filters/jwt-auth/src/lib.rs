@@ -61,7 +61,10 @@ use std::rc::Rc;
 /// The module's entry point (`_initialize`), serving `Root` for every root id.
 #[cfg(feature = "entry-point")]
 mod entry {
-    meshward_shared::register_filters!("jwt-auth" => || Box::new(super::Root::default()));
+    meshward_shared::register_filters! {
+        exports: [request_headers, tick, http_call],
+        "jwt-auth" => || Box::new(super::Root::default()),
+    }
 }
 
 /// The root's tick when remote key sets are configured, in milliseconds: how soon a request

@@ -45,7 +45,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 #[cfg(feature = "entry-point")]
-meshward_shared::register_filters!("rate-limit" => || Box::new(Root::default()));
+meshward_shared::register_filters! {
+    exports: [request_headers, response_headers, grpc],
+    "rate-limit" => || Box::new(Root::default()),
+}
 
 /// The configured plugin, shared read-only by its streams.
 struct Plugin {

@@ -93,7 +93,18 @@ pub struct Decision {
 /// Chooses the region for a request. `health` holds each region's state, in configured
 /// order; a missing entry counts as healthy.
 pub fn decide(config: &Config, health: &[State], inputs: &Inputs) -> Decision {
-    let usable = |i: usize| match health.get(i).copied().unwrap_or(State::Healthy) {
+    decide_with(
+        config,
+        |i| health.get(i).copied().unwrap_or(State::Healthy),
+        inputs,
+    )
+}
+
+/// [`decide`], asking `health` for a region's state only when the decision depends on it:
+/// a request whose first choice is healthy asks for that region's alone, so the adapter
+/// reads one health record instead of every region's.
+pub fn decide_with(config: &Config, health: impl Fn(usize) -> State, inputs: &Inputs) -> Decision {
+    let usable = |i: usize| match health(i) {
         State::Healthy => true,
         State::Unhealthy => false,
         State::Probing => config.regions.get(i).is_some_and(|r| {
@@ -102,7 +113,7 @@ pub fn decide(config: &Config, health: &[State], inputs: &Inputs) -> Decision {
     };
     match choose(config, inputs, usable) {
         Some((region, reason)) => {
-            let probing = health.get(region) == Some(&State::Probing);
+            let probing = health(region) == State::Probing;
             Decision {
                 region,
                 reason: if probing { Reason::Probe } else { reason },

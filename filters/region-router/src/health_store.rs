@@ -1,5 +1,6 @@
-//! The regions' health records in shared data: one key per region, read for every decision
-//! and updated with compare-and-swap for every outcome, so all workers share one view.
+//! The regions' health records in shared data: one key per region, read when a decision
+//! depends on it and updated with compare-and-swap for every outcome, so all workers share
+//! one view.
 
 use crate::config::Config;
 use crate::health::{Effect, Outcome, RegionHealth, State};
@@ -43,6 +44,28 @@ pub fn states<S: Store>(
         })
         .collect();
     (states, error)
+}
+
+/// Region `index`'s state at `now`, for a decision that depends on it. A record that is
+/// absent or cannot be read counts as healthy, as in [`states`]; a host failure is
+/// returned beside it.
+pub fn state<S: Store>(
+    store: &mut S,
+    config: &Config,
+    index: usize,
+    now: Duration,
+) -> (State, Option<Status>) {
+    let Some(region) = config.regions.get(index) else {
+        return (State::Healthy, None);
+    };
+    match store.get(&region.health_key) {
+        Ok(Some(value)) => (
+            RegionHealth::state_of_encoded(&value.bytes, &config.health, now),
+            None,
+        ),
+        Ok(None) => (State::Healthy, None),
+        Err(status) => (State::Healthy, Some(status)),
+    }
 }
 
 /// Writes an empty record for every region that has none, so that every later update is a

@@ -33,11 +33,15 @@ use meshward_shared::host::{self, Map, Status};
 use meshward_shared::shared_data::HostStore;
 use meshward_shared::{log, time, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 #[cfg(feature = "entry-point")]
-meshward_shared::register_filters!("region-router" => || Box::new(Root::default()));
+meshward_shared::register_filters! {
+    exports: [request_headers, response_headers, log, tick],
+    "region-router" => || Box::new(Root::default()),
+}
 
 /// How often each VM refreshes the state gauges (a region turns from unhealthy to probing
 /// by the clock alone, with no request to notice it).
@@ -198,15 +202,38 @@ impl Stream {
 impl HttpFilter for Stream {
     fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
         let started = time::now().unwrap_or_default();
+        // The decision reads four request headers or more (preference, latency, session
+        // key, the routing header): one pairs call serves them all, as every `host::header`
+        // below reads the snapshot once it is taken. If the host cannot give the map, each
+        // read asks for itself, so the result can be ignored.
+        let _ = host::snapshot(Map::RequestHeaders);
         let inputs = self.inputs();
-        let (states, error) = health_store::states(&mut HostStore, &self.config, started);
-        if let Some(status) = error {
+        // Each region's record is read the first time the decision asks for its state, and
+        // only then: a request whose first choice is healthy reads one record.
+        let config = &self.config;
+        let read: RefCell<Vec<Option<health::State>>> =
+            RefCell::new(vec![None; config.regions.len()]);
+        let error: Cell<Option<Status>> = Cell::new(None);
+        let state_of = |index: usize| {
+            if let Some(Some(known)) = read.borrow().get(index) {
+                return *known;
+            }
+            let (state, failed) = health_store::state(&mut HostStore, config, index, started);
+            if error.get().is_none() {
+                error.set(failed);
+            }
+            if let Some(slot) = read.borrow_mut().get_mut(index) {
+                *slot = Some(state);
+            }
+            state
+        };
+        let decision = decide::decide_with(config, state_of, &inputs);
+        if let Some(status) = error.get() {
             self.metrics.filter.health_errors.inc();
             log::debug(&format!(
                 "region-router: health unreadable ({status}); counted healthy"
             ));
         }
-        let decision = decide::decide(&self.config, &states, &inputs);
         if self.apply(decision) {
             self.metrics.decided(decision.region, decision.reason);
             self.routed = Some(Routed { decision, started });
@@ -239,10 +266,26 @@ impl HttpFilter for Stream {
         let Some(routed) = self.routed else {
             return;
         };
-        let status = host::property_i64(&["response", "code"]);
+        // A failure flag decides alone; the details and the code are read only when it
+        // does not (see `outcome::classify`).
         let flags = host::property_i64(&["response", "flags"]);
-        let details = host::property_str(&["response", "code_details"]);
-        let Some(outcome) = outcome::classify(status, flags, details.as_deref()) else {
+        let outcome = if flags.unwrap_or(0) & outcome::flags::FAILURE != 0 {
+            Some(health::Outcome::Failure)
+        } else {
+            let details = host::property_str(&["response", "code_details"]);
+            // The status from the response's `:status` (a header read, about half a property
+            // read); `response.code` only when Envoy has no response headers to show.
+            let status = details
+                .as_deref()
+                .is_none_or(|d| d == outcome::VIA_UPSTREAM)
+                .then(|| match host::header_str(Map::ResponseHeaders, ":status") {
+                    Some(status) => status.trim().parse().ok(),
+                    None => host::property_i64(&["response", "code"]),
+                })
+                .flatten();
+            outcome::classify(status, flags, details.as_deref())
+        };
+        let Some(outcome) = outcome else {
             return;
         };
         let index = routed.decision.region;

@@ -342,6 +342,12 @@ pub struct Config {
     pub remove: Vec<String>,
     /// Whether `x-forwarded-proto` decides if a request came over HTTPS.
     pub trust_x_forwarded_proto: bool,
+    /// Whether a request's path matters (some override could match it): else the
+    /// adapter does not read `:path`.
+    pub reads_path: bool,
+    /// Whether a request came over HTTPS matters (some header is sent on HTTPS
+    /// only): else the adapter reads neither `:scheme` nor `x-forwarded-proto`.
+    pub reads_scheme: bool,
 }
 
 impl Config {
@@ -373,7 +379,12 @@ impl Config {
         }
         let base = Policy::render(&top);
         let remove = removal_list(raw.remove_headers, &base, &overrides)?;
+        let reads_scheme = std::iter::once(&base)
+            .chain(overrides.iter().map(|o| &o.policy))
+            .any(|p| p.rules.iter().any(|r| r.https_only));
         Ok(Config {
+            reads_path: !overrides.is_empty(),
+            reads_scheme,
             base,
             overrides,
             remove,

@@ -29,6 +29,7 @@ pub mod request;
 
 use config::Config;
 use meshward_shared::host::{self, Map};
+use meshward_shared::snapshot::HeaderSnapshot;
 use meshward_shared::{log, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
 use policy::Edit;
@@ -36,7 +37,10 @@ use request::RequestFacts;
 use std::rc::Rc;
 
 #[cfg(feature = "entry-point")]
-meshward_shared::register_filters!("security-headers" => || Box::new(Root::default()));
+meshward_shared::register_filters! {
+    exports: [request_headers, response_headers],
+    "security-headers" => || Box::new(Root::default()),
+}
 
 /// The plugin: holds the accepted configuration and makes a stream filter per request.
 #[derive(Default)]
@@ -76,22 +80,30 @@ struct Stream {
 }
 
 impl Stream {
-    /// Reads the request facts from the host. Each read may fail (no request headers on an
-    /// early local reply); a missing fact selects the top-level headers and "scheme unknown".
+    /// Reads the request facts from the host: `:path` only when an override could match,
+    /// `:scheme` (and a trusted `x-forwarded-proto`) only when a header is sent on HTTPS
+    /// only, so the default config costs one header read. Each read may fail (no request
+    /// headers on an early local reply); a missing fact selects the top-level headers and
+    /// "scheme unknown". The properties are read only when the header maps say nothing.
     fn read_facts(&self) -> RequestFacts {
-        let target = host::header_str(Map::RequestHeaders, ":path")
-            .or_else(|| host::property_str(&["request", "path"]));
-        let scheme = host::header_str(Map::RequestHeaders, ":scheme")
-            .or_else(|| host::property_str(&["request", "scheme"]));
-        let forwarded_proto = if self.config.trust_x_forwarded_proto {
+        let config = &self.config;
+        let target = config.reads_path.then(|| {
+            host::header_str(Map::RequestHeaders, ":path")
+                .or_else(|| host::property_str(&["request", "path"]))
+        });
+        let scheme = config.reads_scheme.then(|| {
+            host::header_str(Map::RequestHeaders, ":scheme")
+                .or_else(|| host::property_str(&["request", "scheme"]))
+        });
+        let forwarded_proto = if config.reads_scheme && config.trust_x_forwarded_proto {
             host::header_str(Map::RequestHeaders, "x-forwarded-proto")
         } else {
             None
         };
         RequestFacts::learn(
-            &self.config,
-            target.as_deref(),
-            scheme.as_deref(),
+            config,
+            target.flatten().as_deref(),
+            scheme.flatten().as_deref(),
             forwarded_proto.as_deref(),
         )
     }
@@ -109,35 +121,74 @@ impl HttpFilter for Stream {
             None => self.read_facts(),
         };
         // Unreadable headers still get the overwrite headers; `decide` explains the rest.
-        let response = host::headers(Map::ResponseHeaders).ok();
+        let response = host::snapshot(Map::ResponseHeaders).ok();
+        let edits = {
+            let lent: Option<Vec<(&str, &[u8])>> = response.as_ref().map(|s| s.iter().collect());
+            policy::decide(&self.config, &facts, lent.as_deref())
+        };
+        let sets = edits
+            .iter()
+            .filter(|e| matches!(e, Edit::Set { .. }))
+            .count() as u64;
         let (mut set, mut removed, mut failed) = (0u64, 0u64, 0u64);
-        for edit in policy::decide(&self.config, &facts, response.as_deref()) {
-            let (result, done) = match edit {
-                Edit::Set { name, value } => (
-                    host::set_header(Map::ResponseHeaders, name, value.as_bytes()),
-                    &mut set,
-                ),
-                Edit::Remove(name) => (
-                    host::remove_header(Map::ResponseHeaders, name),
-                    &mut removed,
-                ),
-            };
-            match result {
-                Ok(()) => *done += 1,
-                Err(_) => failed += 1,
+        // The map was read for the decision: writing it back whole in one call costs Envoy
+        // less than one call per edit (BENCHMARKS.md, "Cost model"). A host that refuses
+        // the whole map gets the edits one by one.
+        let written = match &response {
+            Some(headers) if !edits.is_empty() => {
+                host::set_headers(Map::ResponseHeaders, &edited(headers, &edits)).is_ok()
+            }
+            _ => false,
+        };
+        if written {
+            set = sets;
+            removed = edits.len() as u64 - sets;
+        } else {
+            for edit in edits {
+                let (result, done) = match edit {
+                    Edit::Set { name, value } => (
+                        host::set_header(Map::ResponseHeaders, name, value.as_bytes()),
+                        &mut set,
+                    ),
+                    Edit::Remove(name) => (
+                        host::remove_header(Map::ResponseHeaders, name),
+                        &mut removed,
+                    ),
+                };
+                match result {
+                    Ok(()) => *done += 1,
+                    Err(_) => failed += 1,
+                }
             }
         }
+        let readable = response.is_some();
         if set > 0 {
             self.metrics.responses_decorated.inc();
         }
         self.metrics.headers_removed.add(removed);
         self.metrics.edit_failures.add(failed);
-        if response.is_none() || failed > 0 {
+        if !readable || failed > 0 {
             log::debug(&format!(
-                "security-headers: response headers readable: {}, edits refused: {failed}",
-                response.is_some()
+                "security-headers: response headers readable: {readable}, edits refused: {failed}"
             ));
         }
         Action::Continue
     }
+}
+
+/// The response headers after `edits`: the headers they leave alone, in order, then each
+/// header set. The same map the edits make one by one (`proxy_replace_header_map_value`
+/// removes every value of a name and adds the new one at the end).
+fn edited<'a>(headers: &'a HeaderSnapshot, edits: &'a [Edit<'a>]) -> Vec<(&'a str, &'a [u8])> {
+    let touched = |name: &str| {
+        edits.iter().any(|e| match e {
+            Edit::Set { name: n, .. } | Edit::Remove(n) => n.eq_ignore_ascii_case(name),
+        })
+    };
+    let mut out: Vec<(&str, &[u8])> = headers.iter().filter(|(k, _)| !touched(k)).collect();
+    out.extend(edits.iter().filter_map(|e| match e {
+        Edit::Set { name, value } => Some((*name, value.as_bytes())),
+        Edit::Remove(_) => None,
+    }));
+    out
 }

@@ -3,7 +3,6 @@
 
 use crate::config::Config;
 use crate::request::RequestFacts;
-use meshward_shared::pairs::Pair;
 
 /// One change to the response headers. Names and values borrow from the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,16 +30,19 @@ const DOCUMENT_TYPES: &[&str] = &[
 /// The edits for one response. `response` is `None` when its headers could not be read: then
 /// nothing is removed and `keep_upstream` headers are left alone, since the upstream may have
 /// sent them.
-pub fn decide<'a>(
+///
+/// The headers are any list of (name, value) pairs: the adapter lends them straight from
+/// the host's bytes (a [`meshward_shared::snapshot::HeaderSnapshot`]), without copies.
+pub fn decide<'a, K: AsRef<str>, V: AsRef<[u8]>>(
     config: &'a Config,
     facts: &RequestFacts,
-    response: Option<&[Pair]>,
+    response: Option<&[(K, V)]>,
 ) -> Vec<Edit<'a>> {
     let policy = facts.policy(config);
     let headers = response.unwrap_or_default();
     let mut edits = Vec::with_capacity(policy.rules.len() + 2);
     for (name, _) in headers {
-        if let Some(name) = removable(&config.remove, name) {
+        if let Some(name) = removable(&config.remove, name.as_ref()) {
             let edit = Edit::Remove(name.as_str());
             if !edits.contains(&edit) {
                 edits.push(edit);
@@ -72,11 +74,11 @@ fn removable<'r>(remove: &'r [String], name: &str) -> Option<&'r String> {
     remove.get(at)
 }
 
-fn find<'h>(headers: &'h [Pair], name: &str) -> Option<&'h [u8]> {
+fn find<'h, K: AsRef<str>, V: AsRef<[u8]>>(headers: &'h [(K, V)], name: &str) -> Option<&'h [u8]> {
     headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
+        .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
 }
 
 /// Whether a response with this Content-Type may be a document. A response without one
@@ -98,6 +100,10 @@ fn is_document(content_type: Option<&[u8]>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshward_shared::pairs::Pair;
+
+    /// A response without headers.
+    const EMPTY: &[Pair] = &[];
 
     fn config(json: &str) -> Config {
         Config::parse(json.as_bytes()).unwrap()
@@ -163,7 +169,7 @@ mod tests {
         let c = config("{}");
         let with_csp = response(&[("content-security-policy", "script-src 'nonce-r4nd0m'")]);
         assert!(!sets(&decide(&c, &HTTPS, Some(&with_csp))).contains(&"content-security-policy"));
-        assert!(sets(&decide(&c, &HTTPS, Some(&[]))).contains(&"content-security-policy"));
+        assert!(sets(&decide(&c, &HTTPS, Some(EMPTY))).contains(&"content-security-policy"));
     }
 
     #[test]
@@ -192,7 +198,7 @@ mod tests {
                 override_index: None,
                 https,
             };
-            sets(&decide(&c, &facts, Some(&[]))).contains(&"strict-transport-security")
+            sets(&decide(&c, &facts, Some(EMPTY))).contains(&"strict-transport-security")
         };
         assert!(hsts(Some(true)));
         assert!(!hsts(Some(false)));
@@ -202,7 +208,7 @@ mod tests {
             override_index: None,
             https: Some(false),
         };
-        assert!(sets(&decide(&always, &plain, Some(&[]))).contains(&"strict-transport-security"));
+        assert!(sets(&decide(&always, &plain, Some(EMPTY))).contains(&"strict-transport-security"));
     }
 
     #[test]
@@ -230,7 +236,7 @@ mod tests {
     #[test]
     fn report_only_sends_the_report_only_header() {
         let c = config(r#"{"headers": {"content_security_policy": {"report_only": true}}}"#);
-        let names = sets(&decide(&c, &HTTPS, Some(&[])));
+        let names = sets(&decide(&c, &HTTPS, Some(EMPTY)));
         assert!(names.contains(&"content-security-policy-report-only"));
         assert!(!names.contains(&"content-security-policy"));
     }
@@ -242,12 +248,12 @@ mod tests {
                 "content_security_policy": {"mode": "overwrite", "value": "default-src 'self' https:"}}}]}"#,
         );
         let docs = RequestFacts::learn(&c, Some("/docs/x"), Some("https"), None);
-        assert!(decide(&c, &docs, Some(&[])).contains(&Edit::Set {
+        assert!(decide(&c, &docs, Some(EMPTY)).contains(&Edit::Set {
             name: "content-security-policy",
             value: "default-src 'self' https:"
         }));
         let app = RequestFacts::learn(&c, Some("/app"), Some("https"), None);
-        assert!(decide(&c, &app, Some(&[])).contains(&Edit::Set {
+        assert!(decide(&c, &app, Some(EMPTY)).contains(&Edit::Set {
             name: "content-security-policy",
             value: crate::headers::DEFAULT_CSP
         }));
@@ -256,7 +262,7 @@ mod tests {
     #[test]
     fn unreadable_response_headers_still_get_the_overwrite_headers() {
         let c = config("{}");
-        let edits = decide(&c, &HTTPS, None);
+        let edits = decide(&c, &HTTPS, None::<&[Pair]>);
         assert!(removes(&edits).is_empty());
         let names = sets(&edits);
         assert!(names.contains(&"x-content-type-options"));
