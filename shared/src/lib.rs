@@ -3,6 +3,7 @@
 //! - [`host`]: every Proxy-Wasm host call, returning `Result`/`Option`.
 //! - [`filter`] and [`abi`]: the traits a filter implements and the ABI entry points that
 //!   drive them; a `cdylib` only calls [`register_filters!`].
+//! - [`chain`]: several filters run as one Proxy-Wasm filter, as Envoy would run them apart.
 //! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
 //! - [`shared_data`]: compare-and-swap read-modify-write across workers.
 //! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod chain;
 pub mod config;
 pub mod filter;
 pub mod host;
