@@ -249,7 +249,7 @@ impl RootFilter for ChainRoot {
                 continue;
             }
             let every = (u64::from(period) / host_period).max(1);
-            if self.ticks % every == 0 {
+            if self.ticks.is_multiple_of(every) {
                 self.on_member(index, |root| root.on_tick());
             }
         }
@@ -390,7 +390,7 @@ impl ChainStream {
     }
 
     /// Delivers a callout event to the member that made the call.
-    fn to_member(&mut self, f: impl FnOnce(&mut dyn HttpFilter)) {
+    fn deliver_to_member(&mut self, f: impl FnOnce(&mut dyn HttpFilter)) {
         let Some(index) = abi::delivering_member() else {
             return;
         };
@@ -440,11 +440,11 @@ impl HttpFilter for ChainStream {
     }
 
     fn on_http_call_reply(&mut self, token: u32, reply: HttpCallReply) {
-        self.to_member(|filter| filter.on_http_call_reply(token, reply));
+        self.deliver_to_member(|filter| filter.on_http_call_reply(token, reply));
     }
 
     fn on_grpc_event(&mut self, token: u32, event: GrpcEvent) {
-        self.to_member(|filter| filter.on_grpc_event(token, event));
+        self.deliver_to_member(|filter| filter.on_grpc_event(token, event));
     }
 
     fn on_log(&mut self) {
