@@ -29,3 +29,17 @@ pub const MEMBERS: &[Member] = &[
 
 #[cfg(feature = "entry-point")]
 meshward_shared::register_filters!("chain" => || Box::new(meshward_shared::chain::ChainRoot::new(MEMBERS)));
+
+#[cfg(test)]
+mod tests {
+    use super::MEMBERS;
+    use meshward_shared::RootFilter;
+
+    #[test]
+    fn each_member_answers_to_the_name_a_chain_configuration_uses() {
+        for (name, make) in MEMBERS {
+            let root: Box<dyn RootFilter> = make();
+            assert_eq!(root.name(), *name);
+        }
+    }
+}
