@@ -14,6 +14,11 @@ WASM_DIRS := $(patsubst %/Cargo.toml,%,$(sort $(wildcard filters/*/Cargo.toml ha
 package_of = $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(1)/Cargo.toml | head -n 1)
 out_name_of = $(if $(filter harness/fixtures/%,$(1)),fixture-)$(notdir $(1))
 WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
+# Modules that bundle other filters (filters/chain) depend on them without their entry
+# points; built in the same cargo run as those filters, feature unification would turn the
+# entry points back on and the link would fail on duplicate exports. So each builds alone.
+BUNDLE_DIRS := $(patsubst %/Cargo.toml,%,$(shell grep -l '^meshward-[a-z0-9-]* = { path = "\.\./' filters/*/Cargo.toml))
+BUNDLE_PACKAGES := $(foreach d,$(BUNDLE_DIRS),$(call package_of,$(d)))
 
 .PHONY: help setup build lint fmt test check-k8s k8s-tools run bench fuzz soak clean images push new-filter
 
@@ -38,7 +43,8 @@ setup:
 	scripts/setup.sh
 
 build:
-	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(WASM_PACKAGES))
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(filter-out $(BUNDLE_PACKAGES),$(WASM_PACKAGES)))
+	@$(foreach p,$(BUNDLE_PACKAGES),$(CARGO) build --release --target $(WASM_TARGET) -p $(p) &&) true
 	@mkdir -p out
 	@$(foreach d,$(WASM_DIRS),\
 	  cp $(TARGET_DIR)/$(WASM_TARGET)/release/$(subst -,_,$(call package_of,$(d))).wasm \

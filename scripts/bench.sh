@@ -43,6 +43,12 @@ CONFIGS=(
   "jwt-authn-es256-one  envoy-config/bench/jwt-authn.yaml"
   "jwt-auth-es256-many  envoy-config/bench/jwt-auth.yaml   out/jwt-auth.wasm @envoy-config/bench/jwt-auth.yaml"
   "jwt-authn-es256-many envoy-config/bench/jwt-authn.yaml"
+  # All five filters with one ES256 token: as five Wasm filters, as the meshward chain (one
+  # Wasm filter), and Envoy's native filters for three of the jobs; no fuel row for the
+  # five, as the harness runs one module.
+  "five-filters     envoy-config/bench/five-filters.yaml"
+  "chain            envoy-config/bench/chain.yaml            out/chain.wasm @envoy-config/bench/chain.yaml"
+  "native-three     envoy-config/bench/native-three.yaml"
 )
 # The price list, full runs only: the cost fixture (harness/fixtures/cost) making a number of
 # calls of one kind per request, each row with its counts as the fixture's configuration
@@ -102,6 +108,9 @@ declare -A TOKENS=(
   [jwt-authn-es256-many]="ES256 4000"
   [jwt-auth-wasm-crypto-rs256-many]="RS256 4000"
   [jwt-auth-wasm-crypto-es256-many]="ES256 4000"
+  [five-filters]="ES256 1"
+  [chain]="ES256 1"
+  [native-three]="ES256 1"
 )
 TOKENS_SCRIPT=scripts/wrk/jwt-tokens.lua
 # Configurations whose fuel is measured with this many distinct `x-client` values, as

@@ -369,6 +369,8 @@ pub(crate) enum UpstreamKind {
     Envoy {
         status: u32,
         body: Vec<u8>,
+        /// Headers of the reply besides those Envoy adds itself.
+        headers: HeaderMap,
         details: String,
         flags: u64,
         reached: bool,
@@ -437,11 +439,30 @@ impl Upstream {
         Self::envoy(status, body, details, flags, false)
     }
 
+    /// A local reply a filter after this one sent (`response`, as that filter's stream
+    /// ended with it, and its `details`), passing back through this filter: how a test
+    /// puts several hosts one after the other, as Envoy runs separate filters.
+    pub fn filter_reply(response: &Response, details: &str) -> Self {
+        let mut headers = response.headers.clone();
+        headers.remove(":status");
+        Self {
+            kind: UpstreamKind::Envoy {
+                status: u32::from(response.status()),
+                body: response.body.clone(),
+                headers,
+                details: details.to_string(),
+                flags: 0,
+                reached: false,
+            },
+        }
+    }
+
     fn envoy(status: u32, body: &str, details: &str, flags: u64, reached: bool) -> Self {
         Self {
             kind: UpstreamKind::Envoy {
                 status,
                 body: body.as_bytes().to_vec(),
+                headers: HeaderMap::new(),
                 details: details.to_string(),
                 flags,
                 reached,

@@ -537,11 +537,12 @@ impl Vm {
             UpstreamKind::Envoy {
                 status,
                 body,
+                headers,
                 details,
                 flags,
                 reached,
             } => {
-                stream.response = Some(Response::local_reply(status, &body, &HeaderMap::new()));
+                stream.response = Some(Response::local_reply(status, &body, &headers));
                 stream.upstream_request = reached.then_some(request);
                 stream.details = Some(details);
                 stream.flags |= flags;

@@ -49,10 +49,55 @@ struct Dispatcher {
     streams: IdMap<Stream>,
     /// The context whose callback is running.
     current: u32,
-    /// Which context made each HTTP callout still in flight, by token.
-    http_callouts: IdMap<u32>,
-    /// Which context made each gRPC callout still in flight, by token.
-    grpc_callouts: IdMap<u32>,
+    /// The context host calls act on: `current`, or another set with
+    /// `host::set_effective_context`.
+    effective: u32,
+    /// Which context (and chain member) made each HTTP callout still in flight, by token.
+    http_callouts: IdMap<Owner>,
+    /// Which context (and chain member) made each gRPC callout still in flight, by token.
+    grpc_callouts: IdMap<Owner>,
+    /// What the running chain member asked of the host that its chain does instead.
+    member: Option<Member>,
+    /// The chain member a callout event being delivered belongs to.
+    delivering_member: Option<usize>,
+    /// Streams whose filter resumes itself (a chain): `host::continue_stream` on them is
+    /// handed to the filter, after the callback, instead of to the host.
+    self_resuming: IdMap<()>,
+    /// Resumptions asked for during this callback, handed over when it returns.
+    continues: Vec<Resume>,
+    /// A chain is resuming the host's stream itself: let `continue_stream` through.
+    passthrough: bool,
+}
+
+/// Who made a callout: the context and, inside a chain, the member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Owner {
+    context: u32,
+    member: Option<usize>,
+}
+
+/// A chain member at work, and what it asked of the host that the chain does for it.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    index: usize,
+    asked: Asked,
+}
+
+/// What a chain member asked of the host during one call (see [`run_member`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// It set its tick period (milliseconds; 0 stops it). The chain ticks for it.
+    pub tick_millis: Option<u32>,
+    /// It sent a local reply.
+    pub local_reply: bool,
+}
+
+/// A `host::continue_stream` a chain stream will do itself.
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    context: u32,
+    response_side: bool,
+    member: Option<usize>,
 }
 
 /// The two kinds of callout; Envoy numbers their tokens separately.
@@ -99,11 +144,13 @@ fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
     host::forget_snapshots();
     let mut root = with(|d| {
         d.current = id;
+        d.effective = id;
         d.roots.remove(&id)
     })
     .flatten()?;
     let result = f(root.as_mut());
     with(|d| d.roots.insert(id, root));
+    hand_over_resumptions();
     Some(result)
 }
 
@@ -113,34 +160,141 @@ fn on_stream<R>(id: u32, f: impl FnOnce(&mut dyn HttpFilter) -> R) -> Option<R> 
     host::forget_snapshots();
     let mut stream = with(|d| {
         d.current = id;
+        d.effective = id;
         d.streams.remove(&id)
     })
     .flatten()?;
     let result = f(stream.filter.as_mut());
     with(|d| d.streams.insert(id, stream));
+    hand_over_resumptions();
     Some(result)
 }
 
-/// Remembers that the running context made callout `token`, so its reply reaches it.
+/// Hands each `continue_stream` a chain stream asked for during the callback to that
+/// stream, as Envoy runs a continue after the VM call that asked for it. The stream then
+/// runs its remaining members and resumes the host's stream if they all continue.
+fn hand_over_resumptions() {
+    // First asked, first resumed, as Envoy runs the actions queued during a VM call.
+    let next = || with(|d| (!d.continues.is_empty()).then(|| d.continues.remove(0))).flatten();
+    while let Some(resume) = next() {
+        let effective = with(|d| d.effective).unwrap_or(resume.context);
+        // If the host cannot switch to the stream, its members' host calls would act on
+        // another context: better to leave it paused, as a lost continue would.
+        if effective != resume.context && host::set_effective_context(resume.context).is_err() {
+            continue;
+        }
+        on_stream(resume.context, |s| {
+            s.on_continue_requested(resume.response_side, resume.member)
+        });
+    }
+}
+
+/// Called by `host::continue_stream`: true if the effective context is a chain stream,
+/// which then resumes itself once the callback returns (the host is not asked).
+pub(crate) fn intercept_continue(response_side: bool) -> bool {
+    with(|d| {
+        let context = d.effective;
+        if d.passthrough || !d.self_resuming.contains_key(&context) {
+            return false;
+        }
+        let member = d.member.map(|m| m.index);
+        d.continues.push(Resume {
+            context,
+            response_side,
+            member,
+        });
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// Resumes the host's stream for a chain whose members all continued.
+pub fn continue_host_stream(response_side: bool) -> host::HostResult<()> {
+    with(|d| d.passthrough = true);
+    let result = host::continue_stream(response_side);
+    with(|d| d.passthrough = false);
+    result
+}
+
+/// Called by `host::set_effective_context` once the host switched.
+pub(crate) fn note_effective(id: u32) {
+    with(|d| d.effective = id);
+}
+
+/// Called by `host::set_tick_period_millis`: true if a chain member asked, which the chain
+/// then serves from its own tick (the host is not asked).
+pub(crate) fn intercept_tick_period(millis: u32) -> bool {
+    with(|d| match &mut d.member {
+        Some(member) => {
+            member.asked.tick_millis = Some(millis);
+            true
+        }
+        None => false,
+    })
+    .unwrap_or(false)
+}
+
+/// Called by `host::send_local_response`, so a chain stops running members after it.
+pub(crate) fn note_local_reply() {
+    with(|d| {
+        if let Some(member) = &mut d.member {
+            member.asked.local_reply = true;
+        }
+    });
+}
+
+/// Runs `f` as chain member `index`: callouts it makes are delivered back to it
+/// ([`delivering_member`]), and what it asks of the host that the chain does for it is
+/// returned. Calls nest: an outer member's record is kept.
+pub fn run_member<R>(index: usize, f: impl FnOnce() -> R) -> (R, Asked) {
+    let outer = with(|d| {
+        d.member.replace(Member {
+            index,
+            asked: Asked::default(),
+        })
+    })
+    .flatten();
+    let result = f();
+    let asked = with(|d| std::mem::replace(&mut d.member, outer))
+        .flatten()
+        .map(|m| m.asked)
+        .unwrap_or_default();
+    (result, asked)
+}
+
+/// The chain member that made the callout whose event is being delivered, if a chain
+/// member made it.
+pub fn delivering_member() -> Option<usize> {
+    with(|d| d.delivering_member).flatten()
+}
+
+/// Remembers that the effective context (and chain member) made callout `token`, so its
+/// reply reaches it.
 pub(crate) fn note_callout(kind: Callout, token: u32) {
     with(|d| {
-        let current = d.current;
+        let owner = Owner {
+            context: d.effective,
+            member: d.member.map(|m| m.index),
+        };
         match kind {
-            Callout::Http => d.http_callouts.insert(token, current),
-            Callout::Grpc => d.grpc_callouts.insert(token, current),
+            Callout::Http => d.http_callouts.insert(token, owner),
+            Callout::Grpc => d.grpc_callouts.insert(token, owner),
         }
     });
 }
 
 /// The context that made callout `token`, forgotten once asked for; `delivered_to` (the
-/// context the host delivered it to) when the call was not made through `host`.
+/// context the host delivered it to) when the call was not made through `host`. The
+/// member that made it is kept for [`delivering_member`].
 fn callout_owner(kind: Callout, token: u32, delivered_to: u32) -> u32 {
     with(|d| {
         let map = match kind {
             Callout::Http => &mut d.http_callouts,
             Callout::Grpc => &mut d.grpc_callouts,
         };
-        map.remove(&token).unwrap_or(delivered_to)
+        let owner = map.remove(&token);
+        d.delivering_member = owner.and_then(|o| o.member);
+        owner.map_or(delivered_to, |o| o.context)
     })
     .unwrap_or(delivered_to)
 }
@@ -189,7 +343,12 @@ pub fn context_create(id: u32, parent: u32) {
         return;
     }
     if let Some(Some(filter)) = on_root(parent, |root| root.new_http_filter(id)) {
-        with(|d| d.streams.insert(id, Stream { filter }));
+        with(|d| {
+            if filter.resumes_itself() {
+                d.self_resuming.insert(id, ());
+            }
+            d.streams.insert(id, Stream { filter })
+        });
     }
 }
 
@@ -272,6 +431,7 @@ pub fn delete(id: u32) {
     with(|d| {
         d.streams.remove(&id);
         d.roots.remove(&id);
+        d.self_resuming.remove(&id);
     });
 }
 

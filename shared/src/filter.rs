@@ -75,6 +75,15 @@ pub trait HttpFilter {
     fn on_grpc_event(&mut self, _token: u32, _event: GrpcEvent) {}
     /// The stream is over; access-log time.
     fn on_log(&mut self) {}
+    /// True for a filter that runs other filters ([`crate::chain`]): `host::continue_stream`
+    /// on its stream is then handed to [`HttpFilter::on_continue_requested`] instead of the
+    /// host.
+    fn resumes_itself(&self) -> bool {
+        false
+    }
+    /// A member of this chain (by index, when known) asked to resume the stream: run the
+    /// members after the one that paused, then resume the host's stream.
+    fn on_continue_requested(&mut self, _response_side: bool, _member: Option<usize>) {}
 }
 
 /// Per-plugin logic: parses the configuration once and makes a filter per request.

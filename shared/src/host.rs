@@ -154,6 +154,10 @@ pub fn current_time_nanos() -> HostResult<u64> {
 
 /// Asks the host to call the root's `on_tick` every `millis` milliseconds (0 stops it).
 pub fn set_tick_period_millis(millis: u32) -> HostResult<()> {
+    // A chain member's period is served by its chain's tick.
+    if crate::abi::intercept_tick_period(millis) {
+        return Ok(());
+    }
     // SAFETY: no pointers.
     Status::from_code(unsafe { sys::proxy_set_tick_period_milliseconds(millis) })
 }
@@ -427,6 +431,10 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
 
 /// Resumes a stream the filter paused (request or response side).
 pub fn continue_stream(response_side: bool) -> HostResult<()> {
+    // A chain resumes its stream itself, from the member after the one that paused.
+    if crate::abi::intercept_continue(response_side) {
+        return Ok(());
+    }
     // SAFETY: no pointers.
     Status::from_code(unsafe { sys::proxy_continue_stream(u32::from(response_side)) })
 }
@@ -439,6 +447,7 @@ pub fn send_local_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     headers: &[(K, V)],
     body: &[u8],
 ) -> HostResult<()> {
+    crate::abi::note_local_reply();
     let headers = pairs::encode(headers);
     // SAFETY: every pointer/length pair describes a live local buffer.
     Status::from_code(unsafe {
@@ -545,7 +554,9 @@ pub fn grpc_status() -> HostResult<(u32, String)> {
 pub fn set_effective_context(id: u32) -> HostResult<()> {
     forget_snapshots();
     // SAFETY: no pointers.
-    Status::from_code(unsafe { sys::proxy_set_effective_context(id) })
+    Status::from_code(unsafe { sys::proxy_set_effective_context(id) })?;
+    crate::abi::note_effective(id);
+    Ok(())
 }
 
 /// Calls a host foreign function (for example Envoy's `verify_signature`).

@@ -4,6 +4,7 @@
 //!   header map read once per callback and shared by every filter of the context.
 //! - [`filter`] and [`abi`]: the traits a filter implements and the ABI entry points that
 //!   drive them; a `cdylib` only calls [`register_filters!`].
+//! - [`chain`]: several filters run as one Proxy-Wasm filter, as Envoy would run them apart.
 //! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
 //! - [`shared_data`]: compare-and-swap read-modify-write across workers.
 //! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod chain;
 pub mod config;
 pub mod filter;
 #[cfg(test)]

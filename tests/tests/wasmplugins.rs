@@ -94,9 +94,15 @@ fn the_example_overlay_pins_every_module_to_a_digest_on_its_own_gateway() {
         let spec = &plugin["spec"];
         let name = display_name(&plugin);
         assert_eq!(plugin["metadata"]["namespace"], "edge", "{name}");
+        // The chain runs the same filters on another gateway, never beside them.
+        let gateway = if plugin["metadata"]["name"] == "chain" {
+            "edge-internal-gateway"
+        } else {
+            "edge-gateway"
+        };
         assert_eq!(
             spec["selector"]["matchLabels"],
-            json!({"istio": "edge-gateway"}),
+            json!({ "istio": gateway }),
             "{name}"
         );
         assert_eq!(spec["sha256"].as_str().map(str::len), Some(64), "{name}");
@@ -303,7 +309,17 @@ fn the_checks_refuse_each_broken_wasm_plugin_naming_the_field() {
 fn the_plugins_run_where_their_filters_need_to() {
     let manifests = render("base").unwrap();
     let all = plugins(&manifests);
-    let refs: Vec<&Value> = all.iter().collect();
+    // The plugins of the main gateway; the meshward chain runs on the internal one alone.
+    let refs: Vec<&Value> = all
+        .iter()
+        .filter(|p| p["spec"]["selector"]["matchLabels"]["istio"] == "ingressgateway")
+        .collect();
+    let internal: Vec<&Value> = all
+        .iter()
+        .filter(|p| p["spec"]["selector"]["matchLabels"]["istio"] == "internal-gateway")
+        .collect();
+    assert_eq!(internal.len(), 1);
+    assert_eq!(module_name(internal[0]).unwrap(), "chain");
     let chain: Vec<String> = chain_order(&refs)
         .iter()
         .map(|p| module_name(p).unwrap())
