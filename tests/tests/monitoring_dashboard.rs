@@ -96,11 +96,10 @@ fn it_has_a_row_per_filter_and_every_panel_is_described_and_queries_prometheus()
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| {
-            repo_root()
-                .join("filters")
-                .join(name)
-                .join("Cargo.toml")
-                .exists()
+            // A module that bundles other filters (the chain) reports their metrics under
+            // their names: their rows cover it.
+            std::fs::read_to_string(repo_root().join("filters").join(name).join("Cargo.toml"))
+                .is_ok_and(|toml| !toml.contains("path = \"../"))
         })
         .collect();
     filters.sort();
