@@ -27,8 +27,14 @@ pub const MEMBERS: &[Member] = &[
     }),
 ];
 
+// The union of what the members export alone (their `register_filters!`): Envoy enters the
+// VM for every exported callback, so none of them is exported here. A member that needs
+// another callback (a body, trailers) adds it to this list.
 #[cfg(feature = "entry-point")]
-meshward_shared::register_filters!("chain" => || Box::new(meshward_shared::chain::ChainRoot::new(MEMBERS)));
+meshward_shared::register_filters! {
+    exports: [request_headers, response_headers, log, tick, http_call, grpc],
+    "chain" => || Box::new(meshward_shared::chain::ChainRoot::new(MEMBERS)),
+}
 
 #[cfg(test)]
 mod tests {
