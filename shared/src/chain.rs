@@ -345,14 +345,8 @@ impl ChainStream {
             if headers {
                 self.entered = self.entered.max(index + 1);
             }
-            let (action, local_reply) = self.call(index, false, phase);
-            if local_reply {
-                self.request.paused = None;
-                return Run::Stopped;
-            }
-            if action == Action::Pause {
-                self.request.paused = Some((phase, index));
-                return Run::Stopped;
+            if let Some(stopped) = self.step(index, false, phase) {
+                return stopped;
             }
         }
         self.request.paused = None;
@@ -362,18 +356,32 @@ impl ChainStream {
     /// Runs the response path's `phase` from member `from` down to the first.
     fn run_response(&mut self, phase: Phase, from: usize) -> Run {
         for index in (0..from).rev() {
-            let (action, local_reply) = self.call(index, true, phase);
-            if local_reply {
-                self.response.paused = None;
-                return Run::Stopped;
-            }
-            if action == Action::Pause {
-                self.response.paused = Some((phase, index));
-                return Run::Stopped;
+            if let Some(stopped) = self.step(index, true, phase) {
+                return stopped;
             }
         }
         self.response.paused = None;
         Run::Continued
+    }
+
+    /// Runs member `index` on one side; `Some(Run::Stopped)` when it paused the side
+    /// (remembered, to resume after it) or sent a local reply (nothing left to resume).
+    fn step(&mut self, index: usize, response_side: bool, phase: Phase) -> Option<Run> {
+        let (action, local_reply) = self.call(index, response_side, phase);
+        let paused = if local_reply {
+            None
+        } else if action == Action::Pause {
+            Some((phase, index))
+        } else {
+            return None;
+        };
+        let side = if response_side {
+            &mut self.response
+        } else {
+            &mut self.request
+        };
+        side.paused = paused;
+        Some(Run::Stopped)
     }
 
     /// Runs a side's `phase` from the start, as the host's callback for it.
