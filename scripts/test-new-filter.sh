@@ -80,7 +80,10 @@ if make --no-print-directory new-filter NAME=$name >/dev/null 2>&1; then
   echo "test-new-filter: new-filter overwrote the existing $name" >&2
   exit 1
 fi
-make -n build | grep -q -- "-p meshward-$name" ||
+# Not `make -n build | grep -q`: grep -q stops reading at the first match, make then dies of
+# SIGPIPE, and pipefail turns that into a failure.
+build_plan=$(make --no-print-directory -n build)
+grep -q -- "-p meshward-$name" <<<"$build_plan" ||
   { echo "test-new-filter: make build does not build meshward-$name" >&2; exit 1; }
 
 isolate
