@@ -4,7 +4,9 @@
 # config, a pure core, metrics, unit tests and a README), tests/tests/<name_snake>.rs (its
 # harness tests, in meshward-tests with the others), tests/tests/envoy_<name_snake>.rs (its
 # tests in a real Envoy), k8s/base/<name>.yaml (a WasmPlugin, added to the base's
-# kustomization, with its image pinned in k8s/overlays/example) and envoy-config/<name>.yaml
+# kustomization, with its image pinned in k8s/overlays/example), an entry in the Envoy
+# Gateway policy (k8s/envoy-gateway), a row of the dashboard (k8s/monitoring, described in
+# README.md; scripts/new_filter_wire.py makes these edits) and envoy-config/<name>.yaml
 # (an Envoy example, which `make run CONFIG=envoy-config/<name>.yaml` starts). `make test`
 # passes right after it, with no hand edits (scripts/test-new-filter.sh checks that). In the
 # templates `__NAME__` is the name (`hello-probe`) and `__SNAKE__` its snake_case form
@@ -59,6 +61,13 @@ render "$template/wasmplugin.yaml" "$root/k8s/base/$name.yaml"
 # its image (make test checks both render, and that every plugin there has a digest).
 printf -- '- %s.yaml\n' "$name" >>"$root/k8s/base/kustomization.yaml"
 expand "$template/overlay-pin.yaml" >>"$overlay"
+# The lists that need an edit, not a new file: the Envoy Gateway policy (in Istio's order)
+# and its HTTP overlay, the dashboard and README.md's description of its panels.
+wire=$(mktemp -d)
+trap 'rm -rf "$wire"' EXIT
+expand "$template/envoy-gateway-entry.yaml" >"$wire/entry.yaml"
+expand "$template/dashboard-panel.json" >"$wire/panel.json"
+python3 "$root/scripts/new_filter_wire.py" "$root" "$name" "$wire/entry.yaml" "$wire/panel.json"
 render "$template/envoy.yaml" "$root/envoy-config/$name.yaml"
 render "$template/harness-test.rs" "$root/tests/tests/$snake.rs"
 render "$template/envoy-test.rs" "$root/tests/tests/envoy_$snake.rs"
@@ -74,6 +83,9 @@ Created the filter $name:
   envoy-config/$name.yaml      an Envoy example (checked by tests/tests/envoy_configs.rs)
   k8s/base/$name.yaml          an Istio WasmPlugin, listed in k8s/base/kustomization.yaml
                                and pinned in k8s/overlays/example/kustomization.yaml
+  k8s/envoy-gateway/           an entry in the EnvoyExtensionPolicy (base/meshward.yaml)
+                               and its module's HTTP source (http/kustomization.yaml)
+  k8s/monitoring/              a dashboard row with a first panel, described in README.md
 The quick loop (unit tests, harness tests, Envoy tests):
   make build && cargo test -p meshward-$name -p meshward-tests --lib --test $snake --test envoy_$snake
 Try it: make run CONFIG=envoy-config/$name.yaml

@@ -4,11 +4,11 @@
 # the filter hello-probe there, and runs every check the new filter touches, as generated:
 # the Wasm module (and that `make build` would build it), rustfmt, clippy on host and Wasm,
 # its unit tests, its harness tests and its Envoy tests (with the quick-loop command the
-# docs give), the checks of k8s/ (tests/tests/wasmplugins.rs, all of them: the schema, one
-# WasmPlugin per filter, the chain order, the example overlay's digest pins, every
-# pluginConfig in the harness and Envoy), and `envoy --mode validate` on its Envoy example
-# (the check tests/tests/envoy_configs.rs makes of every file in envoy-config/). It also
-# checks that bad names are refused.
+# docs give), every test that reads the list of filters or of k8s/base's plugins (Istio's
+# WasmPlugins and TrafficExtensions, Envoy Gateway's policy, the dashboard and its README
+# lines, the alert rules), and `envoy --mode validate` on its Envoy example (the check
+# tests/tests/envoy_configs.rs makes of every file in envoy-config/). It also checks that
+# bad names are refused.
 # `make test` runs it after the workspace's tests.
 #
 # It is cheap because it shares this repository's Cargo target directory, where the
@@ -44,6 +44,8 @@ trap 'rm -rf "$copy"' EXIT
   tar --null -T - -cf -) | tar -xmf - -C "$copy" # -m: fresh times, so Cargo rebuilds the copy's crates
 cd "$copy"
 export CARGO_TARGET_DIR="$target"
+# The reference CRDs sit beside this checkout (../shared/reference), not beside the copy.
+export MESHWARD_REFERENCE_DIR=${MESHWARD_REFERENCE_DIR:-$root/../shared/reference}
 
 step() { echo "--- test-new-filter: $*"; }
 
@@ -106,8 +108,9 @@ cargo clippy --quiet -p meshward-tests --test $snake --test envoy_$snake -- -D w
 step "unit, harness and Envoy tests (the quick loop of docs/writing-a-filter.md)"
 cargo test --quiet -p meshward-$name -p meshward-tests --lib --test $snake --test envoy_$snake
 
-step "k8s/: Istio's schema, the chain, the overlay's pins, every pluginConfig in the harness and Envoy"
-cargo test --quiet -p meshward-tests --test wasmplugins
+step "k8s/ and monitoring: Istio's and Envoy Gateway's schemas, the chain order, the pins, every config in the harness and Envoy, the dashboard"
+cargo test --quiet -p meshward-tests --test wasmplugins --test trafficextensions --test envoy_gateway \
+  --test monitoring_dashboard --test monitoring_rules
 
 # What tests/tests/envoy_configs.rs does with each file in envoy-config/; the others are
 # unchanged here and the workspace's run has checked them.

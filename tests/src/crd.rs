@@ -15,9 +15,12 @@ use serde_json::Value;
 
 use crate::{repo_root, RigError};
 
-/// `../shared/reference/<file>` beside the repository, if it is there.
+/// `../shared/reference/<file>` beside the repository (or in `$MESHWARD_REFERENCE_DIR`), if
+/// it is there.
 pub fn reference_crd(file: &str) -> Option<PathBuf> {
-    let path = repo_root().join("../shared/reference").join(file);
+    let dir = std::env::var_os("MESHWARD_REFERENCE_DIR")
+        .map_or_else(|| repo_root().join("../shared/reference"), PathBuf::from);
+    let path = dir.join(file);
     path.exists().then_some(path)
 }
 

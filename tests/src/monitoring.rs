@@ -64,6 +64,8 @@ pub fn rules_with_for(into: &Path, for_: &str) -> Result<PathBuf, RigError> {
 pub struct PanelQuery {
     /// The panel's row (the filter) and title.
     pub panel: String,
+    /// The title of the panel's row: a filter's name, or `Wasm runtime (Envoy)`.
+    pub row: String,
     /// Its PromQL, with Grafana's `$__rate_interval` replaced by [`DRILL_RATE_INTERVAL`].
     pub expr: String,
 }
@@ -81,6 +83,7 @@ pub fn dashboard_queries(dashboard: &Value) -> Vec<PanelQuery> {
         for target in panel["targets"].as_array().into_iter().flatten() {
             queries.push(PanelQuery {
                 panel: format!("{row} / {title}"),
+                row: row.clone(),
                 expr: target["expr"]
                     .as_str()
                     .unwrap_or_default()

@@ -217,7 +217,7 @@ mod tests {
         upstream.queue(Reply::status(503).with_header("x-first", "1"));
         upstream.reply_with(Reply::status(204));
 
-        let first = http1::send(upstream.addr(), &Request::post("/a", "body"))
+        let first = http1::send(upstream.addr(), &Request::post("/a").with_body("body"))
             .await
             .unwrap();
         let second = http1::send(upstream.addr(), &Request::get("/b").with_header("x-k", "v"))

@@ -50,7 +50,11 @@ async fn the_noop_config_passes_requests_and_responses_untouched() {
     let envoy = start("noop.yaml", &upstream).await;
 
     let response = envoy
-        .send(Request::post("/p", "body").with_header("x-k", "v"))
+        .send(
+            Request::post("/p")
+                .with_body("body")
+                .with_header("x-k", "v"),
+        )
         .await
         .unwrap();
 

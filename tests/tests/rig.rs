@@ -26,7 +26,8 @@ async fn envoy_proxies_to_the_recorded_upstream_and_back() {
 
     let response = envoy
         .send(
-            Request::post("/things?color=blue", "a thing")
+            Request::post("/things?color=blue")
+                .with_body("a thing")
                 .with_header("x-first", "1")
                 .with_header("x-second", "2"),
         )

@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn describes_the_request_with_headers_in_order() {
-        let request = Request::post("/p", "hi")
+        let request = Request::post("/p")
+            .with_body("hi")
             .with_header("b", "2")
             .with_header("a", "1");
         let body: Value = serde_json::from_slice(&describe(&request)).unwrap();
