@@ -105,6 +105,20 @@ cargo clippy --quiet -p meshward-$name --all-targets -- -D warnings
 cargo clippy --quiet --target wasm32-wasip1 -p meshward-$name -- -D warnings
 cargo clippy --quiet -p meshward-tests --test $snake --test envoy_$snake -- -D warnings
 
+step "lint: tests may unwrap (clippy.toml), the filter may not"
+decide="filters/$name/src/decide.rs"
+cp "$decide" "$decide.orig"
+printf '\n#[cfg(test)]\nmod lint_probe {\n    #[test]\n    fn may_unwrap() {\n        let digits: Vec<u32> = "12".chars().filter_map(|c| c.to_digit(10)).collect();\n        assert_eq!(digits[0], \"1\".parse::<u32>().unwrap());\n    }\n}\n' >>"$decide"
+cargo clippy --quiet -p meshward-$name --all-targets -- -D warnings
+printf '\n/// Not allowed.\npub fn lint_probe(value: Option<u8>) -> u8 {\n    value.unwrap()\n}\n' >>"$decide"
+if lint=$(cargo clippy --quiet -p meshward-$name --all-targets -- -D warnings 2>&1); then
+  echo "test-new-filter: clippy let an unwrap outside the tests through" >&2
+  exit 1
+fi
+grep -q "clippy::unwrap.used" <<<"$lint" ||
+  { echo "test-new-filter: clippy failed, but not on unwrap_used:" >&2; echo "$lint" >&2; exit 1; }
+mv "$decide.orig" "$decide"
+
 step "unit, harness and Envoy tests (the quick loop of docs/writing-a-filter.md)"
 cargo test --quiet -p meshward-$name -p meshward-tests --lib --test $snake --test envoy_$snake
 

@@ -7,15 +7,6 @@
 //! an enforcing breaker refuses; when the request ends it reads what Envoy reports about it,
 //! classifies it ([`outcome::classify`]), counts it ([`metrics`]) and tells the breaker
 //! ([`circuits::record`]).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod breaker;
 pub mod circuits;

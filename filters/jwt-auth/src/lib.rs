@@ -7,15 +7,6 @@
 //! [`remote`]. Requests that need keys while a fetch is in flight wait for it: a fetch that
 //! lands on this worker resumes them at once, and the root's tick resumes those whose keys
 //! another worker fetched.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 #![warn(missing_docs)]
 
 pub mod base64url;

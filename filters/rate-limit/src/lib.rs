@@ -6,15 +6,6 @@
 //! verdict and [`global`] which services to call, makes the calls, and applies what comes
 //! back (reply, headers, metrics, logs). The logic lives in the modules it calls, which know
 //! nothing of the proxy.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod answer;
 pub mod bucket;

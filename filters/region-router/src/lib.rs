@@ -5,15 +5,6 @@
 //! This file is the entry point and the Proxy-Wasm adapter only: it reads the request's
 //! inputs and the regions' health, asks [`decide::decide`] where the request goes, sets the
 //! routing header and refreshes the route, and feeds each outcome to the health records.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod config;
 pub mod decide;

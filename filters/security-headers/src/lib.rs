@@ -4,15 +4,6 @@
 //! This file is the entry point and the Proxy-Wasm adapter only: it reads the request facts
 //! and the response headers from the host, asks [`policy::decide`] what to change, and
 //! applies the edits.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod config;
 pub mod csp;

@@ -1,14 +1,5 @@
 //! meshward-image: packages a filter's `.wasm` as an OCI image that Istio's WasmPlugin pulls,
 //! written reproducibly as an OCI image layout on disk, and pushes that layout to a registry.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod blob;
 pub mod error;

@@ -4,15 +4,6 @@
 //!
 //! This file is the entry point and the Proxy-Wasm adapter only: it reads the request from
 //! the host, asks [`decide`] what to do, and applies the answer.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod config;
 pub mod decide;
