@@ -156,6 +156,51 @@ proptest! {
             }
         }
     }
+
+    /// Cookies, query strings and x-forwarded-for from a client are hostile: any bytes
+    /// parse without panicking, every value found lies inside what was sent, and a cookie
+    /// or parameter the request sets once reads back as set.
+    #[test]
+    fn request_parts_from_any_bytes_parse_to_values_inside_them(
+        cookie in soup(&["a=", "jwt=", "session=", ";", " ", "\"", "=", "\t"], 12),
+        query in soup(&["a=", "jwt=", "&", "%", "%4", "%41", "%zz", "#", "+", "="], 12),
+        forwarded in soup(&["1.2.3.4", ",", " ", "::1", "[", "]"], 8),
+        hops in 0u32..6,
+        value in "[A-Za-z0-9._-]{1,16}",
+    ) {
+        let found = within(BOUND, "http::cookies", || {
+            crate::http::cookies([cookie.as_slice()]).collect::<Vec<_>>()
+        })?;
+        for c in &found {
+            prop_assert!(contains(&cookie, c.pair));
+            prop_assert!(c.pair.len() >= c.name.len() + c.value.len());
+        }
+        let decoded = within(BOUND, "http::query_param", || crate::http::query_param(&query, "jwt"))?;
+        if let Some(v) = decoded.first() {
+            prop_assert!(v.len() <= query.len());
+        }
+        let entry = within(BOUND, "http::forwarded_for", || crate::http::forwarded_for(&[forwarded.as_slice()], hops))?;
+        if let Some(entry) = entry {
+            prop_assert!(contains(&forwarded, entry));
+        }
+        // Set once among hostile neighbours, a cookie and a parameter read back.
+        let with_cookie = [&cookie[..], format!("; session={value}").as_bytes()].concat();
+        let session = crate::http::cookie([with_cookie.as_slice()], "session");
+        if !cookie.windows(8).any(|w| w == b"session=") {
+            prop_assert_eq!(session, crate::http::Lookup::One(value.as_bytes()));
+        }
+        let with_param = [&query[..], format!("&k={value}").as_bytes()].concat();
+        if !query.contains(&b'#') && !query.windows(2).any(|w| w == b"k=") {
+            prop_assert_eq!(
+                crate::http::query_param(&with_param, "k"),
+                crate::http::QueryLookup::One(value.clone().into_bytes())
+            );
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]

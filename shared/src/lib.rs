@@ -8,6 +8,7 @@
 //! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
 //! - [`shared_data`]: compare-and-swap read-modify-write across workers.
 //! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
+//! - [`http`]: cookies, query strings and `x-forwarded-for`, parsed one way for every filter.
 #![warn(missing_docs)]
 
 pub mod abi;
@@ -19,6 +20,7 @@ mod fuzz;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod host;
+pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod pairs;

@@ -47,7 +47,7 @@ pub enum Edit {
     /// Replace `:path` (to drop the token's query parameter).
     SetPath(String),
     /// Replace the `cookie` header (to drop the token's cookie); `None` removes it.
-    SetCookie(Option<String>),
+    SetCookie(Option<Vec<u8>>),
 }
 
 /// The claim and payload headers for a token `verified` by a provider with `forwarding`.
@@ -173,7 +173,7 @@ mod tests {
             vec![
                 Edit::Remove("authorization".into()),
                 Edit::SetPath("/a?b=1".into()),
-                Edit::SetCookie(Some("theme=dark".into())),
+                Edit::SetCookie(Some(b"theme=dark".to_vec())),
             ]
         );
         // Nothing to take out: no edit, no host call.

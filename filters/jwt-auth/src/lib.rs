@@ -361,7 +361,7 @@ impl Gate {
                     host::set_header(Map::RequestHeaders, ":path", path.as_bytes())
                 }
                 Edit::SetCookie(Some(value)) => {
-                    host::set_header(Map::RequestHeaders, "cookie", value.as_bytes())
+                    host::set_header(Map::RequestHeaders, "cookie", value)
                 }
                 Edit::SetCookie(None) => host::remove_header(Map::RequestHeaders, "cookie"),
             };

@@ -5,6 +5,7 @@
 //! given twice) is ambiguous: proxies and applications may each pick a different one, so
 //! the request is refused rather than guessed at.
 
+use meshward_shared::http::{self, Lookup, QueryLookup};
 use meshward_shared::pairs::Pair;
 
 /// Where a provider looks for its token.
@@ -101,54 +102,31 @@ fn from_header(headers: &[Pair], name: &str, prefix: &str) -> Result<Option<Stri
         .map(|rest| rest.trim_matches(' ').to_string()))
 }
 
-/// The query string's `name=value` pairs, percent-decoded; `+` is left alone (a JWT never
-/// holds one, and treating it as a space would only corrupt tokens).
-fn query_pairs(path: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    let query = path.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split_once('#').map_or(query, |(q, _)| q);
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(name), percent_decode(value))
-    })
-}
-
 fn from_query(path: &str, name: &str) -> Result<Option<String>, SourceError> {
-    only_one(query_pairs(path).filter(|(k, _)| k == name).map(|(_, v)| v))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |at: usize| bytes.get(at).and_then(|&h| char::from(h).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let query = http::split_path(path.as_bytes()).1.unwrap_or_default();
+    match http::query_param(query, name) {
+        QueryLookup::Absent => Ok(None),
+        // A token is base64url text: bytes that decode to anything else fail verification.
+        QueryLookup::One(value) => Ok(Some(String::from_utf8_lossy(&value).into_owned())),
+        QueryLookup::Repeated { .. } => Err(SourceError::Ambiguous),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Every `name=value` cookie across all `cookie` headers (HTTP/2 may split them).
-fn cookies(headers: &[Pair]) -> impl Iterator<Item = (&str, &str)> {
+fn cookie_headers(headers: &[Pair]) -> impl Iterator<Item = &[u8]> {
     headers
         .iter()
         .filter(|(k, _)| k == "cookie")
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
+        .map(|(_, v)| v.as_slice())
 }
 
 fn from_cookies(headers: &[Pair], name: &str) -> Result<Option<String>, SourceError> {
-    let value = only_one(cookies(headers).filter(|(k, _)| *k == name).map(|(_, v)| v))?;
-    Ok(value.map(|v| v.trim_matches('"').to_string()))
+    match http::cookie(cookie_headers(headers), name) {
+        Lookup::Absent => Ok(None),
+        Lookup::One(value) => std::str::from_utf8(value)
+            .map(|v| Some(v.to_string()))
+            .map_err(|_| SourceError::NotText),
+        Lookup::Repeated { .. } => Err(SourceError::Ambiguous),
+    }
 }
 
 /// `path` without the query parameters `names` (the tokens', when they are not
@@ -161,7 +139,8 @@ pub fn without_query_params(path: &str, names: &[&str]) -> String {
         .split('&')
         .filter(|pair| {
             let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && !names.contains(&percent_decode(key).as_str())
+            let key = http::percent_decode(key.as_bytes());
+            !pair.is_empty() && !names.iter().any(|name| name.as_bytes() == key.as_ref())
         })
         .collect();
     if kept.is_empty() {
@@ -172,18 +151,18 @@ pub fn without_query_params(path: &str, names: &[&str]) -> String {
 }
 
 /// The `cookie` header value with the cookies `names` removed, from all `cookie` headers
-/// joined; `None` when no cookie is left.
-pub fn without_cookies(headers: &[Pair], names: &[&str]) -> Option<String> {
-    let kept: Vec<String> = cookies(headers)
-        .filter(|(k, _)| !names.contains(k))
-        .map(|(k, v)| format!("{k}={v}"))
+/// joined, each other cookie as it was sent; `None` when no cookie is left.
+pub fn without_cookies(headers: &[Pair], names: &[&str]) -> Option<Vec<u8>> {
+    let kept: Vec<&[u8]> = http::cookies(cookie_headers(headers))
+        .filter(|c| !names.iter().any(|name| name.as_bytes() == c.name))
+        .map(|c| c.pair)
         .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
 }
 
-/// Whether the request carries a cookie named `name`.
+/// Whether the request carries a cookie named `name`, empty or not.
 pub fn has_cookie(headers: &[Pair], name: &str) -> bool {
-    cookies(headers).any(|(k, _)| k == name)
+    http::cookies(cookie_headers(headers)).any(|c| c.name == name.as_bytes())
 }
 
 #[cfg(test)]
@@ -322,11 +301,11 @@ mod tests {
         let h = headers(&[("cookie", "a=1; jwt=x"), ("cookie", "b=2; alt=y")]);
         assert_eq!(
             without_cookies(&h, &["jwt"]).as_deref(),
-            Some("a=1; b=2; alt=y")
+            Some(&b"a=1; b=2; alt=y"[..])
         );
         assert_eq!(
             without_cookies(&h, &["jwt", "alt"]).as_deref(),
-            Some("a=1; b=2")
+            Some(&b"a=1; b=2"[..])
         );
         let h = headers(&[("cookie", "jwt=x")]);
         assert_eq!(without_cookies(&h, &["jwt"]), None);
@@ -335,10 +314,34 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding_never_panics_on_broken_escapes() {
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    fn a_query_token_with_broken_escapes_is_kept_as_sent() {
+        // meshward_shared::http keeps a malformed escape; bytes that are not UTF-8 become
+        // U+FFFD, which no token holds, so such a token fails verification.
+        let token = |path| from_query(path, "jwt").unwrap();
+        assert_eq!(token("/?jwt=%"), Some("%".into()));
+        assert_eq!(token("/?jwt=%zz%41"), Some("%zzA".into()));
+        assert_eq!(token("/?jwt=%ff"), Some("\u{fffd}".into()));
+    }
+
+    #[test]
+    fn non_utf8_cookies_of_others_survive_the_token_cookie_removal() {
+        let h = vec![("cookie".to_string(), b"jwt=x; pref=\xff\xfe".to_vec())];
+        assert_eq!(
+            without_cookies(&h, &["jwt"]),
+            Some(b"pref=\xff\xfe".to_vec())
+        );
+    }
+
+    #[test]
+    fn an_empty_or_repeated_token_cookie_or_parameter() {
+        let c = |cookie| from_cookies(&headers(&[("cookie", cookie)]), "jwt");
+        assert_eq!(c("jwt="), Ok(None));
+        assert_eq!(c("jwt=\"a.b.c\""), Ok(Some("a.b.c".into())));
+        assert_eq!(c("jwt=a; jwt="), Err(SourceError::Ambiguous));
+        assert_eq!(from_query("/?jwt=", "jwt"), Ok(None));
+        assert_eq!(
+            from_query("/?jwt=&jwt=a", "jwt"),
+            Err(SourceError::Ambiguous)
+        );
     }
 }

@@ -770,7 +770,7 @@ mod tests {
         };
         assert!(edits.contains(&Edit::Remove("authorization".into())));
         assert!(edits.contains(&Edit::SetPath("/items?page=2".into())));
-        assert!(edits.contains(&Edit::SetCookie(Some("theme=dark".into()))));
+        assert!(edits.contains(&Edit::SetCookie(Some(b"theme=dark".to_vec()))));
         // The same token in two places is verified once.
         assert_eq!(h.tally.cache_misses, 1 + 1 + 1 + 1 + 1 + 1 + 1);
     }
@@ -864,7 +864,7 @@ mod tests {
             panic!("should pass");
         };
         assert!(!edits.contains(&Edit::Remove("authorization".into())));
-        assert!(edits.contains(&Edit::SetCookie(Some("theme=dark".into()))));
+        assert!(edits.contains(&Edit::SetCookie(Some(b"theme=dark".to_vec()))));
     }
 
     #[test]
@@ -967,6 +967,6 @@ mod tests {
         let Verdict::Allow(edits) = h.decide(&[("cookie", &cookie)]) else {
             panic!("should pass");
         };
-        assert!(edits.contains(&Edit::SetCookie(Some("theme=dark".into()))));
+        assert!(edits.contains(&Edit::SetCookie(Some(b"theme=dark".to_vec()))));
     }
 }

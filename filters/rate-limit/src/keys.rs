@@ -3,6 +3,7 @@
 //! bucket.
 
 use crate::request::Request;
+use meshward_shared::http;
 use std::net::{IpAddr, SocketAddr};
 
 /// One part of a rule's key.
@@ -23,9 +24,10 @@ pub enum KeyPart {
     Path,
     /// The method.
     Method,
-    /// A query parameter's first value, percent-decoded.
+    /// A query parameter's first value that is not empty, percent-decoded
+    /// (`meshward_shared::http`'s rules).
     Query(String),
-    /// A cookie's value.
+    /// A cookie's first value that is not empty, unquoted (`meshward_shared::http`'s rules).
     Cookie(String),
 }
 
@@ -68,7 +70,7 @@ pub fn part_value(part: &KeyPart, request: &dyn Request) -> Option<Vec<u8>> {
         KeyPart::Header(name) => request.header(name),
         KeyPart::Path => Some(request.path()),
         KeyPart::Method => Some(request.method()),
-        KeyPart::Query(name) => query_value(&request.query()?, name),
+        KeyPart::Query(name) => http::query_param(&request.query()?, name).first(),
         KeyPart::Cookie(name) => cookie_value(request, name),
     }
 }
@@ -92,57 +94,16 @@ fn peer_address(request: &dyn Request) -> Option<Vec<u8>> {
 fn forwarded_address(request: &dyn Request, trusted_hops: u32) -> Option<Vec<u8>> {
     // Several x-forwarded-for headers read as one comma-separated list.
     let values = request.header_values("x-forwarded-for");
-    let mut entries: Vec<&[u8]> = Vec::new();
-    for value in &values {
-        entries.extend(value.split(|&b| b == b','));
-    }
-    let from_right = usize::try_from(trusted_hops).ok()?.checked_sub(1)?;
-    let at = entries.len().checked_sub(1)?.checked_sub(from_right)?;
-    let entry = std::str::from_utf8(entries.get(at)?).ok()?;
+    let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let entry = std::str::from_utf8(http::forwarded_for(&values, trusted_hops)?).ok()?;
     canonical_ip(entry).map(String::into_bytes)
 }
 
-fn query_value(query: &[u8], name: &str) -> Option<Vec<u8>> {
-    query.split(|&b| b == b'&').find_map(|pair| {
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (pair.get(..at)?, pair.get(at + 1..)?),
-            None => (pair, &b""[..]),
-        };
-        (percent_decode(k) == name.as_bytes()).then(|| percent_decode(v))
-    })
-}
-
-/// Decodes `%XX` escapes; a malformed escape is kept as it is.
-fn percent_decode(bytes: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%')
-            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
-            .flatten();
-        match escaped.and_then(|(hi, lo)| u8::try_from(hi * 16 + lo).ok()) {
-            Some(decoded) => {
-                out.push(decoded);
-                i += 3;
-            }
-            None => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 fn cookie_value(request: &dyn Request, name: &str) -> Option<Vec<u8>> {
-    request.header_values("cookie").iter().find_map(|header| {
-        header.split(|&b| b == b';').find_map(|pair| {
-            let at = pair.iter().position(|&b| b == b'=')?;
-            let (k, v) = (pair.get(..at)?, pair.get(at + 1..)?);
-            (k.trim_ascii() == name.as_bytes()).then(|| v.trim_ascii().to_vec())
-        })
-    })
+    let values = request.header_values("cookie");
+    http::cookie(values.iter().map(Vec::as_slice), name)
+        .first()
+        .map(<[u8]>::to_vec)
 }
 
 #[cfg(test)]
@@ -203,7 +164,9 @@ mod tests {
         assert_eq!(q("/x?a=1&api_key=abc"), Some(b"abc".to_vec()));
         assert_eq!(q("/x?api%5Fkey=%61bc"), Some(b"abc".to_vec()));
         assert_eq!(q("/x?api_key=%zz%4"), Some(b"%zz%4".to_vec()));
-        assert_eq!(q("/x?api_key"), Some(Vec::new()));
+        // An empty value is none, so `missing_key` decides (meshward_shared::http's rule).
+        assert_eq!(q("/x?api_key"), None);
+        assert_eq!(q("/x?api_key=&api_key=abc"), Some(b"abc".to_vec()));
         assert_eq!(q("/x?other=1"), None);
         assert_eq!(q("/x"), None);
     }

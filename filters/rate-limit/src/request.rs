@@ -2,6 +2,7 @@
 //! address. Matching and keys ask through the [`Request`] trait, so the adapter fetches
 //! only the headers some rule needs, and tests use a plain [`HeaderList`].
 
+use meshward_shared::http;
 use meshward_shared::pairs::Pair;
 
 /// A request as the filter sees it.
@@ -17,18 +18,14 @@ pub trait Request {
 
     /// The path without its query string.
     fn path(&self) -> Vec<u8> {
-        let mut full = self.header(":path").unwrap_or_default();
-        if let Some(at) = full.iter().position(|&b| b == b'?') {
-            full.truncate(at);
-        }
-        full
+        let full = self.header(":path").unwrap_or_default();
+        http::split_path(&full).0.to_vec()
     }
 
-    /// The query string, without the `?`.
+    /// The query string, without the `?` (and without a `#` fragment).
     fn query(&self) -> Option<Vec<u8>> {
         let full = self.header(":path")?;
-        let at = full.iter().position(|&b| b == b'?')?;
-        full.get(at + 1..).map(<[u8]>::to_vec)
+        http::split_path(&full).1.map(<[u8]>::to_vec)
     }
 
     /// The method.

@@ -2,6 +2,7 @@
 //! regions, the latency-sensitive flag, and the session key.
 
 use crate::config::Config;
+use meshward_shared::http;
 
 /// At most this many entries of a preference list are looked at.
 pub const MAX_PREFERENCES: usize = 8;
@@ -33,20 +34,10 @@ pub fn parse_flag(value: &[u8]) -> bool {
         .any(|yes| value.eq_ignore_ascii_case(yes))
 }
 
-/// The value of cookie `name` in the `cookie` header values given, the first if repeated.
-/// An empty value counts as absent.
+/// The value of cookie `name` in the `cookie` header values given: the first that is not
+/// empty, unquoted (`meshward_shared::http`'s rules, as every meshward filter reads cookies).
 pub fn cookie_value<'a>(cookie_headers: &[&'a [u8]], name: &str) -> Option<&'a [u8]> {
-    cookie_headers
-        .iter()
-        .flat_map(|header| header.split(|&b| b == b';'))
-        .filter_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (key, value) = pair.split_at(eq);
-            let value = value.get(1..)?.trim_ascii();
-            (key.trim_ascii() == name.as_bytes() && !value.is_empty()).then_some(value)
-        })
-        .next()
+    http::cookie(cookie_headers.iter().copied(), name).first()
 }
 
 #[cfg(test)]
