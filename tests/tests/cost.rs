@@ -160,10 +160,12 @@ fn region_router_reads_the_request_once_and_one_health_record() {
                 ("proxy_increment_metric", 2),
                 ("proxy_get_property", 2),
                 ("proxy_get_header_map_value", 1),
-                ("proxy_set_shared_data", 1),
+                // No proxy_set_shared_data: under steady traffic a success in a ring of
+                // fresh successes is not written (filters/region-router/src/health.rs).
             ],
             vm_entries: 5,
-            fuel_ceiling: 15_900,
+            // Measured with the outcome ring full, as under the bench's load (16,936).
+            fuel_ceiling: 17_500,
         },
     );
 }

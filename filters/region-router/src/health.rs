@@ -98,6 +98,9 @@ pub enum Transition {
 pub enum Effect {
     /// The outcome does not count (cooling down, or the request predates the last change).
     Ignored,
+    /// A success that would change nothing any judgment can see, so the record is not
+    /// written: see [`RegionHealth::record`].
+    Unchanged,
     /// Counted; the state did not change.
     Counted,
     /// Counted, and the state changed.
@@ -107,7 +110,7 @@ pub enum Effect {
 impl Effect {
     /// Whether the record changed and must be written back.
     pub fn needs_write(self) -> bool {
-        !matches!(self, Effect::Ignored)
+        !matches!(self, Effect::Ignored | Effect::Unchanged)
     }
 }
 
@@ -156,12 +159,37 @@ impl RegionHealth {
     }
 
     /// Records the outcome of a request decided at `started` that ended at `now`.
+    ///
+    /// A success in a healthy region whose outcome ring is full of successes, the newest
+    /// younger than [`RegionHealth::refresh_interval`], is [`Effect::Unchanged`]: the ring
+    /// keeps its entries rather than trade one success for another. Every judgment is the
+    /// same: a region is judged only when all `min_requests` outcomes are inside the
+    /// window, failures push out successes one by one as before, and refreshing at that
+    /// interval keeps a ring of successes spanning at most half the window, so under
+    /// steady traffic it is always judged as if each success had been written. Only a
+    /// traffic gap at the window's edge can leave successes older than written ones would
+    /// be, which delays a judgment (never brings one forward), still within
+    /// `min_requests` failures. Shared data is written per success at most once per
+    /// interval per region, not once per request.
     pub fn record(
         &mut self,
         policy: &HealthPolicy,
         now: Duration,
         started: Duration,
         outcome: Outcome,
+    ) -> Effect {
+        self.record_outcome(policy, now, started, outcome, true)
+    }
+
+    /// [`RegionHealth::record`], with the write of fresh successes skipped or not (the
+    /// tests compare both).
+    fn record_outcome(
+        &mut self,
+        policy: &HealthPolicy,
+        now: Duration,
+        started: Duration,
+        outcome: Outcome,
+        skip_fresh_successes: bool,
     ) -> Effect {
         // A request decided in the very millisecond of the change may have been decided
         // before it: ignoring it is the safe side.
@@ -189,6 +217,12 @@ impl RegionHealth {
                 }
             },
             State::Healthy => {
+                if skip_fresh_successes
+                    && outcome == Outcome::Success
+                    && self.only_fresh_successes(policy, now)
+                {
+                    return Effect::Unchanged;
+                }
                 self.push(policy, now, outcome);
                 if outcome == Outcome::Failure && self.failing(policy, now) {
                     self.become_unhealthy(now);
@@ -214,6 +248,26 @@ impl RegionHealth {
             }
         }
         (failures, total)
+    }
+
+    /// How old the newest of a ring of successes may be before a success is written:
+    /// `window / (2 × min_requests)`, so the ring spans at most half the window.
+    pub fn refresh_interval(policy: &HealthPolicy) -> Duration {
+        let capacity = u32::from(policy.min_requests.clamp(1, MAX_MIN_REQUESTS));
+        policy.window / (2 * capacity)
+    }
+
+    /// Whether the ring is full, holds only successes, and its newest entry is younger
+    /// than [`RegionHealth::refresh_interval`] at `now`.
+    fn only_fresh_successes(&self, policy: &HealthPolicy, now: Duration) -> bool {
+        let capacity = usize::from(policy.min_requests.clamp(1, MAX_MIN_REQUESTS));
+        let Some(&newest) = self.recent.last() else {
+            return false;
+        };
+        let newest_ms = self.base_ms.saturating_add(u64::from(newest & OFFSET));
+        self.recent.len() >= capacity
+            && self.recent.iter().all(|&entry| entry & FAILED == 0)
+            && millis(now).saturating_sub(newest_ms) < millis(Self::refresh_interval(policy))
     }
 
     fn failing(&self, policy: &HealthPolicy, now: Duration) -> bool {
@@ -369,6 +423,75 @@ mod tests {
             }
         }
         assert_eq!(h.state(&p, at(2005)), State::Unhealthy);
+    }
+
+    #[test]
+    fn skipping_fresh_successes_changes_no_judgment_under_steady_traffic() {
+        // Outcomes every 1–20 ms with bursts of failures, recorded with the skip and as if
+        // every success were written: the same transitions at the same requests, and the
+        // same state after each.
+        for seed in 1..=20u64 {
+            let p = HealthPolicy {
+                min_requests: [5, 10, 20][(seed % 3) as usize],
+                window: Duration::from_millis([500, 2_000, 10_000][(seed % 3) as usize]),
+                ..policy()
+            };
+            let mut skipping = RegionHealth::new();
+            let mut exact = RegionHealth::new();
+            let mut state = seed;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let (mut t, mut skipped) = (0u64, 0u32);
+            for i in 0..20_000u32 {
+                t += 1 + next() % 20;
+                let burst = (i / 400) % 5 == 4;
+                let outcome = if next() % 100 < if burst { 70 } else { 3 } {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                };
+                let now = at(t);
+                let started = at(t.saturating_sub(5));
+                let a = skipping.record(&p, now, started, outcome);
+                let b = exact.record_outcome(&p, now, started, outcome, false);
+                if a == Effect::Unchanged {
+                    skipped += 1;
+                    assert_eq!(b, Effect::Counted, "seed {seed}, request {i}");
+                } else {
+                    assert_eq!(a, b, "seed {seed}, request {i}");
+                }
+                assert_eq!(
+                    skipping.state(&p, now),
+                    exact.state(&p, now),
+                    "seed {seed}, request {i}"
+                );
+            }
+            assert!(skipped > 1_000, "seed {seed}: only {skipped} writes saved");
+        }
+    }
+
+    #[test]
+    fn a_success_is_written_when_the_ring_is_not_all_fresh_successes() {
+        let p = policy();
+        let interval = RegionHealth::refresh_interval(&p);
+        assert_eq!(interval, Duration::from_millis(500));
+        let mut h = RegionHealth::new();
+        // Filling the ring writes every success.
+        assert_eq!(feed(&mut h, 0, 10, Outcome::Success), Effect::Counted);
+        assert_eq!(feed(&mut h, 10, 1, Outcome::Success), Effect::Unchanged);
+        // After the interval, one is written again.
+        let late = at(9 + 500);
+        assert_eq!(h.record(&p, late, late, Outcome::Success), Effect::Counted);
+        // A failure in the ring makes every outcome count until it is pushed out.
+        feed(&mut h, 600, 1, Outcome::Failure);
+        assert_eq!(feed(&mut h, 601, 9, Outcome::Success), Effect::Counted);
+        // The success that pushes the failure out is written; the next is not.
+        assert_eq!(feed(&mut h, 610, 1, Outcome::Success), Effect::Counted);
+        assert_eq!(feed(&mut h, 611, 1, Outcome::Success), Effect::Unchanged);
     }
 
     #[test]
