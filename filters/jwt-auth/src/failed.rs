@@ -1,13 +1,17 @@
-//! Recently failed signatures: a small per-worker set of the SHA-256 of tokens (with the
+//! Recently failed signatures: a small per-worker set of the ids of tokens (with the
 //! provider) whose signature did not verify, kept a short while, so a forged token sent
 //! again costs a hash, not an RSA or ECDSA verification.
+//!
+//! An id is a keyed 64-bit hash ([`TokenId`]); two tokens share one only by chance (odds
+//! about 2^-64 per pair, and the keys are secret to the worker), and such a match can only
+//! refuse a token, never let one through.
 //!
 //! Only a failed signature is remembered: whether the same bytes verify with the same keys
 //! cannot change. The set is emptied whenever a provider's keys change (a token without
 //! `kid` that failed may verify with a key added since), and is bounded in size and age,
 //! so a flood of distinct forgeries only pushes out older entries.
 
-use crate::cache::digest;
+use crate::cache::{token_id, TokenId};
 use std::collections::VecDeque;
 
 /// How many failed tokens each worker remembers.
@@ -15,7 +19,7 @@ pub const CAPACITY: usize = 256;
 /// How long a failed token is remembered, in seconds.
 pub const TTL_SECS: u64 = 30;
 
-type Key = ([u8; 32], usize);
+type Key = (TokenId, usize);
 
 /// The set, oldest first.
 #[derive(Debug, Default)]
@@ -27,25 +31,25 @@ impl FailedSignatures {
     /// Whether `token` failed verification for `provider` less than [`TTL_SECS`] before
     /// `now` (seconds).
     pub fn contains(&mut self, token: &str, provider: usize, now: u64) -> bool {
-        self.contains_digest(&digest(token), provider, now)
+        self.contains_id(token_id(token), provider, now)
     }
 
-    /// [`FailedSignatures::contains`] for a token known by its digest.
-    pub fn contains_digest(&mut self, digest: &[u8; 32], provider: usize, now: u64) -> bool {
+    /// [`FailedSignatures::contains`] for a token whose id is known.
+    pub fn contains_id(&mut self, id: TokenId, provider: usize, now: u64) -> bool {
         self.expire(now);
-        let key = (*digest, provider);
+        let key = (id, provider);
         self.entries.iter().any(|(k, _)| *k == key)
     }
 
     /// Remembers that `token` failed verification for `provider` at `now`.
     pub fn insert(&mut self, token: &str, provider: usize, now: u64) {
-        self.insert_digest(&digest(token), provider, now);
+        self.insert_id(token_id(token), provider, now);
     }
 
-    /// [`FailedSignatures::insert`] for a token known by its digest.
-    pub fn insert_digest(&mut self, digest: &[u8; 32], provider: usize, now: u64) {
+    /// [`FailedSignatures::insert`] for a token whose id is known.
+    pub fn insert_id(&mut self, id: TokenId, provider: usize, now: u64) {
         self.expire(now);
-        let key = (*digest, provider);
+        let key = (id, provider);
         if self.entries.iter().any(|(k, _)| *k == key) {
             return;
         }

@@ -323,14 +323,14 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str, now: u64) -> Result<
     let Some(provider) = config.providers.get(index) else {
         return Err(Denial::new(Reason::Malformed, "no such provider"));
     };
-    let digest = crate::cache::digest(raw);
-    if let Some(hit) = env.cache.get_digest(&digest, index, now) {
+    let id = crate::cache::token_id(raw);
+    if let Some(hit) = env.cache.get_id(id, raw, index, now) {
         env.tally.cache_hits += 1;
         claims::check_times(&hit.times, now, &provider.time).map_err(claim_denial)?;
         return Ok(Auth::Verified(hit));
     }
     env.tally.cache_misses += 1;
-    if env.failed.contains_digest(&digest, index, now) {
+    if env.failed.contains_id(id, index, now) {
         env.tally.failed_hits += 1;
         return Err(verify_denial(VerifyError::BadSignature));
     }
@@ -370,7 +370,7 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str, now: u64) -> Result<
         Ok(Engine::Wasm) => env.tally.wasm_checks += 1,
         Err(err) => {
             if err == VerifyError::BadSignature {
-                env.failed.insert_digest(&digest, index, now);
+                env.failed.insert_id(id, index, now);
             }
             return Err(verify_denial(err));
         }
@@ -381,7 +381,7 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str, now: u64) -> Result<
         payload_segment: token.payload_segment.to_string(),
     });
     env.cache
-        .insert_digest(&digest, index, Rc::clone(&verified), now);
+        .insert_id(id, raw, index, Rc::clone(&verified), now);
     Ok(Auth::Verified(verified))
 }
 
