@@ -42,8 +42,13 @@ pub struct Filter {
 /// What one request costs, once warmed up (a mean when several were measured).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RequestCost {
-    /// Wasm fuel (instructions executed).
+    /// Wasm fuel (see `meshward_harness::cost` for the unit), root-context callbacks that
+    /// acted for the request included.
     pub fuel: u64,
+    /// The part of `fuel` spent in root-context callbacks acting for the request (callout
+    /// answers, ticks): work Envoy does on the worker for this request, but outside its
+    /// stream callbacks.
+    pub root_fuel: u64,
     /// Host calls, all kinds.
     pub host_calls: u64,
     /// Times the host entered the VM (exported callbacks it called).
@@ -172,6 +177,7 @@ pub fn measure(filter: &Filter) -> Result<RequestCost, String> {
             .map(|c| (c.callback.export_name(), c.cost.fuel, c.kinds.to_string()))
             .collect();
         sum.fuel += outcome.cost.fuel();
+        sum.root_fuel += outcome.cost.root().fuel;
         sum.host_calls += outcome.cost.host_calls();
         sum.vm_entries += outcome.cost.vm_entries() as u64;
         for (kind, n) in outcome.cost.host_calls_by_kind().0 {
@@ -181,6 +187,7 @@ pub fn measure(filter: &Filter) -> Result<RequestCost, String> {
     let n = measured as u64;
     Ok(RequestCost {
         fuel: sum.fuel / n,
+        root_fuel: sum.root_fuel / n,
         host_calls: sum.host_calls / n,
         vm_entries: sum.vm_entries / n,
         kinds: sum
