@@ -387,6 +387,13 @@ fn scenarios() -> Vec<Scenario> {
                 send("after-rsh", &["rqh>args"]),
             ],
         ),
+        scenario(
+            Listener::Trap("rqb"),
+            vec![
+                send("trap-rqb", &["rqb>trap"]).method("POST").body("data"),
+                send("after-rqb", &["rqh>args"]),
+            ],
+        ),
         scenario(Listener::Trap("rsb"), vec![send("trap-rsb", &["rsb>trap"])]),
         scenario(
             Listener::Trap("log"),
