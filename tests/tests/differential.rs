@@ -26,6 +26,9 @@ use meshward_harness::{wasm_path, Host, HostBuilder, LogLevel, StreamState};
 use meshward_tests::{Envoy, EnvoyConfig, Reply, Upstream};
 use serde_json::{json, Value};
 
+/// Headers in order, lowercase names.
+type Headers = Vec<(String, String)>;
+
 /// The tick period the probe asks for (`park` waits for a tick).
 const TICK_MS: u64 = 100;
 /// The upstream's answer to every request.
@@ -574,10 +577,7 @@ fn listener_index(listeners: &[Listener], l: Listener) -> u16 {
 }
 
 /// One response read off a connection, or `None` if the connection was reset or closed.
-fn read_response(
-    stream: &mut TcpStream,
-    head_only: bool,
-) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+fn read_response(stream: &mut TcpStream, head_only: bool) -> Option<(u16, Headers, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {
@@ -615,7 +615,7 @@ fn read_response(
 }
 
 /// Sends a scenario's requests on one connection; returns what each got.
-fn run_in_envoy(addr: SocketAddr, sends: &[Send]) -> Vec<(String, Vec<(String, String)>, String)> {
+fn run_in_envoy(addr: SocketAddr, sends: &[Send]) -> Vec<(String, Headers, String)> {
     let mut out = Vec::new();
     let mut stream = TcpStream::connect(addr).expect("Envoy accepts connections");
     stream
