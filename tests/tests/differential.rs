@@ -362,6 +362,14 @@ fn scenarios() -> Vec<Scenario> {
                     .header("content-type", "application/grpc"),
             ],
         ),
+        // A headers callback answering 2 (`ContinueAndEndStream`) lets the stream go on.
+        scenario(
+            Listener::Main,
+            vec![send(
+                "return-2",
+                &["rqh>ret:2", "rsh>ret:2", "log>prop:response.code"],
+            )],
+        ),
         // Closing the stream; after a local reply the details stay the reply's.
         scenario(Listener::Main, vec![send("close-rsh", &["rsh>close"])]),
         scenario(
