@@ -123,6 +123,28 @@ fn route_and_upstream_properties_come_from_the_simulated_route() {
         property(&host, Request::get("/"), "upstream.address"),
         "err:1"
     );
+    // Without a route there is no route name.
+    let out = host.send(
+        Request::get("/").header("x-probe", "rqh>prop:xds.route_name"),
+        meshward_harness::Upstream::no_route(),
+    );
+    assert_eq!(out.response.status(), 404);
+    assert!(host
+        .log_messages(meshward_harness::LogLevel::Info)
+        .iter()
+        .any(|m| m.ends_with("|rqh|prop:xds.route_name|err:1")));
+    let logged = host.send(
+        Request::get("/").header("x-probe", "log>prop:upstream.address"),
+        ok_upstream(),
+    );
+    assert_eq!(logged.response.status(), 200);
+    assert!(host
+        .log_messages(meshward_harness::LogLevel::Info)
+        .iter()
+        .any(|m| m.ends_with(&format!(
+            "|log|prop:upstream.address|ok:{}",
+            hex(b"10.0.0.9:8443")
+        ))));
 }
 
 #[test]
