@@ -48,8 +48,8 @@ enum Listener {
     Main,
     /// `FAIL_CLOSED`, one per trap scenario, so each trap finds a live VM.
     Trap(&'static str),
-    /// `FAIL_RELOAD`.
-    Reload,
+    /// `FAIL_RELOAD`, one per trap scenario.
+    Reload(&'static str),
 }
 
 impl Listener {
@@ -57,13 +57,13 @@ impl Listener {
         match self {
             Self::Main => "main".into(),
             Self::Trap(phase) => format!("trap-{phase}"),
-            Self::Reload => "reload".into(),
+            Self::Reload(phase) => format!("reload-{phase}"),
         }
     }
 
     fn policy(self) -> &'static str {
         match self {
-            Self::Reload => "FAIL_RELOAD",
+            Self::Reload(_) => "FAIL_RELOAD",
             _ => "FAIL_CLOSED",
         }
     }
@@ -413,12 +413,33 @@ fn scenarios() -> Vec<Scenario> {
                 send("after-log", &["rqh>args"]),
             ],
         ),
-        // FAIL_RELOAD: the next request gets a new VM.
+        // FAIL_RELOAD: the next request gets a new VM, whatever phase trapped.
         scenario(
-            Listener::Reload,
+            Listener::Reload("rqh"),
             vec![
-                send("reload-trap", &["rqh>count:diff_reload", "rqh>trap"]),
-                send("reload-after", &["rqh>count:diff_reload", "rqh>args"]),
+                send("reload-trap-rqh", &["rqh>count:diff_reload", "rqh>trap"]),
+                send("reload-after-rqh", &["rqh>count:diff_reload", "rqh>args"]),
+            ],
+        ),
+        scenario(
+            Listener::Reload("rsh"),
+            vec![
+                send("reload-trap-rsh", &["rsh>trap"]),
+                send("reload-after-rsh", &["rqh>args"]),
+            ],
+        ),
+        scenario(
+            Listener::Reload("rsb"),
+            vec![
+                send("reload-trap-rsb", &["rsb>trap"]),
+                send("reload-after-rsb", &["rqh>args"]),
+            ],
+        ),
+        scenario(
+            Listener::Reload("log"),
+            vec![
+                send("reload-trap-log", &["log>trap"]),
+                send("reload-after-log", &["rqh>args"]),
             ],
         ),
     ];
@@ -686,7 +707,7 @@ fn harness_host(listener: Listener, upstream: SocketAddr) -> Host {
         .node_cluster("")
         .upstream_address(&upstream.to_string());
     let builder = match listener {
-        Listener::Reload => builder.fail_reload(Duration::from_secs(1)),
+        Listener::Reload(_) => builder.fail_reload(Duration::from_secs(1)),
         _ => builder.fail_closed(),
     };
     builder.build().expect("the probe loads")
