@@ -386,13 +386,15 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
     fn continue_stream(c: &mut C<'_>, stream_type: i32) -> Result<i32> {
         let status = match stream_type {
             0 | 1 => {
+                // Envoy's `continueStream` forgets the request's maps either way; the
+                // response's stay where they are.
                 if let Some(stream) = c.data_mut().stream_mut() {
                     if stream_type == 0 {
                         stream.continue_request = true;
-                        stream.detach_request();
                     } else {
                         stream.continue_response = true;
                     }
+                    stream.detach_request();
                 }
                 Status::Ok
             }
@@ -410,14 +412,9 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
             continue_stream(&mut c, stream_type)
         },
     )?;
-    linker.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| {
-        enter(&mut c, "proxy_continue_request");
-        continue_stream(&mut c, 0)
-    })?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: C<'_>| {
-        enter(&mut c, "proxy_continue_response");
-        continue_stream(&mut c, 1)
-    })?;
+    // `proxy_continue_request`, `proxy_continue_response` and `proxy_clear_route_cache`
+    // exist only for ABI 0.1.0 in proxy-wasm-cpp-host (`registerCallbacks`): Envoy refuses
+    // to load a 0.2.1 module that imports them, so the harness does not define them.
     linker.func_wrap(
         "env",
         "proxy_close_stream",
@@ -434,10 +431,6 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
             code(Status::Ok)
         },
     )?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |mut c: C<'_>| {
-        enter(&mut c, "proxy_clear_route_cache");
-        code(Status::Ok)
-    })?;
     linker.func_wrap(
         "env",
         "proxy_send_local_response",
@@ -449,7 +442,7 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
          body_len: i32,
          headers_ptr: i32,
          headers_len: i32,
-         _grpc_status: i32| {
+         grpc_status: i32| {
             enter(&mut c, "proxy_send_local_response");
             let (Some(details), Some(body), Some(headers)) = (
                 read(&mut c, details_ptr, details_len),
@@ -467,6 +460,8 @@ fn define_stream(linker: &mut Linker<VmState>) -> Result<()> {
                         body,
                         headers: extra,
                         details: lossy(&details),
+                        // Envoy keeps only a known code (0-16); the SDKs send -1 for none.
+                        grpc_status: u32::try_from(grpc_status).ok().filter(|s| *s <= 16),
                     });
                 }
             }
@@ -486,7 +481,8 @@ fn define_state(linker: &mut Linker<VmState>) -> Result<()> {
                 return code(Status::InvalidMemoryAccess);
             };
             let state = c.data();
-            let value = properties::lookup(&state.shared.plugin, state.stream(), &path);
+            let now = state.shared.clock().now_ns() as i64;
+            let value = properties::lookup(&state.shared.plugin, state.stream(), &path, now);
             match value {
                 Some(value) => code(copy_out(&mut c, &value, ret_ptr, ret_size)?),
                 None => code(Status::NotFound),

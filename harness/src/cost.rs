@@ -1,5 +1,13 @@
-//! Deterministic cost figures: Wasm fuel (instructions executed) and host calls made,
-//! per callback into the VM.
+//! Deterministic cost figures: Wasm fuel and host calls made, per callback into the VM.
+//!
+//! **Fuel** is wasmtime 48's default metering, exactly: each Wasm operator executed costs
+//! 1, except `nop`, `drop`, `block`, `loop`, `unreachable`, `return`, `else` and `end`,
+//! which cost 0 (`if`, `br*`, calls and everything else cost 1); on top of that
+//! `memory.copy`, `memory.fill` and `memory.init` cost 1 per byte, and the table and array
+//! bulk operators 1 per element (`memory.grow` nothing per page). So it is neither an
+//! instruction count (structural operators are free) nor a time (a 1 KiB `memcpy` compiled
+//! to `memory.copy` costs 1,025). Work the host does for a call (copying a header map into
+//! the VM, hashing a signature) is not fuel: it is counted in host calls.
 
 use std::collections::BTreeMap;
 use std::ops::Add;
@@ -50,6 +58,25 @@ pub enum Callback {
 }
 
 impl Callback {
+    /// Whether the host calls it on the root context: ticks, callout answers, queue
+    /// notifications. When such a callback acts for a stream (`proxy_set_effective_context`)
+    /// its cost is in that stream's report, where [`CostReport::root`] tells it apart.
+    pub fn is_root(self) -> bool {
+        matches!(
+            self,
+            Self::Initialize
+                | Self::VmStart
+                | Self::Configure
+                | Self::Tick
+                | Self::HttpCallResponse
+                | Self::GrpcReceive
+                | Self::GrpcClose
+                | Self::GrpcReceiveInitialMetadata
+                | Self::GrpcReceiveTrailingMetadata
+                | Self::QueueReady
+        )
+    }
+
     /// The name of the export this callback calls.
     pub fn export_name(self) -> &'static str {
         match self {
@@ -80,7 +107,8 @@ impl Callback {
 /// What some work cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cost {
-    /// Wasm fuel consumed: roughly one unit per instruction executed.
+    /// Wasm fuel consumed: one per operator executed, structural operators free, bulk
+    /// memory operators one per byte (see the module's documentation).
     pub fuel: u64,
     /// Calls the VM made into the host.
     pub host_calls: u64,
@@ -172,6 +200,24 @@ impl CostReport {
         self.calls
             .iter()
             .filter(|c| c.callback == callback)
+            .fold(Cost::default(), |sum, c| sum + c.cost)
+    }
+
+    /// What the stream's own callbacks cost (context creation, the request and response
+    /// callbacks, `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`).
+    pub fn stream(&self) -> Cost {
+        self.calls
+            .iter()
+            .filter(|c| !c.callback.is_root())
+            .fold(Cost::default(), |sum, c| sum + c.cost)
+    }
+
+    /// What root-context callbacks cost while acting for the stream (a callout answer or
+    /// tick that continued it), counted apart from [`stream`](Self::stream).
+    pub fn root(&self) -> Cost {
+        self.calls
+            .iter()
+            .filter(|c| c.callback.is_root())
             .fold(Cost::default(), |sum, c| sum + c.cost)
     }
 

@@ -41,6 +41,125 @@ impl Entry {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderMap {
     entries: Vec<Entry>,
+    /// Which of Envoy's typed maps this is, for its inline headers (see [`Slots`]).
+    slots: Slots,
+}
+
+/// Envoy's request and response header maps keep some headers in one inline slot: adding
+/// such a header again (from the client's or upstream's duplicate lines, or
+/// `proxy_add_header_map_value`) appends `,value` to the one entry instead of making a
+/// second one. Which headers are inline depends on the build (extensions register more);
+/// the lists below are those of the PyPI Envoy 1.40 the tests use, found by sending each
+/// header twice (`tests/tests/differential.rs` keeps checking a few).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Slots {
+    /// No inline headers (trailers, metadata, callout maps, test-built maps).
+    #[default]
+    None,
+    /// Envoy's `RequestHeaderMap`.
+    Request,
+    /// Envoy's `ResponseHeaderMap`.
+    Response,
+}
+
+/// Inline in both maps (`INLINE_REQ_RESP_*` and headers extensions register for both).
+const INLINE_BOTH: &[&str] = &[
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-status",
+    "transfer-encoding",
+    "upgrade",
+    "via",
+    "x-envoy-attempt-count",
+    "x-envoy-decorator-operation",
+    "x-request-id",
+    "cache-control",
+];
+
+/// Inline in the request map only.
+const INLINE_REQUEST: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "access-control-request-headers",
+    "access-control-request-method",
+    "authorization",
+    "expect",
+    "grpc-accept-encoding",
+    "grpc-timeout",
+    "if-modified-since",
+    "if-none-match",
+    "origin",
+    "pragma",
+    "referer",
+    "te",
+    "user-agent",
+    "x-client-trace-id",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-is-timeout-retry",
+    "x-envoy-max-retries",
+    "x-envoy-original-path",
+    "x-envoy-original-url",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-forwarded-client-cert",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Inline in the response map only.
+const INLINE_RESPONSE: &[&str] = &[
+    "access-control-allow-credentials",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+    "access-control-max-age",
+    "date",
+    "etag",
+    "grpc-message",
+    "grpc-status",
+    "location",
+    "server",
+    "vary",
+    "x-envoy-degraded",
+    "x-envoy-immediate-health-check-fail",
+    "x-envoy-ratelimited",
+    "x-envoy-upstream-canary",
+    "x-envoy-upstream-healthchecked-cluster",
+    "x-envoy-upstream-service-time",
+];
+
+impl Slots {
+    fn is_inline(self, name: &[u8]) -> bool {
+        let listed = |list: &[&str]| list.iter().any(|n| n.as_bytes() == name);
+        match self {
+            Self::None => false,
+            Self::Request => {
+                name.first() == Some(&b':') || listed(INLINE_BOTH) || listed(INLINE_REQUEST)
+            }
+            Self::Response => {
+                name.first() == Some(&b':') || listed(INLINE_BOTH) || listed(INLINE_RESPONSE)
+            }
+        }
+    }
 }
 
 impl HeaderMap {
@@ -60,9 +179,31 @@ impl HeaderMap {
         map
     }
 
-    /// Appends an entry (text or bytes), keeping any existing ones with the same name.
+    /// A map that keeps Envoy's inline headers of a request or response map in one entry.
+    pub(crate) fn with_slots(slots: Slots) -> Self {
+        Self {
+            entries: Vec::new(),
+            slots,
+        }
+    }
+
+    /// Appends an entry (text or bytes), keeping any existing ones with the same name;
+    /// in a request or response map, a header Envoy keeps inline is appended to the
+    /// existing entry as `,value` instead (Envoy's `addCopy`).
     pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let entry = Entry::new(name.as_ref().to_ascii_lowercase(), value.as_ref().to_vec());
+        let lower = name.as_ref().to_ascii_lowercase();
+        if self.slots.is_inline(&lower) {
+            if let Some(existing) = self.entries.iter_mut().find(|e| e.name == lower) {
+                let mut merged = existing.value.clone();
+                if !merged.is_empty() {
+                    merged.push(b',');
+                }
+                merged.extend_from_slice(value.as_ref());
+                *existing = Entry::new(lower, merged);
+                return;
+            }
+        }
+        let entry = Entry::new(lower, value.as_ref().to_vec());
         if entry.is_pseudo() {
             let at = self.entries.iter().take_while(|e| e.is_pseudo()).count();
             self.entries.insert(at, entry);
@@ -136,6 +277,36 @@ impl HeaderMap {
     /// Whether any entry has this name.
     pub fn contains(&self, name: impl AsRef<[u8]>) -> bool {
         self.find(name.as_ref()).next().is_some()
+    }
+
+    /// Every value under this name joined with `,`, as Envoy's
+    /// `getAllOfHeaderAsString` gives `request.headers.<name>`; `None` if there is none.
+    pub(crate) fn get_joined(&self, name: &[u8]) -> Option<Vec<u8>> {
+        let values = self.get_all_bytes(name);
+        if values.is_empty() {
+            return None;
+        }
+        Some(values.join(&b","[..]))
+    }
+
+    /// The map as Envoy serializes a CEL header map (`request.headers`): each name once,
+    /// in order of first appearance, with its values joined by `,`.
+    pub(crate) fn to_wire_joined(&self) -> Vec<u8> {
+        let mut names: Vec<&[u8]> = Vec::new();
+        for e in &self.entries {
+            if !names.contains(&e.name.as_slice()) {
+                names.push(&e.name);
+            }
+        }
+        let joined: Vec<(Vec<u8>, Vec<u8>)> = names
+            .iter()
+            .map(|n| (n.to_vec(), self.get_joined(n).unwrap_or_default()))
+            .collect();
+        let pairs: Vec<(&[u8], &[u8])> = joined
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        encode_pairs(&pairs)
     }
 
     /// The entries in order (non-UTF-8 bytes as U+FFFD).

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::headers::HeaderMap;
+use crate::headers::{HeaderMap, Slots};
 use crate::properties::PropertyValue;
 
 /// A request as Envoy's HTTP connection manager hands it to the filter chain.
@@ -22,17 +22,21 @@ pub struct Request {
     pub(crate) destination: String,
     pub(crate) protocol: String,
     pub(crate) properties: Vec<(String, Vec<u8>)>,
+    pub(crate) connection: Option<u64>,
 }
 
 impl Request {
     /// A request with this method and path and no body.
     pub fn new(method: &str, path: &str) -> Self {
-        let headers = HeaderMap::from_pairs([
+        let mut headers = HeaderMap::with_slots(Slots::Request);
+        for (name, value) in [
             (":authority", "localhost"),
             (":path", path),
             (":method", method),
             (":scheme", "http"),
-        ]);
+        ] {
+            headers.add(name, value);
+        }
         Self {
             headers,
             body: Vec::new(),
@@ -41,6 +45,7 @@ impl Request {
             destination: "127.0.0.1:10000".to_string(),
             protocol: "HTTP/1.1".to_string(),
             properties: Vec::new(),
+            connection: None,
         }
     }
 
@@ -123,6 +128,14 @@ impl Request {
         self
     }
 
+    /// Sends the request on downstream connection `id` (`connection.id`,
+    /// `connection_id`), as a client keeping a connection alive does; without it each
+    /// request gets a new connection.
+    pub fn connection(mut self, id: u64) -> Self {
+        self.connection = Some(id);
+        self
+    }
+
     /// Sets `request.protocol` (`HTTP/1.1` unless changed).
     pub fn protocol(mut self, protocol: &str) -> Self {
         self.protocol = protocol.to_string();
@@ -200,8 +213,10 @@ pub struct Response {
 impl Response {
     /// A response with this status and nothing else.
     pub fn new(status: u16) -> Self {
+        let mut headers = HeaderMap::with_slots(Slots::Response);
+        headers.add(":status", status.to_string());
         Self {
-            headers: HeaderMap::from_pairs([(":status", status.to_string())]),
+            headers,
             body: Vec::new(),
             trailers: HeaderMap::new(),
         }
@@ -308,7 +323,8 @@ impl Response {
     /// headers, then `content-length` and `content-type: text/plain` when there is a body
     /// and no content type was given.
     pub(crate) fn local_reply(status: u32, body: &[u8], extra: &HeaderMap) -> Self {
-        let mut headers = HeaderMap::from_pairs([(":status", status.to_string())]);
+        let mut headers = HeaderMap::with_slots(Slots::Response);
+        headers.add(":status", status.to_string());
         for (name, value) in extra.iter_bytes() {
             headers.add(name, value);
         }
@@ -326,6 +342,52 @@ impl Response {
             body: body.to_vec(),
             trailers: HeaderMap::new(),
         }
+    }
+}
+
+impl Response {
+    /// A local reply as Envoy's `sendLocalReply` shapes it for this request: to a gRPC
+    /// request (`content-type: application/grpc...`) a trailers-only `200` with
+    /// `content-type: application/grpc`, `grpc-status` (the one given, else mapped from the
+    /// HTTP status) and `grpc-message` (the body), and no body; to a `HEAD` request the
+    /// headers of the full reply (`content-length` included) without the body.
+    pub(crate) fn local_reply_to(
+        request: &Request,
+        status: u32,
+        body: &[u8],
+        extra: &HeaderMap,
+        grpc_status: Option<u32>,
+    ) -> Self {
+        let grpc = request
+            .headers
+            .get_bytes("content-type")
+            .is_some_and(|t| t.starts_with(b"application/grpc"));
+        if grpc {
+            let mut headers = HeaderMap::with_slots(Slots::Response);
+            headers.add(":status", "200");
+            for (name, value) in extra.iter_bytes() {
+                headers.add(name, value);
+            }
+            let code = grpc_status.map_or_else(
+                || crate::properties::grpc_status_of_http(status as u16),
+                i64::from,
+            );
+            headers.set("content-type", "application/grpc");
+            headers.set("grpc-status", code.to_string());
+            if !body.is_empty() {
+                headers.set("grpc-message", body);
+            }
+            return Self {
+                headers,
+                body: Vec::new(),
+                trailers: HeaderMap::new(),
+            };
+        }
+        let mut reply = Self::local_reply(status, body, extra);
+        if request.headers.get(":method") == Some("HEAD") {
+            reply.body.clear();
+        }
+        reply
     }
 }
 
@@ -455,6 +517,11 @@ impl Upstream {
                 reached: false,
             },
         }
+    }
+
+    /// Whether this is [`Upstream::no_route`]: no route, so no `xds.route_name`.
+    pub(crate) fn is_no_route(&self) -> bool {
+        matches!(&self.kind, UpstreamKind::Envoy { flags, .. } if flags & response_flags::NO_ROUTE_FOUND != 0)
     }
 
     fn envoy(status: u32, body: &str, details: &str, flags: u64, reached: bool) -> Self {

@@ -108,11 +108,10 @@ impl MetricIds {
         kind: u32,
         name: &str,
     ) -> Result<u32, Status> {
+        // Envoy gives every call a new id, even for a name defined before; the ids share
+        // the one stat.
         let kind = MetricKind::from_abi(kind).ok_or(Status::BadArgument)?;
         store.ensure(kind, name);
-        if let Some(id) = self.by_name.get(&(kind, name.to_string())) {
-            return Ok(*id);
-        }
         let slot = &mut self.next[kind as usize];
         *slot += 4;
         let id = *slot;
@@ -181,13 +180,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_encode_the_kind_and_repeat_for_the_same_name() {
+    fn ids_encode_the_kind_and_are_new_for_each_definition_of_one_stat() {
         let (mut ids, mut store) = (MetricIds::default(), MetricStore::default());
         let counter = ids.define(&mut store, 0, "c").unwrap();
         let gauge = ids.define(&mut store, 1, "g").unwrap();
         let histogram = ids.define(&mut store, 2, "h").unwrap();
         assert_eq!((counter & 3, gauge & 3, histogram & 3), (0, 1, 2));
-        assert_eq!(ids.define(&mut store, 0, "c").unwrap(), counter);
+        let again = ids.define(&mut store, 0, "c").unwrap();
+        assert_ne!(again, counter);
+        ids.increment(&mut store, counter, 1).unwrap();
+        ids.increment(&mut store, again, 2).unwrap();
+        assert_eq!(
+            store.value_mut(MetricKind::Counter, "c"),
+            Some(&mut MetricValue::Counter(3))
+        );
         assert_eq!(ids.define(&mut store, 3, "x"), Err(Status::BadArgument));
     }
 

@@ -75,6 +75,8 @@ pub(crate) struct LocalReply {
     pub body: Vec<u8>,
     pub headers: HeaderMap,
     pub details: String,
+    /// The gRPC status the filter gave (`None` for -1 or out of range).
+    pub grpc_status: Option<u32>,
 }
 
 /// Which of the stream's maps and buffers Envoy currently points at.
@@ -114,6 +116,28 @@ pub(crate) struct StreamData {
     pub start_ns: i64,
     pub connection_id: u64,
     pub costs: CostReport,
+    /// The end-of-stream flag of the body callback running now.
+    pub end_of_stream: bool,
+    /// The filter added trailers from the last body chunk (Envoy's `addEncodedTrailers`):
+    /// they go out, but this filter's trailers callback is not called for them.
+    pub added_trailers: bool,
+    /// The request body went through the filter (counts in `request.size`).
+    pub request_body_read: bool,
+    /// Bodies come as Envoy's HTTP/1 codec delivers them: the data with
+    /// `end_of_stream = false`, then an empty last chunk (see
+    /// [`HostBuilder::single_body_chunk`](crate::HostBuilder::single_body_chunk)).
+    pub request_split: bool,
+    pub response_split: bool,
+    /// The body callback running now is the data chunk, before the empty last one.
+    pub first_chunk: bool,
+    /// The next body callback is the empty last chunk.
+    pub tail: bool,
+    /// Bytes of each body the filter let through already (no longer in its buffer).
+    pub request_passed: usize,
+    pub response_passed: usize,
+    /// A route matched (`xds.route_name`, `xds.cluster_name`...): every upstream but
+    /// [`Upstream::no_route`].
+    pub routed: bool,
 }
 
 impl StreamData {
@@ -123,6 +147,31 @@ impl StreamData {
         } else {
             self.response.as_ref().is_some_and(|r| !r.body.is_empty())
         }
+    }
+
+    /// Whether this body comes in two callbacks (data, then an empty last chunk).
+    fn split(&self, phase: Phase) -> bool {
+        let split = if phase.is_request() {
+            self.request_split
+        } else {
+            self.response_split
+        };
+        split && !self.has_trailers(phase)
+    }
+
+    /// The part of a body still in the filter's buffer.
+    pub(crate) fn body_view(&self, request: bool) -> Vec<u8> {
+        let (body, passed) = if request {
+            (Some(&self.request.body), self.request_passed)
+        } else {
+            (
+                self.response.as_ref().map(|r| &r.body),
+                self.response_passed,
+            )
+        };
+        body.and_then(|b| b.get(passed..))
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
 
     fn has_trailers(&self, phase: Phase) -> bool {
@@ -139,14 +188,18 @@ impl StreamData {
     fn after(&self, phase: Phase) -> Step {
         match phase {
             Phase::RequestHeaders if self.has_body(phase) => Step::Run(Phase::RequestBody),
-            Phase::RequestHeaders | Phase::RequestBody if self.has_trailers(phase) => {
+            Phase::RequestHeaders | Phase::RequestBody
+                if self.has_trailers(phase) && !self.added_trailers =>
+            {
                 Step::Run(Phase::RequestTrailers)
             }
             Phase::RequestHeaders | Phase::RequestBody | Phase::RequestTrailers => {
                 Step::AwaitingUpstream
             }
             Phase::ResponseHeaders if self.has_body(phase) => Step::Run(Phase::ResponseBody),
-            Phase::ResponseHeaders | Phase::ResponseBody if self.has_trailers(phase) => {
+            Phase::ResponseHeaders | Phase::ResponseBody
+                if self.has_trailers(phase) && !self.added_trailers =>
+            {
                 Step::Run(Phase::ResponseTrailers)
             }
             Phase::ResponseHeaders | Phase::ResponseBody | Phase::ResponseTrailers => Step::Finish,
@@ -165,6 +218,15 @@ impl StreamData {
         }
     }
 
+    /// The filter let the body in its buffer through.
+    fn pass_body(&mut self, phase: Phase) {
+        if phase.is_request() {
+            self.request_passed = self.request.body.len();
+        } else {
+            self.response_passed = self.response.as_ref().map_or(0, |r| r.body.len());
+        }
+    }
+
     /// Envoy's `continueStream(Request)` forgets the request maps.
     pub fn detach_request(&mut self) {
         self.attached.request_headers = false;
@@ -179,6 +241,18 @@ impl StreamData {
             Step::AwaitingUpstream => StreamState::AwaitingUpstream,
             Step::Finish | Step::Complete => StreamState::Complete,
         }
+    }
+}
+
+/// Whether a callback's answer lets the stream go on, as Envoy's `convertFilter*Status`
+/// reads it: headers continue on 0 and on any value it does not know (2,
+/// `ContinueAndEndStream`, included) and stop on 1, 3, 4; bodies stop on 1-3; trailers
+/// stop on 1.
+fn continues(phase: Phase, action: i32) -> bool {
+    match phase {
+        Phase::RequestHeaders | Phase::ResponseHeaders => !matches!(action, 1 | 3 | 4),
+        Phase::RequestBody | Phase::ResponseBody => !matches!(action, 1..=3),
+        Phase::RequestTrailers | Phase::ResponseTrailers => action != 1,
     }
 }
 
@@ -222,7 +296,10 @@ impl VmState {
             },
             6 | 7 => match &self.callout_view {
                 Some(crate::callouts::CalloutView::Http(r)) if map_type == 6 => Some(&r.headers),
-                Some(crate::callouts::CalloutView::Http(r)) => Some(&r.trailers),
+                // Envoy's response message has no trailer map unless trailers came.
+                Some(crate::callouts::CalloutView::Http(r)) if !r.trailers.is_empty() => {
+                    Some(&r.trailers)
+                }
                 _ => None,
             },
             _ => None,
@@ -240,6 +317,23 @@ impl VmState {
         let stream = self.stream_mut().ok_or(Status::BadArgument)?;
         if stream.access_log {
             return Err(Status::BadArgument);
+        }
+        // Envoy's `getMap`: trailers can be added from the last body chunk.
+        if stream.end_of_stream {
+            if map_type == 1 && stream.attached.request_body && stream.request.trailers.is_empty() {
+                stream.attached.request_trailers = true;
+                stream.added_trailers = true;
+            }
+            if map_type == 3
+                && stream.attached.response_body
+                && stream
+                    .response
+                    .as_ref()
+                    .is_some_and(|r| r.trailers.is_empty())
+            {
+                stream.attached.response_trailers = true;
+                stream.added_trailers = true;
+            }
         }
         let a = stream.attached;
         match map_type {
@@ -266,10 +360,8 @@ impl VmState {
         let body = |request: bool| {
             let stream = self.stream().filter(|s| !s.access_log);
             let bytes = match stream {
-                Some(s) if request && s.attached.request_body => Some(s.request.body.clone()),
-                Some(s) if !request && s.attached.response_body => {
-                    s.response.as_ref().map(|r| r.body.clone())
-                }
+                Some(s) if request && s.attached.request_body => Some(s.body_view(true)),
+                Some(s) if !request && s.attached.response_body => Some(s.body_view(false)),
                 _ => None,
             };
             Ok(bytes.unwrap_or_default())
@@ -300,7 +392,9 @@ impl VmState {
     }
 
     /// `proxy_set_buffer_bytes` on a body, with Envoy's rules: at 0 with length 0 it
-    /// prepends, at 0 covering the whole body it replaces, at or past the end it appends.
+    /// prepends, at 0 covering the whole body it replaces, at 0 over part of the body it
+    /// drains that part and prepends, at or past the end it appends; anywhere else is
+    /// `BadArgument`.
     pub(crate) fn write_buffer(
         &mut self,
         buffer_type: i32,
@@ -315,24 +409,33 @@ impl VmState {
             return Status::BadArgument;
         };
         let attached = stream.attached;
-        let body = match buffer_type {
-            0 if attached.request_body => &mut stream.request.body,
+        let (whole, passed) = match buffer_type {
+            0 if attached.request_body => (&mut stream.request.body, stream.request_passed),
             1 if attached.response_body => match stream.response.as_mut() {
-                Some(r) => &mut r.body,
+                Some(r) => (&mut r.body, stream.response_passed),
                 None => return Status::BadArgument,
             },
             _ => return Status::BadArgument,
         };
-        if start == 0 && length == 0 {
+        // The filter edits what is still in its buffer, after what it let through.
+        let mut body = whole.split_off(passed.min(whole.len()));
+        let status = if start == 0 && length == 0 {
             body.splice(0..0, data.iter().copied());
+            Status::Ok
         } else if start == 0 && length >= body.len() {
-            *body = data.to_vec();
+            body = data.to_vec();
+            Status::Ok
+        } else if start == 0 {
+            body.splice(0..length, data.iter().copied());
+            Status::Ok
         } else if start >= body.len() {
             body.extend_from_slice(data);
+            Status::Ok
         } else {
-            return Status::BadArgument;
-        }
-        Status::Ok
+            Status::BadArgument
+        };
+        whole.extend_from_slice(&body);
+        status
     }
 }
 
@@ -343,6 +446,10 @@ impl Vm {
         self.next_context_id += 1;
         let state = self.store.data_mut();
         let shared = state.shared.clone();
+        let connection_id = request
+            .connection
+            .unwrap_or_else(|| shared.next_connection_id());
+        let routed = !upstream.as_ref().is_some_and(Upstream::is_no_route);
         if !request.headers.contains("x-forwarded-proto") {
             let scheme = request.headers.get(":scheme").unwrap_or("http").to_string();
             request.headers.add("x-forwarded-proto", &scheme);
@@ -377,8 +484,18 @@ impl Vm {
             set_properties: BTreeMap::new(),
             property_overrides,
             start_ns,
-            connection_id: u64::from(id),
+            connection_id,
             costs: CostReport::default(),
+            end_of_stream: false,
+            added_trailers: false,
+            request_body_read: false,
+            request_split: shared.http1_bodies,
+            response_split: false,
+            first_chunk: false,
+            tail: false,
+            request_passed: 0,
+            response_passed: 0,
+            routed,
         };
         state.streams.insert(id, data);
         if self.alive {
@@ -449,22 +566,26 @@ impl Vm {
         let trailers = stream.has_trailers(phase);
         let arg = match phase {
             Phase::RequestHeaders => stream.request.headers.len(),
-            Phase::RequestBody => stream.request.body.len(),
+            Phase::RequestBody => stream.body_view(true).len(),
             Phase::RequestTrailers => stream.request.trailers.len(),
             Phase::ResponseHeaders => stream.response.as_ref().map_or(0, |r| r.headers.len()),
-            Phase::ResponseBody => stream.response.as_ref().map_or(0, |r| r.body.len()),
+            Phase::ResponseBody => stream.body_view(false).len(),
             Phase::ResponseTrailers => stream.response.as_ref().map_or(0, |r| r.trailers.len()),
         } as i32;
+        let body = matches!(phase, Phase::RequestBody | Phase::ResponseBody);
+        stream.first_chunk = body && stream.split(phase) && !stream.tail;
         let end_of_stream = match phase {
             Phase::RequestHeaders | Phase::ResponseHeaders => !stream.has_body(phase) && !trailers,
+            _ if stream.first_chunk => false,
             _ => !trailers,
         };
+        stream.end_of_stream = end_of_stream;
         let args: Vec<i32> = match phase {
             Phase::RequestTrailers | Phase::ResponseTrailers => vec![id as i32, arg],
             _ => vec![id as i32, arg, i32::from(end_of_stream)],
         };
         match self.invoke(phase.callback(), &args) {
-            Ok(action) => self.after_callback(id, phase, action.unwrap_or(0) == 0),
+            Ok(action) => self.after_callback(id, phase, continues(phase, action.unwrap_or(0))),
             Err(_) => self.dead_vm(id, phase),
         }
     }
@@ -474,7 +595,13 @@ impl Vm {
         let stream = self.stream_mut(id);
         if stream.reset {
             stream.response = None;
-            stream.details = Some("wasm_close_stream".to_string());
+            // Envoy's `closeStream` keeps details already set; a local reply asked for in
+            // the same callback runs first and sets its own.
+            if let Some(reply) = stream.local_reply.take() {
+                stream.details = Some(reply.details.replace([' ', '\t'], "_"));
+            } else if stream.details.is_none() {
+                stream.details = Some("wasm_close_stream".to_string());
+            }
             stream.step = Step::Finish;
             return;
         }
@@ -489,8 +616,34 @@ impl Vm {
         };
         stream.continue_request = false;
         stream.continue_response = false;
-        if returned_continue || continued {
+        if stream.first_chunk {
+            // The data chunk: Continue lets it through, a stop keeps it buffered; either
+            // way the codec's empty last chunk comes next.
+            stream.first_chunk = false;
+            stream.tail = true;
+            if returned_continue || continued {
+                stream.pass_body(phase);
+            }
             stream.attach(phase, false);
+            stream.step = Step::Run(phase);
+            return;
+        }
+        stream.tail = false;
+        if returned_continue || continued {
+            // Envoy forgets a map when the callback returns Continue; a map of a phase
+            // that paused stays readable and writable after `proxy_continue_stream`
+            // (which forgets only the request's maps).
+            if returned_continue || phase.is_request() {
+                stream.attach(phase, false);
+            }
+            match phase {
+                Phase::RequestBody => {
+                    stream.request_body_read = true;
+                    stream.pass_body(phase);
+                }
+                Phase::ResponseBody => stream.pass_body(phase),
+                _ => {}
+            }
             stream.step = stream.after(phase);
         } else {
             stream.step = Step::Paused(phase);
@@ -510,6 +663,13 @@ impl Vm {
             stream.continue_response
         };
         if continued {
+            // While the headers were stopped the codec buffered the whole body: it comes
+            // in one callback.
+            match phase {
+                Phase::RequestHeaders => stream.request_split = false,
+                Phase::ResponseHeaders => stream.response_split = false,
+                _ => {}
+            }
             self.after_callback(id, phase, true);
         }
         continued
@@ -518,6 +678,7 @@ impl Vm {
     /// A stream waiting for the upstream moves on if the test queued an answer, or if the
     /// filter replied from a callout. Returns whether it moved.
     fn resume_awaiting(&mut self, id: u32) -> bool {
+        let http1 = self.store.data().shared.http1_bodies;
         let stream = self.stream_mut(id);
         stream.continue_request = false;
         if let Some(reply) = stream.local_reply.take() {
@@ -527,10 +688,26 @@ impl Vm {
         let Some(upstream) = stream.upstream.take() else {
             return false;
         };
-        let request = stream.request.clone();
+        let mut request = stream.request.clone();
+        // The upstream reads as many bytes as `content-length` says, whatever the filter
+        // did to the body (Envoy does not fix the header).
+        let declared = request
+            .headers
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(declared) = declared {
+            request.body.truncate(declared);
+        }
         match upstream.kind {
             UpstreamKind::Reply(make) => {
-                stream.response = Some(make(&request));
+                let mut response = make(&request);
+                // Envoy's router adds this before the response reaches the filters; the
+                // harness's upstream answers at once.
+                if !response.headers.contains("x-envoy-upstream-service-time") {
+                    response.headers.add("x-envoy-upstream-service-time", "0");
+                }
+                stream.response = Some(response);
+                stream.response_split = http1;
                 stream.upstream_request = Some(request);
                 stream.details = Some("via_upstream".to_string());
             }
@@ -542,7 +719,9 @@ impl Vm {
                 flags,
                 reached,
             } => {
-                stream.response = Some(Response::local_reply(status, &body, &headers));
+                stream.response = Some(Response::local_reply_to(
+                    &request, status, &body, &headers, None,
+                ));
                 stream.upstream_request = reached.then_some(request);
                 stream.details = Some(details);
                 stream.flags |= flags;
@@ -561,7 +740,13 @@ impl Vm {
         let stream = self.stream_mut(id);
         // Request maps stay as they were: Envoy runs the reply's response path inside the
         // request callback that stopped, so the paused request headers are still readable.
-        let response = Response::local_reply(reply.status, &reply.body, &reply.headers);
+        let response = Response::local_reply_to(
+            &stream.request,
+            reply.status,
+            &reply.body,
+            &reply.headers,
+            reply.grpc_status,
+        );
         if stream.local_reply_sent && !phase.is_request() {
             stream.attach(phase, false);
             stream.step = stream.after(phase);
@@ -598,9 +783,20 @@ impl Vm {
             stream.step = stream.after(phase);
             return;
         }
-        if !stream.local_reply_sent {
+        if matches!(phase, Phase::ResponseBody | Phase::ResponseTrailers) {
+            // The response headers went out already: Envoy's local reply resets the stream.
+            stream.reset = true;
+            stream.response = None;
+            stream.details = Some("wasm_fail_stream".to_string());
+        } else if !stream.local_reply_sent {
             stream.local_reply_sent = true;
-            stream.response = Some(Response::local_reply(503, b"", &HeaderMap::new()));
+            stream.response = Some(Response::local_reply_to(
+                &stream.request,
+                503,
+                b"",
+                &HeaderMap::new(),
+                Some(14),
+            ));
             stream.details = Some("wasm_fail_stream".to_string());
         }
         stream.step = Step::Finish;
@@ -653,6 +849,7 @@ impl Vm {
                     body: b"stream timeout".to_vec(),
                     headers: HeaderMap::new(),
                     details: "stream_idle_timeout".to_string(),
+                    grpc_status: None,
                 });
                 stream.step = Step::Paused(phase);
             }

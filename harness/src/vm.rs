@@ -199,7 +199,8 @@ impl Vm {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| unsupported("the module exports no memory".to_string()))?;
-        let allocate = ["proxy_on_memory_allocate", "malloc"]
+        // proxy-wasm-cpp-host's `getFunctions`: `malloc` first, then the alias.
+        let allocate = ["malloc", "proxy_on_memory_allocate"]
             .iter()
             .find_map(|name| instance.get_typed_func::<i32, i32>(&mut store, name).ok());
         if allocate.is_none() {

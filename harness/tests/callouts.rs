@@ -134,7 +134,12 @@ fn the_callout_response_callback_is_charged_to_the_stream_it_acted_for() {
         .build()
         .unwrap();
     let out = host.send(probe_request("http-call:authz"), ok_upstream());
-    assert!(out.cost.of(Callback::HttpCallResponse).host_calls > 0);
+    let answer = out.cost.of(Callback::HttpCallResponse);
+    assert!(answer.host_calls > 0);
+    // Counted apart from the stream's own callbacks: the root context did that work.
+    assert_eq!(out.cost.root(), answer);
+    assert_eq!(out.cost.stream() + out.cost.root(), out.cost.total());
+    assert!(out.cost.stream().fuel > 0);
 }
 
 #[test]

@@ -156,3 +156,74 @@ fn an_endless_loop_runs_out_of_fuel_and_fails_the_vm() {
     assert_eq!(out.response.status(), 503);
     assert!(!host.vm_alive(0));
 }
+
+#[test]
+fn a_module_importing_the_abi_0_1_0_stream_calls_is_refused_as_envoy_refuses_it() {
+    // proxy-wasm-cpp-host registers these three for ABI 0.1.0 only.
+    for import in [
+        "proxy_continue_request",
+        "proxy_continue_response",
+        "proxy_clear_route_cache",
+    ] {
+        let wat = format!(
+            r#"(module (import "env" "{import}" (func (result i32)))
+            (memory (export "memory") 1)
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#
+        );
+        let error = Host::from_bytes(wat).build().err().unwrap();
+        assert!(error.to_string().contains(import), "{error}");
+    }
+}
+
+#[test]
+fn fail_reload_starts_a_new_vm_for_the_next_request_at_most_once_per_backoff() {
+    let host = probe()
+        .fail_reload(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let trapped = host.send(probe_request("trap"), ok_upstream());
+    assert_eq!(trapped.response.status(), 503);
+    assert!(!host.vm_alive(0));
+
+    // The first reload is at once: a new VM (configured again) serves the request.
+    let after = host.send(probe_request("add-request:x-a=1"), ok_upstream());
+    assert_eq!(after.response.status(), 200);
+    assert_eq!(
+        after.upstream_request.unwrap().header_value("x-a"),
+        Some("1")
+    );
+    assert!(host.vm_alive(0));
+
+    // A second failure within the backoff stays failed (closed) until it has passed.
+    assert_eq!(
+        host.send(probe_request("trap"), ok_upstream())
+            .response
+            .status(),
+        503
+    );
+    assert_eq!(
+        host.send(probe_request(""), ok_upstream())
+            .response
+            .status(),
+        503
+    );
+    host.advance(std::time::Duration::from_secs(1));
+    assert_eq!(
+        host.send(probe_request(""), ok_upstream())
+            .response
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn a_trap_after_the_response_headers_went_out_resets_the_stream() {
+    let host = probe().fail_closed().build().unwrap();
+    let out = host.send(
+        probe_request("rsb>trap"),
+        meshward_harness::Upstream::reply(meshward_harness::Response::new(200).body("hello")),
+    );
+    assert!(out.reset, "{out:?}");
+    assert_eq!(out.details, "wasm_fail_stream");
+}

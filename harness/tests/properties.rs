@@ -87,19 +87,74 @@ fn plugin_properties_come_from_the_builder() {
         hex(b"vm-1")
     );
     assert_eq!(
-        property(&host, Request::get("/"), "node.id"),
+        property(&host, Request::get("/"), "xds.node.id"),
         hex(b"sidecar~10.0.0.1")
     );
+    // Envoy 1.40 keeps the node, cluster and route under `xds`: the old top-level names
+    // are not found.
+    for old in [
+        "node.id",
+        "cluster_name",
+        "route_name",
+        "listener_direction",
+    ] {
+        assert_eq!(property(&host, Request::get("/"), old), "err:1", "{old}");
+    }
+}
+
+#[test]
+fn route_and_upstream_properties_come_from_the_simulated_route() {
+    let host = probe()
+        .cluster_name("backend")
+        .route_name("api")
+        .upstream_address("10.0.0.9:8443")
+        .build()
+        .unwrap();
+    assert_eq!(
+        property(&host, Request::get("/"), "xds.cluster_name"),
+        hex(b"backend")
+    );
+    assert_eq!(
+        property(&host, Request::get("/"), "xds.route_name"),
+        hex(b"api")
+    );
+    // The upstream is chosen after the request headers.
+    assert_eq!(
+        property(&host, Request::get("/"), "upstream.address"),
+        "err:1"
+    );
+    // Without a route there is no route name.
+    let out = host.send(
+        Request::get("/").header("x-probe", "rqh>prop:xds.route_name"),
+        meshward_harness::Upstream::no_route(),
+    );
+    assert_eq!(out.response.status(), 404);
+    assert!(host
+        .log_messages(meshward_harness::LogLevel::Info)
+        .iter()
+        .any(|m| m.ends_with("|rqh|prop:xds.route_name|err:1")));
+    let logged = host.send(
+        Request::get("/").header("x-probe", "log>prop:upstream.address"),
+        ok_upstream(),
+    );
+    assert_eq!(logged.response.status(), 200);
+    assert!(host
+        .log_messages(meshward_harness::LogLevel::Info)
+        .iter()
+        .any(|m| m.ends_with(&format!(
+            "|log|prop:upstream.address|ok:{}",
+            hex(b"10.0.0.9:8443")
+        ))));
 }
 
 #[test]
 fn the_test_can_set_properties_for_the_host_or_one_request() {
     let host = probe()
-        .property("node.metadata.REGION", "eu-west-1")
+        .property("xds.node.metadata.REGION", "eu-west-1")
         .build()
         .unwrap();
     assert_eq!(
-        property(&host, Request::get("/"), "node.metadata.REGION"),
+        property(&host, Request::get("/"), "xds.node.metadata.REGION"),
         hex(b"eu-west-1")
     );
     let mtls = Request::get("/").property("connection.mtls", true);
@@ -114,5 +169,12 @@ fn a_property_the_filter_sets_reads_back_in_the_same_stream() {
     assert_eq!(
         out.upstream_request.unwrap().header_value("x-set-property"),
         Some("ok:acme")
+    );
+    // A name Envoy knows resolves to its own value (two-segment paths are in
+    // tests/tests/differential.rs).
+    let out = host.send(probe_request("set-property:plugin_name=x"), ok_upstream());
+    assert_eq!(
+        out.upstream_request.unwrap().header_value("x-set-property"),
+        Some("ok:meshward")
     );
 }

@@ -3,9 +3,11 @@
 //! METRICS_ONLY and dry runs that never act, bounded label cardinality, and the
 //! configurations it refuses. Needs `make build` (out/circuit-metrics.wasm).
 //!
-//! The harness does not derive Envoy's `xds.*`, `upstream.request_attempt_count` or
-//! `request.duration` attributes, so requests carry them as properties, as Envoy 1.40
-//! reports them.
+//! The harness derives Envoy's `xds.cluster_name`, `xds.route_name`,
+//! `upstream.request_attempt_count` (1 once the upstream was reached) and
+//! `request.duration` (in `proxy_on_log`) from its simulated route and upstream; requests
+//! here still set them as properties where a test needs other values (another route,
+//! retries, a slow call), as Envoy 1.40 would report them.
 
 use meshward_harness::{
     wasm_path, HarnessError, Host, LogLevel, MetricKind, Outcome, Request, Response, StreamState,

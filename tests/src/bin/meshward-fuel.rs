@@ -1,4 +1,5 @@
-//! `meshward-fuel`: the Wasm fuel (instructions executed) and host calls a filter spends on
+//! `meshward-fuel`: the Wasm fuel (wasmtime's unit: one per operator, structural operators
+//! free, bulk memory one per byte; `meshward_harness::cost`) and host calls a filter spends on
 //! one request and its response, measured in the harness. `make bench` (scripts/bench.sh)
 //! puts these next to Envoy's CPU time per request; BENCHMARKS.md says how to read them.
 //!
@@ -14,10 +15,16 @@
 //! calls per request, the VM entries (callbacks) per request, and the host calls by kind
 //! (`proxy_get_header_map_value=1,proxy_increment_metric=2`, or `-` when none). With
 //! `MESHWARD_FUEL_CALLBACKS=1` it prints one line per callback of the measured request
-//! instead: the name, the export, its fuel and its host calls.
+//! instead: the name, the export, its fuel and its host calls; root-context callbacks that
+//! acted for the request (a callout answer, a tick) are the lines of `proxy_on_tick`,
+//! `proxy_on_http_call_response`, `proxy_on_grpc_*`, so the request's own work and the
+//! root's are told apart (`RequestCost::root_fuel` is the latter's part of the fuel).
 //!
 //! The request and response are the bench's: `GET /` through Envoy to `meshward-echo`, which
-//! answers 200 with a JSON body and announces itself in `server` and `x-powered-by`. Fuel
+//! answers 200 with a JSON body (`content-length` first) and announces itself in `server`
+//! and `x-powered-by`; the harness adds what Envoy adds before the filters see them
+//! (`x-forwarded-proto`, `x-request-id`; `x-envoy-upstream-service-time`), and the body
+//! comes as Envoy's HTTP/1 codec gives it. Fuel
 //! is deterministic, so one request measures it; a few go first so that lazy set-up in the
 //! first requests does not count. With several distinct tokens the figure is the mean over
 //! `MEASURED_WITH_TOKENS` requests, each with a token not seen before (when FILE holds
