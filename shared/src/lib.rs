@@ -8,6 +8,8 @@
 //! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
 //! - [`shared_data`]: compare-and-swap read-modify-write across workers.
 //! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
+//! - `native` (the `native` feature, never in a Wasm build): the same host API and
+//!   dispatcher behind Envoy's dynamic module ABI, so a filter also builds as a `.so`.
 #![cfg_attr(
     test,
     allow(
@@ -30,7 +32,11 @@ pub mod fuzzing;
 pub mod host;
 pub mod log;
 pub mod metrics;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod pairs;
+#[cfg(any(test, feature = "native"))]
+pub(crate) mod process_store;
 pub mod reply;
 pub mod shared_data;
 pub mod snapshot;
