@@ -305,13 +305,20 @@ impl EnvoyConfig {
     }
 }
 
-/// The dynamic module entry equivalent to `wasm`, an `envoy.filters.http.wasm` entry of a
-/// meshward filter; `None` for any other entry.
+/// The type of Envoy's Wasm HTTP filter config.
+const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// The dynamic module entry equivalent to `wasm`, an HTTP filter entry of Envoy's Wasm filter
+/// running a meshward module (`out/<name>.wasm`): the same entry name (a custom one such as
+/// `meshward.region_router` is kept, so per-route configs still find it), `disabled` flag,
+/// filter name and configuration, with the module `out/<name>.so`. `None` for any other
+/// entry.
 fn native_filter(wasm: &Value) -> Option<Value> {
-    if wasm.get("name")?.as_str()? != "envoy.filters.http.wasm" {
+    let typed = wasm.get("typed_config")?;
+    if typed.get("@type")?.as_str()? != WASM_FILTER_TYPE {
         return None;
     }
-    let plugin = wasm.pointer("/typed_config/config")?;
+    let plugin = typed.get("config")?;
     let module = plugin
         .pointer("/vm_config/code/local/filename")?
         .as_str()?
@@ -325,8 +332,12 @@ fn native_filter(wasm: &Value) -> Option<Value> {
         .pointer("/configuration/value")
         .and_then(Value::as_str)
         .unwrap_or("{}");
-    Some(json!({
-        "name": "envoy.filters.http.dynamic_modules",
+    let entry = match wasm.get("name").and_then(Value::as_str) {
+        Some("envoy.filters.http.wasm") | None => "envoy.filters.http.dynamic_modules",
+        Some(custom) => custom,
+    };
+    let mut native = json!({
+        "name": entry,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
             "dynamic_module_config": {"module": {"local": {"filename": format!("out/{module}.so")}}},
@@ -336,17 +347,28 @@ fn native_filter(wasm: &Value) -> Option<Value> {
                 "value": config,
             },
         },
-    }))
+    });
+    if let (Some(disabled), Some(object)) = (wasm.get("disabled"), native.as_object_mut()) {
+        object.insert("disabled".into(), disabled.clone());
+    }
+    Some(native)
 }
 
-/// Replaces every meshward Wasm filter entry in `value` with its native equivalent.
+/// Replaces every meshward Wasm filter entry in `value` with its native equivalent, and
+/// points stats tag regexes written for Wasm's `wasmcustom.` namespace at the dynamic
+/// modules' `dynamicmodulescustom.`.
 fn to_native(value: &mut Value) {
     if let Some(native) = native_filter(value) {
         *value = native;
         return;
     }
     match value {
-        Value::Object(object) => object.values_mut().for_each(to_native),
+        Value::Object(object) => {
+            if let Some(Value::String(regex)) = object.get_mut("regex") {
+                *regex = regex.replace("wasmcustom\\.", "dynamicmodulescustom\\.");
+            }
+            object.values_mut().for_each(to_native);
+        }
         Value::Array(items) => items.iter_mut().for_each(to_native),
         _ => {}
     }

@@ -151,6 +151,7 @@ pub mod attribute {
     pub const REQUEST_METHOD: u32 = 4;
     pub const REQUEST_ID: u32 = 9;
     pub const REQUEST_PROTOCOL: u32 = 10;
+    pub const REQUEST_DURATION: u32 = 12;
     pub const RESPONSE_CODE: u32 = 15;
     pub const RESPONSE_CODE_DETAILS: u32 = 16;
     pub const RESPONSE_FLAGS: u32 = 17;
@@ -158,6 +159,9 @@ pub mod attribute {
     pub const SOURCE_PORT: u32 = 25;
     pub const DESTINATION_ADDRESS: u32 = 26;
     pub const DESTINATION_PORT: u32 = 27;
+    pub const UPSTREAM_REQUEST_ATTEMPT_COUNT: u32 = 53;
+    pub const XDS_CLUSTER_NAME: u32 = 57;
+    pub const XDS_ROUTE_NAME: u32 = 61;
 }
 
 extern "C" {

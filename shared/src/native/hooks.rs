@@ -86,7 +86,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 ) -> u32 {
     // SAFETY: forwarded from Envoy.
     headers_status(unsafe {
-        stream_hook(filter, module, "request_headers", true, |id| {
+        stream_hook(filter, module, "request_headers", true, true, |id| {
             abi::request_headers(id, end_of_stream)
         })
     })
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
 ) -> u32 {
     // SAFETY: forwarded from Envoy.
     body_status(unsafe {
-        stream_hook(filter, module, "request_body", true, |id| {
+        stream_hook(filter, module, "request_body", true, true, |id| {
             let size = super::sys_body_size(false);
             abi::request_body(id, size, end_of_stream)
         })
@@ -123,6 +123,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             module,
             "request_trailers",
             true,
+            true,
             abi::request_trailers,
         )
     })
@@ -138,7 +139,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
 ) -> u32 {
     // SAFETY: forwarded from Envoy.
     headers_status(unsafe {
-        stream_hook(filter, module, "response_headers", true, |id| {
+        stream_hook(filter, module, "response_headers", true, false, |id| {
             abi::response_headers(id, end_of_stream)
         })
     })
@@ -154,7 +155,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
 ) -> u32 {
     // SAFETY: forwarded from Envoy.
     body_status(unsafe {
-        stream_hook(filter, module, "response_body", true, |id| {
+        stream_hook(filter, module, "response_body", true, false, |id| {
             let size = super::sys_body_size(true);
             abi::response_body(id, size, end_of_stream)
         })
@@ -175,6 +176,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
             module,
             "response_trailers",
             true,
+            false,
             abi::response_trailers,
         )
     })
@@ -189,7 +191,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
     // SAFETY: forwarded from Envoy.
     unsafe {
-        stream_hook(filter, module, "stream_complete", false, |id| {
+        stream_hook(filter, module, "stream_complete", false, false, |id| {
             abi::stream_log(id);
             0
         })
@@ -219,7 +221,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     };
     // SAFETY: forwarded from Envoy.
     unsafe {
-        stream_hook(filter, module, "http_callout_done", true, |id| {
+        stream_hook(filter, module, "http_callout_done", true, true, |id| {
             super::callout_done(id, callout_id, reply)
         })
     };

@@ -36,7 +36,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// The ABI version this backend speaks, returned from `envoy_dynamic_module_on_program_init`.
@@ -74,8 +74,12 @@ pub(crate) struct NativeConfig {
     pub(crate) bytes: Vec<u8>,
     /// Envoy's side of the configuration; valid until `config_destroy`.
     pub(crate) envoy: ConfigEnvoyPtr,
-    /// Metric ids by kind and name, defined on the main thread.
+    /// Metric ids by kind and name.
     metrics: Mutex<HashMap<(u32, String), u32>>,
+    /// Held to write while a worker defines a metric with Envoy (which appends to the
+    /// configuration's list of metrics) and to read while one is updated, so no update
+    /// reads that list while it grows.
+    pub(crate) envoy_metrics: RwLock<()>,
     /// The id of [`PANICS_METRIC`], if Envoy defined it.
     panics: Option<usize>,
     /// Set when Envoy destroys the configuration: workers then drop their roots for it.
@@ -107,7 +111,8 @@ pub(crate) struct LocalReply {
 /// What a filter asked of Envoy during a hook that is done after it returns.
 #[derive(Debug)]
 pub(crate) enum Deferred {
-    Reply(FilterEnvoyPtr, LocalReply),
+    /// A local reply on the stream (Envoy filter, dispatcher context).
+    Reply(FilterEnvoyPtr, u32, LocalReply),
     ContinueRequest(FilterEnvoyPtr),
     ContinueResponse(FilterEnvoyPtr),
 }
@@ -127,10 +132,12 @@ pub(crate) struct Hook {
     pub(crate) own_filter: FilterEnvoyPtr,
     /// The dispatcher context of `own_filter`.
     pub(crate) own_context: u32,
-    /// True while the main thread checks a configuration: metrics are defined with Envoy.
-    pub(crate) may_define: bool,
     pub(crate) reply: Option<CalloutReply>,
     pub(crate) deferred: Vec<Deferred>,
+    /// The response headers of a local reply the stream's own response hook is shown
+    /// before Envoy sends it (see [`decorate_reply`]); host calls on the response headers
+    /// read and write these instead of Envoy's.
+    pub(crate) reply_headers: Option<Vec<(String, Vec<u8>)>>,
 }
 
 impl Default for Hook {
@@ -139,9 +146,9 @@ impl Default for Hook {
             config: None,
             own_filter: std::ptr::null_mut(),
             own_context: 0,
-            may_define: false,
             reply: None,
             deferred: Vec::new(),
+            reply_headers: None,
         }
     }
 }
@@ -316,19 +323,22 @@ fn thread_root(config: &Arc<NativeConfig>) -> Option<u32> {
 }
 
 /// The id a metric of `kind` (Proxy-Wasm's numbering) and `name` has in this configuration:
-/// defined with Envoy on the main thread while it checks the configuration, looked up after.
-/// The kind is kept in the id's low two bits.
+/// defined with Envoy the first time any thread asks (most while the main thread checks the
+/// configuration; a filter that names metrics after what it meets, like circuit-metrics,
+/// defines more on the workers), looked up after. The kind is kept in the id's low two bits.
 pub(crate) fn metric_id(kind: u32, name: &str) -> Option<u32> {
-    let (config, may_define) = with_hook(|h| (h.config.clone(), h.may_define))?;
-    let config = config?;
+    let config = with_hook(|h| h.config.clone()).flatten()?;
     let mut metrics = config.metrics.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(id) = metrics.get(&(kind, name.to_owned())) {
         return Some(*id);
     }
-    if !may_define {
-        return None;
-    }
-    let envoy_id = define_metric(config.envoy, kind, name)?;
+    let envoy_id = {
+        let _growing = config
+            .envoy_metrics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        define_metric(config.envoy, kind, name)?
+    };
     let id = u32::try_from(envoy_id).ok()?.checked_mul(4)? | kind;
     metrics.insert((kind, name.to_owned()), id);
     Some(id)
@@ -368,11 +378,6 @@ fn define_metric(envoy: ConfigEnvoyPtr, kind: u32, name: &str) -> Option<usize> 
     (result == ffi::METRICS_SUCCESS).then_some(id)
 }
 
-/// The running hook's configuration's Envoy pointer.
-pub(crate) fn config_envoy() -> Option<ConfigEnvoyPtr> {
-    with_hook(|h| h.config.as_ref().map(|c| c.envoy)).flatten()
-}
-
 /// Logs `message` at `level` (Proxy-Wasm's numbering, which Envoy's shares), after the
 /// filter's name as Envoy's Wasm log names the plugin.
 pub(crate) fn log(level: u32, message: &str) {
@@ -407,7 +412,12 @@ fn note_panic(hook: &str, config: Option<&NativeConfig>, payload: &(dyn std::any
             panic_message(payload)
         ),
     );
-    if let Some((envoy, id)) = config.and_then(|c| c.panics.map(|id| (c.envoy, id))) {
+    if let Some((config, id)) = config.and_then(|c| c.panics.map(|id| (c, id))) {
+        let _reading = config
+            .envoy_metrics
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let envoy = config.envoy;
         // SAFETY: the configuration is alive while its streams run; no labels.
         unsafe {
             ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
@@ -422,12 +432,22 @@ fn note_panic(hook: &str, config: Option<&NativeConfig>, payload: &(dyn std::any
 }
 
 /// Does what the filters asked during a hook, now that it has returned. True if a local
-/// reply was sent.
-fn run_deferred(deferred: Vec<Deferred>) -> bool {
+/// reply was sent. A reply made on the request path is first shown to the stream's own
+/// response hook ([`decorate_reply`]).
+fn run_deferred(
+    deferred: Vec<Deferred>,
+    request_path: bool,
+    config: Option<&Arc<NativeConfig>>,
+) -> bool {
     let mut replied = false;
     for action in deferred {
         match action {
-            Deferred::Reply(filter, reply) => {
+            Deferred::Reply(filter, context, mut reply) => {
+                if request_path {
+                    if let Some(config) = config {
+                        decorate_reply(filter, context, config, &mut reply);
+                    }
+                }
                 send_reply(filter, &reply);
                 replied = true;
             }
@@ -443,6 +463,58 @@ fn run_deferred(deferred: Vec<Deferred>) -> bool {
         }
     }
     replied
+}
+
+/// Runs stream `context`'s response-headers hook on a local reply it made, before Envoy sends
+/// it. Envoy shows a Wasm filter its own local reply in its response phase, but not a
+/// dynamic module (it encodes the reply only through the filters before it): without this,
+/// a chain's security-headers would not decorate its jwt-auth's 401. The hook sees the
+/// reply's headers as Envoy would make them (`:status`, `content-type` for a body) and
+/// its edits go into the reply.
+fn decorate_reply(
+    filter: FilterEnvoyPtr,
+    context: u32,
+    config: &Arc<NativeConfig>,
+    reply: &mut LocalReply,
+) {
+    let mut headers = vec![(":status".to_owned(), reply.status.to_string().into_bytes())];
+    headers.extend(reply.headers.iter().cloned());
+    if !reply.body.is_empty()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("content-type".to_owned(), b"text/plain".to_vec()));
+    }
+    let previous = enter(Hook {
+        config: Some(Arc::clone(config)),
+        own_filter: filter,
+        own_context: context,
+        reply_headers: Some(headers),
+        ..Hook::default()
+    });
+    let end_of_stream = reply.body.is_empty();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        abi::response_headers(context, end_of_stream)
+    }));
+    let done = leave(previous);
+    match (result, done.reply_headers) {
+        (Ok(_), Some(headers)) => {
+            reply.headers = headers
+                .into_iter()
+                .filter(|(k, _)| k != ":status" && !k.eq_ignore_ascii_case("content-length"))
+                .collect();
+        }
+        (Err(payload), _) => {
+            note_panic(
+                "response_headers (of its own local reply)",
+                Some(config),
+                payload.as_ref(),
+            );
+            *reply = panic_reply();
+        }
+        (Ok(_), None) => {}
+    }
 }
 
 fn send_reply(filter: FilterEnvoyPtr, reply: &LocalReply) {
@@ -508,7 +580,8 @@ pub(crate) enum Outcome {
 
 /// Runs a stream hook: `f` gets the stream's context id, under a panic guard, with the hook
 /// state set; what the filter deferred is done after. `answer` says whether a panic should
-/// answer the request (not once the stream is complete).
+/// answer the request (not once the stream is complete); `request_path`, whether the hook
+/// is on the request path (a local reply made there is shown to the stream's response hook).
 ///
 /// # Safety
 /// `module` must be null or a pointer `filter_new` returned and `filter_destroy` has not
@@ -518,6 +591,7 @@ pub(crate) unsafe fn stream_hook(
     module: *const std::ffi::c_void,
     hook: &'static str,
     answer: bool,
+    request_path: bool,
     f: impl FnOnce(u32) -> u32,
 ) -> Outcome {
     // SAFETY: the caller's promise.
@@ -539,7 +613,7 @@ pub(crate) unsafe fn stream_hook(
     let done = leave(previous);
     match result {
         Ok(code) => {
-            if run_deferred(done.deferred) {
+            if run_deferred(done.deferred, request_path, Some(&config)) {
                 Outcome::Replied
             } else {
                 Outcome::Action(code)
@@ -596,11 +670,11 @@ pub(crate) fn config_new(
         bytes,
         envoy,
         metrics: Mutex::new(HashMap::new()),
+        envoy_metrics: RwLock::new(()),
         dead: AtomicBool::new(false),
     });
     let previous = enter(Hook {
         config: Some(Arc::clone(&config)),
-        may_define: true,
         ..Hook::default()
     });
     let checked = guarded("config_new", Some(&config), None, || {
@@ -668,7 +742,7 @@ pub(crate) unsafe fn filter_new(
         Some(id)
     });
     let done = leave(previous);
-    run_deferred(done.deferred);
+    run_deferred(done.deferred, true, Some(&config));
     match made {
         Some(context) => Box::into_raw(Box::new(NativeStream { context, config }))
             .cast_const()

@@ -34,6 +34,18 @@ const RESPONSE_BODY: u32 = 1;
 const CALLOUT_BODY: u32 = 4;
 const PLUGIN_CONFIGURATION: u32 = 7;
 
+/// Proxy-Wasm's map of the response headers.
+const RESPONSE_HEADERS: u32 = 2;
+
+/// Runs `f` on the headers of the local reply being shown to its stream's response hook,
+/// when `map_type` is the response headers and such a reply is being shown.
+fn reply_headers<R>(map_type: u32, f: impl FnOnce(&mut Vec<(String, Vec<u8>)>) -> R) -> Option<R> {
+    if map_type != RESPONSE_HEADERS {
+        return None;
+    }
+    with_hook(|h| h.reply_headers.as_mut().map(f)).flatten()
+}
+
 /// The Envoy stream host calls act on: the dispatcher's effective context when it is a live
 /// stream of this worker, else the stream whose hook runs (a root's calls during it).
 fn target() -> Option<(FilterEnvoyPtr, u32)> {
@@ -205,7 +217,14 @@ pub unsafe fn proxy_get_header_map_pairs(
     return_map_data: *mut *mut u8,
     return_map_size: *mut usize,
 ) -> u32 {
+    let shown = reply_headers(map_type, |headers| {
+        headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+            .collect::<Vec<_>>()
+    });
     let pairs: Option<Vec<(Vec<u8>, Vec<u8>)>> = match (stream_map(map_type), map_type) {
+        _ if shown.is_some() => shown,
         (Some(header_type), _) => match target() {
             Some((filter, _)) => stream_headers(filter, header_type),
             None => return UNIMPLEMENTED,
@@ -324,7 +343,14 @@ pub unsafe fn proxy_get_header_map_value(
 ) -> u32 {
     // SAFETY: the caller lends the key.
     let key = unsafe { lent(key_data, key_size) };
+    let shown = reply_headers(map_type, |headers| {
+        headers
+            .iter()
+            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.clone())
+    });
     let value = match (stream_map(map_type), map_type) {
+        _ if shown.is_some() => shown.flatten(),
         (Some(header_type), _) => {
             let Some((filter, _)) = target() else {
                 return UNIMPLEMENTED;
@@ -372,11 +398,23 @@ unsafe fn edit(
     value: Option<(*const u8, usize)>,
     add: bool,
 ) -> u32 {
+    // SAFETY: the caller lends the key and value.
+    let (key, value) = unsafe { (lent(key.0, key.1), value.map(|(d, s)| lent(d, s))) };
+    let edited_reply = reply_headers(map_type, |headers| {
+        let name = String::from_utf8_lossy(key).to_ascii_lowercase();
+        if !add {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+        }
+        if let Some(value) = value {
+            headers.push((name, value.to_vec()));
+        }
+    });
+    if edited_reply.is_some() {
+        return OK;
+    }
     let (Some(header_type), Some((filter, _))) = (stream_map(map_type), target()) else {
         return BAD_ARGUMENT;
     };
-    // SAFETY: the caller lends the key and value.
-    let (key, value) = unsafe { (lent(key.0, key.1), value.map(|(d, s)| lent(d, s))) };
     let ok = if add {
         // SAFETY: `filter` is live; the buffers are lent for the call.
         unsafe {
@@ -472,6 +510,10 @@ fn property_attribute(path: &[&str]) -> Option<Property> {
         ["source", "port"] => Property::Integer(SOURCE_PORT),
         ["destination", "address"] => Property::Text(DESTINATION_ADDRESS),
         ["destination", "port"] => Property::Integer(DESTINATION_PORT),
+        ["request", "duration"] => Property::Integer(REQUEST_DURATION),
+        ["upstream", "request_attempt_count"] => Property::Integer(UPSTREAM_REQUEST_ATTEMPT_COUNT),
+        ["xds", "cluster_name"] => Property::Text(XDS_CLUSTER_NAME),
+        ["xds", "route_name"] => Property::Text(XDS_ROUTE_NAME),
         _ => return None,
     })
 }
@@ -598,7 +640,7 @@ pub unsafe fn proxy_send_local_response(
     headers_size: usize,
     _grpc_status: i32,
 ) -> u32 {
-    let Some((filter, _)) = target() else {
+    let Some((filter, context)) = target() else {
         return BAD_ARGUMENT;
     };
     // SAFETY: the caller lends every buffer.
@@ -621,8 +663,8 @@ pub unsafe fn proxy_send_local_response(
     // Like Envoy's Wasm host, one reply per stream: a second one replaces the first.
     with_hook(|h| {
         h.deferred
-            .retain(|d| !matches!(d, Deferred::Reply(f, _) if *f == filter));
-        h.deferred.push(Deferred::Reply(filter, reply));
+            .retain(|d| !matches!(d, Deferred::Reply(f, _, _) if *f == filter));
+        h.deferred.push(Deferred::Reply(filter, context, reply));
     });
     OK
 }
@@ -768,10 +810,15 @@ fn update_metric(
     value: u64,
     call: impl FnOnce(u32, ffi::ConfigEnvoyPtr, usize, u64) -> u32,
 ) -> u32 {
-    let Some(config) = super::config_envoy() else {
+    let Some(config) = with_hook(|h| h.config.clone()).flatten() else {
         return UNIMPLEMENTED;
     };
-    let result = call(id & 3, config, (id >> 2) as usize, value);
+    // Envoy's list of the configuration's metrics may grow on another worker meanwhile.
+    let _reading = config
+        .envoy_metrics
+        .read()
+        .unwrap_or_else(|p| p.into_inner());
+    let result = call(id & 3, config.envoy, (id >> 2) as usize, value);
     if result == ffi::METRICS_SUCCESS {
         OK
     } else {
