@@ -14,7 +14,8 @@
 //! - **Shared data** is process-wide Rust state with Envoy's version and compare-and-swap
 //!   rules (`process_store`).
 //! - **Metrics** are defined with Envoy while the main thread checks the configuration and
-//!   looked up by name on the workers; one defined later (on a worker) does nothing.
+//!   looked up by name on the workers. Envoy refuses a definition after that (`Frozen`), so a
+//!   metric a filter first names on a worker does nothing.
 //! - **Ticks** have no timer in the ABI: a root's tick runs on its worker at the next stream
 //!   event once its period has passed, so an idle worker does not tick.
 //! - **Replies and resumptions** a filter asks for are made once its hook has returned, as
@@ -323,9 +324,9 @@ fn thread_root(config: &Arc<NativeConfig>) -> Option<u32> {
 }
 
 /// The id a metric of `kind` (Proxy-Wasm's numbering) and `name` has in this configuration:
-/// defined with Envoy the first time any thread asks (most while the main thread checks the
-/// configuration; a filter that names metrics after what it meets, like circuit-metrics,
-/// defines more on the workers), looked up after. The kind is kept in the id's low two bits.
+/// defined with Envoy the first time any thread asks (while the main thread checks the
+/// configuration; Envoy 1.40 refuses later definitions as `Frozen`, which leaves the
+/// metric without an id), looked up after. The kind is kept in the id's low two bits.
 pub(crate) fn metric_id(kind: u32, name: &str) -> Option<u32> {
     let config = with_hook(|h| h.config.clone()).flatten()?;
     let mut metrics = config.metrics.lock().unwrap_or_else(|p| p.into_inner());
