@@ -476,27 +476,54 @@ async fn region_router_answers_the_same_on_both_backends() {
     assert_eq!(served[1..], ["us", "ap"]);
 }
 
-#[tokio::test]
-#[ignore = "issue 14: the native circuit-metrics reads the same facts (cluster, route, \
-            attempts, flags), but Envoy refuses a metric defined after configuration \
-            (metrics_result Frozen) and it defines each circuit's metrics when it first \
-            meets the circuit, so they do not appear (the fix: labelled metrics, defined at \
-            configure time); and its breaker does not open (not yet diagnosed)"]
-async fn circuit_metrics_counts_the_same_on_both_backends() {
+/// circuit-metrics' setting: an upstream that fails, so the breaker opens (after 10 calls
+/// at 50 % failures).
+fn failing_upstream() -> Setting {
     let mut requests: Vec<Request> = (0..6).map(|_| Request::get("/")).collect();
     requests.extend(hostile("/"));
-    let failing = Reply::status(503).with_body("down");
-    let setting = Setting {
-        upstreams: vec![(UPSTREAM_PORT, failing)],
+    Setting {
+        upstreams: vec![(UPSTREAM_PORT, Reply::status(503).with_body("down"))],
         requests,
         timing_headers: &[],
-        // Latencies differ between any two runs: their histograms are left out (the
-        // counts of samples stay).
         backend_metrics: &[],
         backend_request_headers: &[],
-    };
+    }
+}
+
+#[tokio::test]
+async fn circuit_metrics_breaks_the_same_on_both_backends() {
+    let setting = failing_upstream();
     let wasm = run(example("circuit-metrics", Backend::Wasm), &setting).await;
     let native = run(example("circuit-metrics", Backend::Native), &setting).await;
+    for (i, (w, n)) in wasm.responses.iter().zip(&native.responses).enumerate() {
+        assert_eq!(w, n, "response {i} (Wasm, then native)");
+    }
+    assert_eq!(wasm.responses.len(), native.responses.len());
+    assert_eq!(
+        wasm.forwarded, native.forwarded,
+        "what the upstream received"
+    );
+    // The breaker opened, and answered for the upstream from then on.
+    let open = |seen: &Seen| {
+        seen.headers
+            .iter()
+            .any(|(k, _)| k == "x-meshward-circuit-open")
+    };
+    assert!(native.responses.iter().any(open), "{:?}", native.responses);
+    assert!(!native.forwarded.is_empty());
+}
+
+#[tokio::test]
+#[ignore = "issue 14: Envoy refuses a dynamic module's metric defined after configuration \
+            (metrics_result Frozen), and circuit-metrics defines each circuit's metrics when \
+            it first meets the circuit, so the native build reports none of them (the fix: \
+            labelled metrics, defined at configure time)"]
+async fn circuit_metrics_counts_the_same_on_both_backends() {
+    let setting = failing_upstream();
+    let wasm = run(example("circuit-metrics", Backend::Wasm), &setting).await;
+    let native = run(example("circuit-metrics", Backend::Native), &setting).await;
+    // Latencies differ between any two runs: their histograms' buckets and sums are left
+    // out (the counts of samples stay).
     let counters = |run: &Run| -> Vec<String> {
         run.metrics
             .iter()
@@ -504,12 +531,7 @@ async fn circuit_metrics_counts_the_same_on_both_backends() {
             .cloned()
             .collect()
     };
-    for (i, (w, n)) in wasm.responses.iter().zip(&native.responses).enumerate() {
-        assert_eq!(w, n, "response {i} (Wasm, then native)");
-    }
-    assert_eq!(wasm.forwarded, native.forwarded);
     assert_eq!(counters(&wasm), counters(&native));
-    assert!(!counters(&native).is_empty());
 }
 
 #[tokio::test]
@@ -537,7 +559,7 @@ async fn the_chain_answers_the_same_on_both_backends() {
             "meshward_jwt_auth_signature_wasm",
             "meshward_jwt_auth_cache_",
             "meshward_jwt_auth_failed_cache_",
-            // Not yet counted by the native circuit-metrics (see the ignored test above).
+            // Not yet reported by the native circuit-metrics (see the ignored test above).
             "meshward_circuit_",
         ],
         backend_request_headers: &[],

@@ -22,8 +22,8 @@
 //!   Envoy does for Wasm; made at once, Envoy would run our response hooks inside the
 //!   request hook.
 //! - **No gRPC callouts** (the ABI has none) and no foreign functions but
-//!   `clear_route_cache`: the calls answer `Unimplemented`, and the filters that need them
-//!   refuse a configuration that would.
+//!   `clear_route_cache`: the calls answer `Unimplemented`. rate-limit refuses a global rule
+//!   (`host::NATIVE`); jwt-auth, finding no `verify_signature`, verifies in Rust.
 //! - **Panics** are caught in every hook: the request gets a 500 (fail closed), the panic is
 //!   logged and counted (`meshward_native_panics`), and Envoy keeps serving.
 
