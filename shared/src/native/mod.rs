@@ -2,7 +2,7 @@
 //! `native` feature, which the Wasm build never turns on.
 //!
 //! Filters do not know which backend runs them. They call [`crate::host`], which calls the
-//! Proxy-Wasm functions of [`crate::sys`]; in this build those are implemented here ([`sys`])
+//! Proxy-Wasm functions of `crate::sys`; in this build those are implemented here (`sys`)
 //! over the dynamic module ABI's callbacks ([`ffi`]), and the ABI's event hooks ([`hooks`])
 //! drive the same dispatcher ([`crate::abi`]) the Proxy-Wasm exports drive.
 //!
