@@ -20,6 +20,14 @@ WASM_PACKAGES := $(foreach d,$(WASM_DIRS),$(call package_of,$(d)))
 BUNDLE_DIRS := $(patsubst %/Cargo.toml,%,$(shell grep -l '^meshward-[a-z0-9-]* = { path = "\.\./' filters/*/Cargo.toml))
 BUNDLE_PACKAGES := $(foreach d,$(BUNDLE_DIRS),$(call package_of,$(d)))
 
+# Every filter, and the fixture that panics on purpose, also builds as an Envoy dynamic
+# module for x86_64 Linux: out/<name>.so (out/fixture-panic.so), with meshward-shared's
+# `native` backend and the `native` profile (release, panics unwind so hooks catch them).
+NATIVE_TARGET := x86_64-unknown-linux-gnu
+NATIVE_DIRS := $(patsubst %/Cargo.toml,%,$(sort $(wildcard filters/*/Cargo.toml))) harness/fixtures/panic
+NATIVE_PACKAGES := $(foreach d,$(NATIVE_DIRS),$(call package_of,$(d)))
+NATIVE_BUILD = $(CARGO) build --profile native --target $(NATIVE_TARGET) --features meshward-shared/native
+
 .PHONY: help setup build lint fmt test check-k8s k8s-tools run bench fuzz soak clean images push new-filter
 
 help:
@@ -27,7 +35,7 @@ help:
 	@echo "make run CONFIG=envoy-config/<name>.yaml  the same with another config (one filter's example)"
 	@echo "make test   install what is missing, build, lint, and run every test"
 	@echo "make setup  install the Wasm target, Envoy $(ENVOY_VERSION) in .venv, and curl"
-	@echo "make build  build every filter and fixture to out/*.wasm"
+	@echo "make build  build every filter and fixture to out/*.wasm, and every filter to out/*.so (native)"
 	@echo "make lint   rustfmt and clippy, for the host and for $(WASM_TARGET)"
 	@echo "make fmt    rustfmt every crate in place"
 	@echo "make check-k8s  check what k8s/ renders: Istio's schema, and every pluginConfig in the harness and Envoy"
@@ -50,11 +58,18 @@ build:
 	  cp $(TARGET_DIR)/$(WASM_TARGET)/release/$(subst -,_,$(call package_of,$(d))).wasm \
 	     out/$(call out_name_of,$(d)).wasm && \
 	  echo "out/$(call out_name_of,$(d)).wasm" &&) true
+	$(NATIVE_BUILD) $(addprefix -p ,$(filter-out $(BUNDLE_PACKAGES),$(NATIVE_PACKAGES)))
+	@$(foreach p,$(filter $(BUNDLE_PACKAGES),$(NATIVE_PACKAGES)),$(NATIVE_BUILD) -p $(p) &&) true
+	@$(foreach d,$(NATIVE_DIRS),\
+	  cp $(TARGET_DIR)/$(NATIVE_TARGET)/native/lib$(subst -,_,$(call package_of,$(d))).so \
+	     out/$(call out_name_of,$(d)).so && \
+	  echo "out/$(call out_name_of,$(d)).so" &&) true
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p meshward-shared $(addprefix -p ,$(WASM_PACKAGES)) -- -D warnings
+	$(CARGO) clippy --features meshward-shared/native -p meshward-shared $(addprefix -p ,$(filter-out $(BUNDLE_PACKAGES),$(NATIVE_PACKAGES))) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -3,7 +3,7 @@
 # measured in the same run, plus the harness's Wasm fuel per request. Method: BENCHMARKS.md.
 #
 # Usage: scripts/bench.sh   (from `make bench`, after `make build` and `make setup`)
-# Two sizes: the default is quick (the QUICK rows, 3 rounds of 5 s: about 5 minutes; it
+# Two sizes: the default is quick (the QUICK rows, 3 rounds of 5 s: about 7 minutes; it
 # prints its tables and leaves BENCHMARKS.md alone); BENCH_FULL=1 runs every row, the price
 # list (the cost-* rows) and the drills, 3 rounds of 10 s (about 26 minutes), and records
 # the results in BENCHMARKS.md.
@@ -49,6 +49,16 @@ CONFIGS=(
   "five-filters     envoy-config/bench/five-filters.yaml"
   "chain            envoy-config/bench/chain.yaml            out/chain.wasm @envoy-config/bench/chain.yaml"
   "native-three     envoy-config/bench/native-three.yaml"
+  # The native build (Envoy dynamic modules, out/<name>.so: docs/native.md) of each filter
+  # and the chain, with the Wasm row's configuration (envoy-config/bench/native-*.yaml); no
+  # fuel row, as the harness runs only Wasm. Compare each with its Wasm row and with Envoy's
+  # own filter for the job (header-mutation, local-ratelimit, jwt-authn-rs256-one).
+  "security-headers.so envoy-config/bench/native-security-headers.yaml"
+  "circuit-metrics.so  envoy-config/bench/native-circuit-metrics.yaml"
+  "region-router.so    envoy-config/bench/native-region-router.yaml"
+  "rate-limit.so       envoy-config/bench/native-rate-limit.yaml"
+  "jwt-auth-rs256-one.so envoy-config/bench/native-jwt-auth.yaml"
+  "chain.so            envoy-config/bench/native-chain.yaml"
 )
 # The price list, full runs only: the cost fixture (harness/fixtures/cost) making a number of
 # calls of one kind per request, each row with its counts as the fixture's configuration
@@ -74,7 +84,8 @@ COST_ROWS=(
 )
 # The quick default's rows: the baselines and each filter's main row with its native peer.
 QUICK=(no-filter noop-wasm security-headers header-mutation circuit-metrics region-router
-  rate-limit local-ratelimit jwt-auth-rs256-one jwt-authn-rs256-one)
+  rate-limit local-ratelimit jwt-auth-rs256-one jwt-authn-rs256-one security-headers.so
+  circuit-metrics.so region-router.so rate-limit.so jwt-auth-rs256-one.so)
 # Configurations that run only when BENCH_ONLY names them: jwt-auth checking signatures in
 # Wasm ("host_crypto": false), up to 25 times Envoy's CPU per new token.
 OPTIONAL_CONFIGS=(
@@ -85,7 +96,7 @@ BASELINE=no-filter  # ratios "x no-filter" divide by this one
 WASM_FLOOR=noop-wasm # ratios "x noop-wasm" divide by this one
 # Configurations doing the same job: they must send the same response headers, or comparing
 # them says nothing.
-SAME_JOB=(security-headers header-mutation)
+SAME_JOB=(security-headers header-mutation security-headers.so)
 # Configurations loaded with a request script of their own (wrk's `request` hook, run with
 # the report script): the *-10k-keys runs send one of 10,000 `x-client` values per request.
 declare -A REQUEST_SCRIPTS=(
@@ -99,6 +110,7 @@ declare -A REQUEST_SCRIPTS=(
 # 4000 is well above the 1024 tokens both jwt filters cache, so every request misses.
 declare -A TOKENS=(
   [jwt-auth-rs256-one]="RS256 1"
+  [jwt-auth-rs256-one.so]="RS256 1"
   [jwt-authn-rs256-one]="RS256 1"
   [jwt-auth-rs256-many]="RS256 4000"
   [jwt-authn-rs256-many]="RS256 4000"
@@ -110,6 +122,7 @@ declare -A TOKENS=(
   [jwt-auth-wasm-crypto-es256-many]="ES256 4000"
   [five-filters]="ES256 1"
   [chain]="ES256 1"
+  [chain.so]="ES256 1"
   [native-three]="ES256 1"
 )
 TOKENS_SCRIPT=scripts/wrk/jwt-tokens.lua

@@ -216,6 +216,26 @@ pub fn continue_host_stream(response_side: bool) -> host::HostResult<()> {
     result
 }
 
+/// The context host calls act on now.
+#[cfg(feature = "native")]
+pub(crate) fn effective() -> u32 {
+    with(|d| d.effective).unwrap_or(0)
+}
+
+/// Forgets what a callback that panicked left half done (a chain member at work, resumptions
+/// asked for), so the next callback starts clean. The context it ran on is gone: it was out
+/// of the table when it panicked.
+#[cfg(feature = "native")]
+pub(crate) fn recover_from_panic() {
+    host::forget_snapshots();
+    with(|d| {
+        d.member = None;
+        d.delivering_member = None;
+        d.continues.clear();
+        d.passthrough = false;
+    });
+}
+
 /// Called by `host::set_effective_context` once the host switched.
 pub(crate) fn note_effective(id: u32) {
     with(|d| d.effective = id);
@@ -422,7 +442,8 @@ pub fn grpc_event(id: u32, token: u32, event: GrpcEvent) {
     );
 }
 
-fn is_root(id: u32) -> bool {
+/// True if `id` is a root context.
+pub(crate) fn is_root(id: u32) -> bool {
     with(|d| d.roots.contains_key(&id)).unwrap_or(false)
 }
 
@@ -566,6 +587,7 @@ macro_rules! register_filters {
             unsafe { __wasm_call_ctors() };
             $($crate::abi::register($root_id, $factory);)+
         }
+        $crate::native_entry!($($root_id => $factory),+);
         $($crate::export_callback!($export);)*
     };
     ($($root_id:literal => $factory:expr),+ $(,)?) => {
@@ -577,6 +599,32 @@ macro_rules! register_filters {
             $($root_id => $factory),+
         );
     };
+}
+
+/// The native module's `envoy_dynamic_module_on_program_init`, made by
+/// [`register_filters!`] when meshward-shared's `native` feature is on; not for direct use.
+#[cfg(feature = "native")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! native_entry {
+    ($($root_id:literal => $factory:expr),+) => {
+        /// Envoy loaded the module: the filters it serves, and the ABI version it speaks.
+        #[no_mangle]
+        pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const ::std::ffi::c_char {
+            $crate::native::program_init(&[$(($root_id, {
+                let factory: $crate::abi::RootFactory = $factory;
+                factory
+            })),+])
+        }
+    };
+}
+
+/// Without the `native` feature, [`register_filters!`] makes no native entry point.
+#[cfg(not(feature = "native"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! native_entry {
+    ($($anything:tt)*) => {};
 }
 
 /// One callback export of [`register_filters!`]; not for direct use.

@@ -11,6 +11,12 @@ use std::cell::RefCell;
 use std::ptr::{null, null_mut};
 use std::rc::Rc;
 
+/// True in the native build (an Envoy dynamic module, meshward-shared's `native` feature),
+/// false in the Wasm build. A filter checks it only where the two hosts differ in what they
+/// can do: the native build has no gRPC callouts and cannot read the node's locality, and a
+/// configuration that needs them is refused there with a message that says so.
+pub const NATIVE: bool = cfg!(feature = "native");
+
 /// A Proxy-Wasm status code, as the host returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {

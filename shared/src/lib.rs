@@ -9,6 +9,8 @@
 //! - [`shared_data`]: compare-and-swap read-modify-write across workers.
 //! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
 //! - [`http`]: cookies, query strings and `x-forwarded-for`, parsed one way for every filter.
+//! - `native` (the `native` feature, never in a Wasm build): the same host API and
+//!   dispatcher behind Envoy's dynamic module ABI, so a filter also builds as a `.so`.
 #![warn(missing_docs)]
 
 pub mod abi;
@@ -23,7 +25,11 @@ pub mod host;
 pub mod http;
 pub mod log;
 pub mod metrics;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod pairs;
+#[cfg(any(test, feature = "native"))]
+pub(crate) mod process_store;
 pub mod reply;
 pub mod shared_data;
 pub mod snapshot;

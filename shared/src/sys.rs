@@ -3,6 +3,7 @@
 //! Only `host.rs` calls these. On a host build (unit tests, clippy) there is no
 //! proxy to call, so every function answers `Unimplemented`; that keeps the
 //! filter crates linkable and testable on the host without pretending to work.
+//! With the `native` feature they are Envoy's dynamic module callbacks (`native::sys`).
 
 #![allow(clippy::too_many_arguments, missing_docs)]
 
@@ -147,11 +148,14 @@ extern "C" {
     pub fn proxy_get_metric(metric_id: u32, return_value: *mut u64) -> u32;
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "native")))]
 pub use host_stand_ins::*;
 
+#[cfg(all(not(target_arch = "wasm32"), feature = "native"))]
+pub use crate::native::sys::*;
+
 /// Outside wasm there is no proxy: every call answers `Unimplemented` (12).
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "native")))]
 mod host_stand_ins {
     const UNIMPLEMENTED: u32 = 12;
 

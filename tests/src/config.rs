@@ -11,6 +11,10 @@
 //!   [`EnvoyConfig::upstream`], or, if unmapped, to a reserved port that refuses
 //!   connections, so a test never reaches a server it did not start;
 //! - every `filename: out/...` to an absolute path under the repository's `out/`.
+//!
+//! A meshward filter runs on either [`Backend`]: its Wasm build in Envoy's Wasm filter, or
+//! its native build (`out/<name>.so`) as an Envoy dynamic module. [`WasmFilter::on`] and
+//! [`EnvoyConfig::on`] pick the backend, so one test runs both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,15 +33,33 @@ pub const UPSTREAM_PORT: u16 = 8080;
 /// own local reply (404), without reaching the upstream.
 pub const LOCAL_REPLY_PREFIX: &str = "/local-reply";
 
-/// A meshward Wasm filter in a config built inline.
+/// Which build of the meshward filters Envoy runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `out/<name>.wasm` in Envoy's Wasm filter (`envoy.filters.http.wasm`, V8).
+    Wasm,
+    /// `out/<name>.so` as an Envoy dynamic module (`envoy.filters.http.dynamic_modules`).
+    Native,
+}
+
+impl Backend {
+    /// Both backends, for a test that runs each.
+    pub const BOTH: [Backend; 2] = [Backend::Wasm, Backend::Native];
+}
+
+/// A meshward filter in a config built inline, on the Wasm backend unless [`on`](Self::on)
+/// says otherwise.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WasmFilter {
-    /// The plugin name and root id.
+    /// The plugin name and root id (the dynamic module's `filter_name`).
     pub name: String,
-    /// The module, relative to the repository root (e.g. `out/security-headers.wasm`).
+    /// The Wasm module, relative to the repository root (e.g. `out/security-headers.wasm`);
+    /// the native module is the same path ending in `.so`.
     pub wasm: String,
     /// The plugin configuration, passed to the filter as JSON text.
     pub config: Value,
+    /// Which build Envoy runs.
+    pub backend: Backend,
 }
 
 impl WasmFilter {
@@ -47,6 +69,7 @@ impl WasmFilter {
             name: name.to_owned(),
             wasm: format!("out/{name}.wasm"),
             config,
+            backend: Backend::Wasm,
         }
     }
 
@@ -56,11 +79,28 @@ impl WasmFilter {
             name: format!("fixture-{name}"),
             wasm: format!("out/fixture-{name}.wasm"),
             config,
+            backend: Backend::Wasm,
         }
     }
 
-    /// The `envoy.filters.http.wasm` entry for this filter, as the config files write it.
+    /// The same filter on `backend`.
+    pub fn on(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The HTTP filter entry for this filter, as the config files write it:
+    /// `envoy.filters.http.wasm`, or `envoy.filters.http.dynamic_modules` on the native
+    /// backend.
     fn http_filter(&self) -> Value {
+        let wasm = self.wasm_filter();
+        match self.backend {
+            Backend::Wasm => wasm,
+            Backend::Native => native_filter(&wasm).unwrap_or(wasm),
+        }
+    }
+
+    fn wasm_filter(&self) -> Value {
         json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
@@ -210,6 +250,16 @@ impl EnvoyConfig {
         self
     }
 
+    /// The same config with every meshward Wasm filter (`envoy.filters.http.wasm` loading an
+    /// `out/<name>.wasm`) on `backend`: on the native backend each becomes the dynamic module
+    /// `out/<name>.so` with the same filter name and configuration.
+    pub fn on(mut self, backend: Backend) -> Self {
+        if backend == Backend::Native {
+            to_native(&mut self.value);
+        }
+        self
+    }
+
     /// Where the config came from: its path, or `inline`.
     pub fn source(&self) -> &str {
         &self.source
@@ -252,6 +302,75 @@ impl EnvoyConfig {
         });
         absolute_wasm_paths(&mut value, &repo_root())?;
         Ok(Rewritten { value, listeners })
+    }
+}
+
+/// The type of Envoy's Wasm HTTP filter config.
+const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// The dynamic module entry equivalent to `wasm`, an HTTP filter entry of Envoy's Wasm filter
+/// running a meshward module (`out/<name>.wasm`): the same entry name (a custom one such as
+/// `meshward.region_router` is kept, so per-route configs still find it), `disabled` flag,
+/// filter name and configuration, with the module `out/<name>.so`. `None` for any other
+/// entry.
+fn native_filter(wasm: &Value) -> Option<Value> {
+    let typed = wasm.get("typed_config")?;
+    if typed.get("@type")?.as_str()? != WASM_FILTER_TYPE {
+        return None;
+    }
+    let plugin = typed.get("config")?;
+    let module = plugin
+        .pointer("/vm_config/code/local/filename")?
+        .as_str()?
+        .strip_prefix("out/")?
+        .strip_suffix(".wasm")?;
+    let name = plugin
+        .get("root_id")
+        .or_else(|| plugin.get("name"))?
+        .as_str()?;
+    let config = plugin
+        .pointer("/configuration/value")
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    let entry = match wasm.get("name").and_then(Value::as_str) {
+        Some("envoy.filters.http.wasm") | None => "envoy.filters.http.dynamic_modules",
+        Some(custom) => custom,
+    };
+    let mut native = json!({
+        "name": entry,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"module": {"local": {"filename": format!("out/{module}.so")}}},
+            "filter_name": name,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config,
+            },
+        },
+    });
+    if let (Some(disabled), Some(object)) = (wasm.get("disabled"), native.as_object_mut()) {
+        object.insert("disabled".into(), disabled.clone());
+    }
+    Some(native)
+}
+
+/// Replaces every meshward Wasm filter entry in `value` with its native equivalent, and
+/// points stats tag regexes written for Wasm's `wasmcustom.` namespace at the dynamic
+/// modules' `dynamicmodulescustom.`.
+fn to_native(value: &mut Value) {
+    if let Some(native) = native_filter(value) {
+        *value = native;
+        return;
+    }
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(regex)) = object.get_mut("regex") {
+                *regex = regex.replace("wasmcustom\\.", "dynamicmodulescustom\\.");
+            }
+            object.values_mut().for_each(to_native);
+        }
+        Value::Array(items) => items.iter_mut().for_each(to_native),
+        _ => {}
     }
 }
 
@@ -328,7 +447,8 @@ fn absolute_in_object(object: &mut Map<String, Value>, root: &Path) -> Result<()
     if let Some(Value::String(filename)) = object.get_mut("filename") {
         if filename.starts_with("out/") {
             let path: PathBuf = root.join(filename.as_str());
-            if filename.ends_with(".wasm") && !path.exists() {
+            let module = filename.ends_with(".wasm") || filename.ends_with(".so");
+            if module && !path.exists() {
                 return Err(RigError::WasmMissing { path });
             }
             *filename = path.display().to_string();
@@ -404,6 +524,26 @@ static_resources:
         absolute_wasm_paths(&mut value, root).unwrap();
         assert_eq!(value["filename"], json!("/nonexistent-root/out/table.json"));
         assert_eq!(value["other"], json!("out/x.wasm"));
+    }
+
+    #[test]
+    fn the_native_backend_loads_the_same_filter_and_configuration_from_the_so() {
+        let wasm = WasmFilter::new("security-headers", json!({"a": 1}));
+        let native = EnvoyConfig::with_filters(&[wasm.clone().on(Backend::Native)]);
+        let converted = EnvoyConfig::with_filters(&[wasm]).on(Backend::Native);
+        assert_eq!(native.value(), converted.value());
+        let filter = native
+            .value()
+            .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0")
+            .unwrap();
+        assert_eq!(filter["name"], json!("envoy.filters.http.dynamic_modules"));
+        let typed = &filter["typed_config"];
+        assert_eq!(
+            typed["dynamic_module_config"]["module"]["local"]["filename"],
+            json!("out/security-headers.so")
+        );
+        assert_eq!(typed["filter_name"], json!("security-headers"));
+        assert_eq!(typed["filter_config"]["value"], json!(r#"{"a":1}"#));
     }
 
     #[test]

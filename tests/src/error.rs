@@ -15,7 +15,7 @@ pub enum RigError {
         /// Where it was looked for.
         path: PathBuf,
     },
-    /// A Wasm module the config names has not been built.
+    /// A module (Wasm or native) the config names has not been built.
     WasmMissing {
         /// The module's absolute path.
         path: PathBuf,
@@ -125,7 +125,7 @@ impl fmt::Display for RigError {
             ),
             RigError::WasmMissing { path } => write!(
                 f,
-                "Wasm module {} not found: run `make build` (or `make test`) first",
+                "module {} not found: run `make build` (or `make test`) first",
                 path.display()
             ),
             RigError::Config { source, message } => write!(f, "config {source}: {message}"),

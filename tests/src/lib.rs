@@ -15,6 +15,8 @@
 //! - [`ecds`]: filter configs Envoy watches in a temporary directory, for hot reload.
 //! - [`load`]: steady load from concurrent clients, every request timed, for failover drills.
 //! - [`rls`]: a real Rate Limit Service (limitador on redis-server) for global rate limits.
+//! - [`parity`]: one config on both backends (Wasm, native), compared as a client, the
+//!   upstream and an operator see it.
 //! - [`cost`]: fuel, host calls by kind and VM entries of one bench request in the harness.
 //! - [`error`]: the one error type, whose text says what to do.
 //!
@@ -45,13 +47,14 @@ pub mod istiod;
 pub mod kustomize;
 pub mod load;
 pub mod monitoring;
+pub mod parity;
 pub mod prometheus;
 pub mod rls;
 pub mod stats;
 pub mod traffic_extension;
 pub mod upstream;
 
-pub use config::{EnvoyConfig, WasmFilter};
+pub use config::{Backend, EnvoyConfig, WasmFilter};
 pub use envoy::{Envoy, EnvoyBuilder};
 pub use error::RigError;
 pub use http1::{Request, Response};

@@ -60,6 +60,15 @@ impl RootFilter for Root {
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
         let config = config::parse(bytes).map_err(|e| e.to_string())?;
+        if host::NATIVE {
+            if let Some(i) = config.rules.iter().position(|r| r.global.is_some()) {
+                return Err(format!(
+                    "rules[{i}].global: a Rate Limit Service is called over gRPC, which the \
+                     native build cannot do (Envoy's dynamic module ABI has no gRPC callouts); \
+                     use the Wasm build (out/rate-limit.wasm) for global limits"
+                ));
+            }
+        }
         let metrics = config
             .rules
             .iter()

@@ -362,6 +362,11 @@ fn local_region(
                 )
             })
         }
+        (None, None) if meshward_shared::host::NATIVE => Err(ConfigError::new(
+            "local_region",
+            "not set, and the native build cannot read the proxy's node locality (Envoy's dynamic \
+             module ABI has no node attribute); set local_region to one of the regions",
+        )),
         (None, None) => Err(ConfigError::new(
             "local_region",
             "not set, and the proxy's node has no locality region; set local_region to one of the regions",
