@@ -188,7 +188,7 @@ fn hostile(path: &str) -> Vec<Request> {
             .with_header("x-forwarded-for", "203.0.113.9")
             .with_header("x-forwarded-for", "198.51.100.1"),
         Request::get(&format!("{path}%2e%2e/admin?x=%00")),
-        Request::post(path, "body"),
+        Request::post(path).with_body("body"),
     ]
 }
 
