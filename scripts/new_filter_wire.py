@@ -8,6 +8,8 @@ filter and that need an edit rather than a new file:
 - k8s/envoy-gateway/http/kustomization.yaml: its patches address the list by index, so
   they are written again from the list, each behind a `test` of the entry's name (a list
   that moved fails to render instead of fetching one module for another);
+- k8s/envoy-gateway/native/kustomization.yaml: the same list as dynamic modules, with the
+  same configurations, gets the new filter at the same place;
 - k8s/monitoring/meshward-dashboard.json: a row for the filter with a first panel, before
   the row of Envoy's Wasm runtime;
 - README.md ("Alerts and dashboard"): the line that describes the new panel
@@ -149,6 +151,34 @@ def rewrite_http_patches(root, names):
     )
 
 
+NATIVE_ENTRY = """\
+      - name: meshward-{name}
+        filterName: {name}
+        config:
+{config}
+"""
+
+
+def add_native_entry(root, name, names, entry):
+    """k8s/envoy-gateway/native runs the same list as dynamic modules, with the same
+    configurations (tests/tests/envoy_gateway_native.rs): the new filter's goes in at the
+    same place, with the config of its Wasm entry."""
+    path = root / "k8s/envoy-gateway/native/kustomization.yaml"
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if re.match(r"^      - name: meshward-\S+$", line)]
+    config = entry.split("    config:\n", 1)[1] if "    config:\n" in entry else ""
+    config = "".join("    " + line + "\n" for line in config.rstrip("\n").splitlines())
+    block = NATIVE_ENTRY.format(name=name, config=config.rstrip("\n"))
+    index = names.index(name)
+    at = starts[index] if index < len(starts) else len(lines)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines[at:at] = [block]
+    path.write_text("".join(lines))
+
+
 def add_dashboard_row(root, name, panel):
     path = root / "k8s/monitoring/meshward-dashboard.json"
     dashboard = json.loads(path.read_text())
@@ -194,6 +224,7 @@ def main():
     panel = json.loads(Path(sys.argv[4]).read_text())
     names = add_policy_entry(root, name, entry)
     rewrite_http_patches(root, names)
+    add_native_entry(root, name, names, entry)
     add_dashboard_row(root, name, panel)
     add_readme_line(root, name, panel)
 

@@ -59,6 +59,7 @@ isolate() {
     pkg=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$toml" | head -n 1)
     printf '\n[profile.dev.package.%s]\ndebug = "line-tables-only"\n' "$pkg" >>Cargo.toml
     printf '[profile.release.package.%s]\ndebug = "line-tables-only"\n' "$pkg" >>Cargo.toml
+    printf '[profile.native.package.%s]\ndebug = "line-tables-only"\n' "$pkg" >>Cargo.toml
     if [[ "$toml" != "filters/$name/Cargo.toml" ]]; then
       sed -i 's/^crate-type = \["cdylib", "rlib"\]/crate-type = ["rlib"]/' "$toml"
     fi
@@ -92,10 +93,20 @@ isolate
 
 step "build out/$name.wasm"
 cargo build --quiet --release --target wasm32-wasip1 -p meshward-$name
+
+# make build also builds every filter as an Envoy dynamic module (out/<name>.so).
+step "build out/$name.so (native)"
+cargo build --quiet --profile native --target x86_64-unknown-linux-gnu \
+  --features meshward-shared/native -p meshward-$name
+[[ -f "$target/x86_64-unknown-linux-gnu/native/libmeshward_$snake.so" ]] ||
+  { echo "test-new-filter: no libmeshward_$snake.so" >&2; exit 1; }
+
 # The checks need every filter's module, Envoy and the schema validator: this checkout's.
 mkdir -p out
 cp "$root"/out/*.wasm out/
 cp "$target/wasm32-wasip1/release/meshward_$snake.wasm" "out/$name.wasm"
+cp "$root"/out/*.so out/
+cp "$target/x86_64-unknown-linux-gnu/native/libmeshward_$snake.so" "out/$name.so"
 ln -s "$root/.venv" .venv
 ln -s "$root/k8s/check/node_modules" k8s/check/node_modules
 
@@ -124,7 +135,7 @@ cargo test --quiet -p meshward-$name -p meshward-tests --lib --test $snake --tes
 
 step "k8s/ and monitoring: Istio's and Envoy Gateway's schemas, the chain order, the pins, every config in the harness and Envoy, the dashboard"
 cargo test --quiet -p meshward-tests --test wasmplugins --test trafficextensions --test envoy_gateway \
-  --test monitoring_dashboard --test monitoring_rules
+  --test envoy_gateway_native --test monitoring_dashboard --test monitoring_rules
 
 # What tests/tests/envoy_configs.rs does with each file in envoy-config/; the others are
 # unchanged here and the workspace's run has checked them.
