@@ -18,13 +18,27 @@ use crate::cost::{Callback, CostReport};
 use crate::error::HarnessError;
 use crate::logs::{LogEntry, LogLevel, LogOrigin};
 use crate::message::{Request, Response, Upstream};
-use crate::metrics::{MetricKind, MetricStore, MetricValue};
+use crate::metrics::{MetricKind, MetricStore, MetricValue, ENVOY_PREFIX};
 use crate::properties::{path_key, PluginFacts, PropertyValue};
 use crate::shared_data::{QueueOwner, SharedData};
+use crate::stats_tags::{self, TagRule};
 use crate::status::Status;
 use crate::stream::{StreamData, StreamState};
 use crate::vm::{ConfigWindow, Vm, VmState, ROOT_CONTEXT_ID};
 use crate::{abi, engine, wasi};
+
+/// A metric as Envoy's admin shows it after stats tag extraction ([`Host::tagged_metrics`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedMetric {
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// The name with every tag's part removed, `wasmcustom.` included.
+    pub name: String,
+    /// The tags, in the order of the rules that found them.
+    pub tags: Vec<(String, String)>,
+    /// Its value.
+    pub value: MetricValue,
+}
 
 /// A foreign function the filter can call with `proxy_call_foreign_function`: bytes in,
 /// bytes out, or a status.
@@ -67,6 +81,8 @@ pub(crate) struct HostShared {
     clock: Mutex<Clock>,
     shared_data: SharedData,
     metrics: Mutex<MetricStore>,
+    /// `stats_config.stats_tags`, for reading metrics as Envoy's admin shows them.
+    stats_tags: Vec<TagRule>,
     logs: Mutex<Vec<LogEntry>>,
     foreign: Mutex<HashMap<String, ForeignFunction>>,
     request_ids: AtomicU64,
@@ -140,6 +156,7 @@ pub struct HostBuilder {
     http_responders: HashMap<String, HttpResponder>,
     grpc_responders: HashMap<String, GrpcResponder>,
     shared_data: SharedData,
+    stats_tags: Vec<(String, String)>,
 }
 
 impl HostBuilder {
@@ -175,6 +192,7 @@ impl HostBuilder {
             http_responders: HashMap::new(),
             grpc_responders: HashMap::new(),
             shared_data: SharedData::new(),
+            stats_tags: Vec::new(),
         }
     }
 
@@ -302,6 +320,16 @@ impl HostBuilder {
         self
     }
 
+    /// Adds an entry of Envoy's `stats_config.stats_tags` (`tag_name` and `regex`), in
+    /// order: [`Host::tagged_metrics`] and [`Host::tagged_counter`] then show the metrics
+    /// as `/stats/prometheus` would, with the tag lifted out of the name. A regex Envoy
+    /// would refuse (bad, or without a capture group) fails [`HostBuilder::build`].
+    pub fn stats_tag(mut self, tag_name: &str, regex: &str) -> Self {
+        self.stats_tags
+            .push((tag_name.to_string(), regex.to_string()));
+        self
+    }
+
     /// The upstream host the route's cluster picks (`upstream.address`, `upstream.port`),
     /// as `"ip:port"`. Default `127.0.0.1:8080`.
     pub fn upstream_address(mut self, address: &str) -> Self {
@@ -401,6 +429,11 @@ impl HostBuilder {
         let unsupported = |e: wasmtime::Error| HarnessError::Unsupported {
             message: format!("cannot link the host functions: {e:#}"),
         };
+        let stats_tags = self
+            .stats_tags
+            .iter()
+            .map(|(name, regex)| TagRule::new(name, regex))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut linker = Linker::new(engine::engine());
         abi::define(&mut linker).map_err(unsupported)?;
         wasi::define(&mut linker, &module).map_err(unsupported)?;
@@ -420,6 +453,7 @@ impl HostBuilder {
             clock: Mutex::new(Clock::starting_at(self.start)),
             shared_data: self.shared_data,
             metrics: Mutex::default(),
+            stats_tags,
             logs: Mutex::default(),
             foreign: Mutex::new(self.foreign),
             request_ids: AtomicU64::new(0),
@@ -633,6 +667,51 @@ impl Host {
     /// Every metric the filter defined, by kind then name.
     pub fn metrics(&self) -> Vec<(MetricKind, String, MetricValue)> {
         self.shared.metrics().all()
+    }
+
+    /// Every metric as Envoy's admin shows it after the builder's
+    /// [`HostBuilder::stats_tag`] rules: the name with the tags lifted out (with its
+    /// `wasmcustom.` prefix, which `/stats/prometheus` drops) and the tags, in rule order.
+    pub fn tagged_metrics(&self) -> Vec<TaggedMetric> {
+        self.shared
+            .metrics()
+            .all()
+            .into_iter()
+            .map(|(kind, name, value)| {
+                let (name, tags) =
+                    stats_tags::extract(&self.shared.stats_tags, &format!("{ENVOY_PREFIX}{name}"));
+                TaggedMetric {
+                    kind,
+                    name,
+                    tags,
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// A counter by its tag-extracted name (with or without `wasmcustom.`) and its tags
+    /// (all of them, in any order).
+    pub fn tagged_counter(&self, name: &str, tags: &[(&str, &str)]) -> Option<u64> {
+        let full = if name.starts_with(ENVOY_PREFIX) {
+            name.to_string()
+        } else {
+            format!("{ENVOY_PREFIX}{name}")
+        };
+        let mut want: Vec<(&str, &str)> = tags.to_vec();
+        want.sort_unstable();
+        self.tagged_metrics().into_iter().find_map(|m| {
+            let mut have: Vec<(&str, &str)> = m
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            have.sort_unstable();
+            match m.value {
+                MetricValue::Counter(n) if m.name == full && have == want => Some(n),
+                _ => None,
+            }
+        })
     }
 
     /// Every log line so far, from all workers, in order.

@@ -22,6 +22,7 @@ mod message;
 mod metrics;
 mod properties;
 mod shared_data;
+mod stats_tags;
 mod status;
 mod stream;
 mod vm;
@@ -35,7 +36,7 @@ pub use callouts::{
 pub use cost::{CallCost, Callback, Cost, CostReport, HostCalls};
 pub use error::HarnessError;
 pub use headers::HeaderMap;
-pub use host::{ForeignFunction, Host, HostBuilder, Outcome, Stream, Worker};
+pub use host::{ForeignFunction, Host, HostBuilder, Outcome, Stream, TaggedMetric, Worker};
 pub use logs::{LogEntry, LogLevel, LogOrigin};
 pub use message::{response_flags, Reply, Request, Response, Upstream};
 pub use metrics::{MetricKind, MetricValue, ENVOY_PREFIX};

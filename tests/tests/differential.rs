@@ -17,12 +17,12 @@
 //! - the upstream request's pseudo-headers: Envoy's HTTP/1 codec sends `:authority` as
 //!   `host` and the others in the request line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use meshward_harness::{wasm_path, Host, HostBuilder, LogLevel, StreamState};
+use meshward_harness::{wasm_path, Host, HostBuilder, LogLevel, MetricValue, StreamState};
 use meshward_tests::{Envoy, EnvoyConfig, Reply, Upstream};
 use serde_json::{json, Value};
 
@@ -447,9 +447,19 @@ fn scenarios() -> Vec<Scenario> {
         listener: Listener::Main,
         sends: vec![send(
             "metrics",
-            &["rqh>metric2:diff_twice", "rsh>count:diff_once"],
+            &[
+                "rqh>metric2:diff_twice",
+                "rsh>count:diff_once",
+                "rsh>count:diff_tag.region.eu-west-1.reason.latency.hits",
+                "rsh>count:diff_tag.region.us-east-1.errors",
+            ],
         )],
-        counters: vec!["diff_twice", "diff_once"],
+        counters: vec![
+            "diff_twice",
+            "diff_once",
+            "diff_tag.region.eu-west-1.reason.latency.hits",
+            "diff_tag.region.us-east-1.errors",
+        ],
     });
     list
 }
@@ -535,6 +545,76 @@ fn traces<'a>(lines: impl Iterator<Item = &'a str>, tag: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Envoy
 
+/// `stats_config.stats_tags` of the Envoy under test, given to the harness too: the probe's
+/// `diff_tag.*` counters come out of `/stats/prometheus` with these tags lifted out, and
+/// the harness's `tagged_metrics` must show the same.
+const STATS_TAGS: [(&str, &str); 2] = [
+    (
+        "diff_region",
+        r"^wasmcustom\.diff_tag\.region\.(([a-z0-9_-]+)\.)",
+    ),
+    (
+        "diff_reason",
+        r"^wasmcustom\.diff_tag\.region\.[a-z0-9_-]+\.(reason\.([a-z_]+)\.)hits$",
+    ),
+];
+
+/// A metric as `/stats/prometheus` shows it: name, labels sorted, value.
+type PromLine = (String, Vec<(String, String)>, String);
+
+/// The `diff_tag` lines of Envoy's `/stats/prometheus`.
+fn prometheus_lines(text: &str) -> BTreeSet<PromLine> {
+    text.lines()
+        .filter(|l| l.starts_with("diff_tag"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            let mut labels: Vec<(String, String)> = labels
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    Some((k.to_string(), v.trim_matches('"').to_string()))
+                })
+                .collect();
+            labels.sort();
+            Some((name.to_string(), labels, value.to_string()))
+        })
+        .collect()
+}
+
+/// The same lines from the harness's tagged view of its metrics.
+fn harness_prometheus_lines(host: &Host) -> BTreeSet<PromLine> {
+    host.tagged_metrics()
+        .into_iter()
+        .filter_map(|m| {
+            let name = m.name.strip_prefix("wasmcustom.")?;
+            if !name.starts_with("diff_tag") {
+                return None;
+            }
+            let name: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let MetricValue::Counter(value) = m.value else {
+                return None;
+            };
+            let mut labels = m.tags;
+            labels.sort();
+            Some((name, labels, value.to_string()))
+        })
+        .collect()
+}
+
 fn envoy_config(listeners: &[Listener]) -> EnvoyConfig {
     let listener = |l: Listener| {
         let name = l.name();
@@ -585,6 +665,7 @@ fn envoy_config(listeners: &[Listener]) -> EnvoyConfig {
     };
     let value = json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+        "stats_config": {"stats_tags": STATS_TAGS.iter().map(|(tag, regex)| json!({"tag_name": tag, "regex": regex})).collect::<Vec<Value>>()},
         "static_resources": {
             "listeners": listeners.iter().map(|l| listener(*l)).collect::<Vec<Value>>(),
             "clusters": [{
@@ -706,6 +787,9 @@ fn harness_host(listener: Listener, upstream: SocketAddr) -> Host {
         .node_id("")
         .node_cluster("")
         .upstream_address(&upstream.to_string());
+    let builder = STATS_TAGS
+        .iter()
+        .fold(builder, |b, (tag, regex)| b.stats_tag(tag, regex));
     let builder = match listener {
         Listener::Reload(_) => builder.fail_reload(Duration::from_secs(1)),
         _ => builder.fail_closed(),
@@ -932,6 +1016,13 @@ async fn the_harness_answers_every_probe_call_as_envoy_does() {
         .expect("the admin answers")
         .text();
     let envoy_metrics = envoy_counters(&stats);
+    let envoy_tagged = prometheus_lines(
+        &envoy
+            .admin_get("/stats/prometheus")
+            .await
+            .expect("the admin answers")
+            .text(),
+    );
 
     // The harness: one host per listener, each scenario's requests on one connection.
     let hosts: BTreeMap<Listener, Host> = listeners
@@ -975,6 +1066,13 @@ async fn the_harness_answers_every_probe_call_as_envoy_does() {
                 problems.push(format!("counter {counter}: harness {h:?}, envoy {e:?}"));
             }
         }
+    }
+    // Stats tags: the probe's diff_tag counters as /stats/prometheus shows them.
+    let harness_tagged = harness_prometheus_lines(&hosts[&Listener::Main]);
+    if envoy_tagged.len() != 2 || harness_tagged != envoy_tagged {
+        problems.push(format!(
+            "stats tags: harness {harness_tagged:?}, envoy {envoy_tagged:?}"
+        ));
     }
     assert!(
         problems.is_empty(),
