@@ -193,7 +193,7 @@ proptest! {
         if !query.contains(&b'#') && !query.windows(2).any(|w| w == b"k=") {
             prop_assert_eq!(
                 crate::http::query_param(&with_param, "k"),
-                crate::http::QueryLookup::One(value.clone().into_bytes())
+                crate::http::Lookup::One(value.clone().into_bytes())
             );
         }
     }

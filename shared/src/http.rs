@@ -33,23 +33,24 @@ pub struct Cookie<'a> {
     pub pair: &'a [u8],
 }
 
-/// What a request says about one cookie or query parameter.
+/// What a request says about one cookie (`V` = `&[u8]`, borrowed from the header) or
+/// query parameter (`V` = `Vec<u8>`, decoded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup<'a> {
+pub enum Lookup<V> {
     /// Not there, or there once with an empty value.
     Absent,
     /// There once.
-    One(&'a [u8]),
+    One(V),
     /// There more than once.
     Repeated {
         /// The first value sent that is not empty.
-        first: Option<&'a [u8]>,
+        first: Option<V>,
     },
 }
 
-impl<'a> Lookup<'a> {
+impl<V: AsRef<[u8]>> Lookup<V> {
     /// The value, or the first of several that is not empty.
-    pub fn first(self) -> Option<&'a [u8]> {
+    pub fn first(self) -> Option<V> {
         match self {
             Lookup::Absent => None,
             Lookup::One(value) => Some(value),
@@ -57,12 +58,23 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn of(values: impl Iterator<Item = &'a [u8]>) -> Self {
+    /// Each value changed by `f`.
+    pub fn map<W>(self, f: impl FnOnce(V) -> W) -> Lookup<W> {
+        match self {
+            Lookup::Absent => Lookup::Absent,
+            Lookup::One(value) => Lookup::One(f(value)),
+            Lookup::Repeated { first } => Lookup::Repeated {
+                first: first.map(f),
+            },
+        }
+    }
+
+    fn of(values: impl Iterator<Item = V>) -> Self {
         let mut count = 0usize;
         let mut first = None;
         for value in values {
             count += 1;
-            if first.is_none() && !value.is_empty() {
+            if first.is_none() && !value.as_ref().is_empty() {
                 first = Some(value);
             }
         }
@@ -113,7 +125,7 @@ where
 }
 
 /// The cookie `name` in the `cookie` header values given.
-pub fn cookie<'a, I>(headers: I, name: &str) -> Lookup<'a>
+pub fn cookie<'a, I>(headers: I, name: &str) -> Lookup<&'a [u8]>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -145,48 +157,15 @@ pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// The value of query parameter `name` (names compared after decoding), decoded, with the
-/// rules of [`cookie`]: an empty value is none, a name given twice is repeated.
-pub fn query_param(query: &[u8], name: &str) -> QueryLookup {
-    let mut count = 0usize;
-    let mut first = None;
-    for (_, value) in
-        query_pairs(query).filter(|(key, _)| percent_decode(key).as_ref() == name.as_bytes())
-    {
-        count += 1;
-        if first.is_none() && !value.is_empty() {
-            first = Some(percent_decode(value).into_owned());
-        }
-    }
-    match (count, first) {
-        (0 | 1, None) => QueryLookup::Absent,
-        (1, Some(value)) => QueryLookup::One(value),
-        (_, first) => QueryLookup::Repeated { first },
-    }
-}
-
-/// [`Lookup`] for a decoded query parameter, whose value is owned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueryLookup {
-    /// Not there, or there once with an empty value.
-    Absent,
-    /// There once.
-    One(Vec<u8>),
-    /// There more than once.
-    Repeated {
-        /// The first value sent that is not empty.
-        first: Option<Vec<u8>>,
-    },
-}
-
-impl QueryLookup {
-    /// The value, or the first of several that is not empty.
-    pub fn first(self) -> Option<Vec<u8>> {
-        match self {
-            QueryLookup::Absent => None,
-            QueryLookup::One(value) => Some(value),
-            QueryLookup::Repeated { first } => first,
-        }
-    }
+/// rules of [`cookie`]: an empty value is none, a name given twice is repeated. (A raw
+/// value is empty exactly when its decoding is, so only the value kept is decoded.)
+pub fn query_param(query: &[u8], name: &str) -> Lookup<Vec<u8>> {
+    Lookup::of(
+        query_pairs(query)
+            .filter(|(key, _)| percent_decode(key).as_ref() == name.as_bytes())
+            .map(|(_, value)| value),
+    )
+    .map(|value| percent_decode(value).into_owned())
 }
 
 /// Decodes `%XX` escapes; a malformed escape is kept as it is. Borrows when there is none.
@@ -220,10 +199,8 @@ pub fn forwarded_for<'a>(values: &[&'a [u8]], hops: u32) -> Option<&'a [u8]> {
     let from_right = usize::try_from(hops).ok()?.checked_sub(1)?;
     values
         .iter()
-        .flat_map(|value| value.split(|&b| b == b','))
-        .collect::<Vec<_>>()
-        .into_iter()
         .rev()
+        .flat_map(|value| value.rsplit(|&b| b == b','))
         .nth(from_right)
         .map(trim)
 }
@@ -269,7 +246,7 @@ mod tests {
         assert_eq!(look(&["a=1"], "b"), Lookup::Absent);
         assert_eq!(look(&["a="], "a"), Lookup::Absent);
         assert_eq!(look(&["a=\"\""], "a"), Lookup::Absent);
-        assert_eq!(look(&["a=1"], "a"), Lookup::One(b"1"));
+        assert_eq!(look(&["a=1"], "a"), Lookup::One(&b"1"[..]));
         assert_eq!(
             look(&["A=1"], "a"),
             Lookup::Absent,
@@ -277,14 +254,18 @@ mod tests {
         );
         assert_eq!(
             look(&["a=1", "a=2"], "a"),
-            Lookup::Repeated { first: Some(b"1") }
+            Lookup::Repeated {
+                first: Some(&b"1"[..])
+            }
         );
         assert_eq!(look(&["a=1; a=2"], "a").first(), Some(&b"1"[..]));
         // An empty duplicate still makes the name repeated; the first value is the first
         // that is not empty.
         assert_eq!(
             look(&["a=; a=1"], "a"),
-            Lookup::Repeated { first: Some(b"1") }
+            Lookup::Repeated {
+                first: Some(&b"1"[..])
+            }
         );
         assert_eq!(look(&["a=; a="], "a"), Lookup::Repeated { first: None });
     }
@@ -298,7 +279,7 @@ mod tests {
     #[test]
     fn cookie_bytes_need_not_be_utf8() {
         let header = b"k=\xff\xfe";
-        assert_eq!(cookie([&header[..]], "k"), Lookup::One(b"\xff\xfe"));
+        assert_eq!(cookie([&header[..]], "k"), Lookup::One(&b"\xff\xfe"[..]));
     }
 
     #[test]
@@ -321,18 +302,18 @@ mod tests {
         );
         assert_eq!(
             query_param(b"x%5Fid=a%2Eb&y=2", "x_id"),
-            QueryLookup::One(b"a.b".to_vec())
+            Lookup::One(b"a.b".to_vec())
         );
-        assert_eq!(query_param(b"t=", "t"), QueryLookup::Absent);
+        assert_eq!(query_param(b"t=", "t"), Lookup::Absent);
         assert_eq!(
             query_param(b"t=&t=1", "t"),
-            QueryLookup::Repeated {
+            Lookup::Repeated {
                 first: Some(b"1".to_vec())
             }
         );
         assert_eq!(
             query_param(b"t=1&t=2", "t"),
-            QueryLookup::Repeated {
+            Lookup::Repeated {
                 first: Some(b"1".to_vec())
             }
         );

@@ -5,7 +5,7 @@
 //! given twice) is ambiguous: proxies and applications may each pick a different one, so
 //! the request is refused rather than guessed at.
 
-use meshward_shared::http::{self, Lookup, QueryLookup};
+use meshward_shared::http::{self, Lookup};
 use meshward_shared::pairs::Pair;
 
 /// Where a provider looks for its token.
@@ -105,10 +105,10 @@ fn from_header(headers: &[Pair], name: &str, prefix: &str) -> Result<Option<Stri
 fn from_query(path: &str, name: &str) -> Result<Option<String>, SourceError> {
     let query = http::split_path(path.as_bytes()).1.unwrap_or_default();
     match http::query_param(query, name) {
-        QueryLookup::Absent => Ok(None),
+        Lookup::Absent => Ok(None),
         // A token is base64url text: bytes that decode to anything else fail verification.
-        QueryLookup::One(value) => Ok(Some(String::from_utf8_lossy(&value).into_owned())),
-        QueryLookup::Repeated { .. } => Err(SourceError::Ambiguous),
+        Lookup::One(value) => Ok(Some(String::from_utf8_lossy(&value).into_owned())),
+        Lookup::Repeated { .. } => Err(SourceError::Ambiguous),
     }
 }
 
