@@ -119,9 +119,95 @@ impl Histogram {
     }
 }
 
+/// The most labels a family may have.
+pub const MAX_LABELS: usize = 8;
+
+/// The name of metric `stat` under `prefix` with labels `tags`, in the form Istio's
+/// `extraStatTags` (and a `stats_tags` regex) lift into labels:
+/// `prefix.tag=.=value;.;tag=.=value;.;stat`.
+pub fn tagged_name(prefix: &str, tags: &[(&str, &str)], stat: &str) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str(prefix);
+    out.push('.');
+    for (tag, value) in tags {
+        out.push_str(tag);
+        out.push_str("=.=");
+        out.push_str(value);
+        out.push_str(";.;");
+    }
+    out.push_str(stat);
+    out
+}
+
+/// A [`tagged_name`] taken apart: the family's name (`prefix.stat`), its label names and
+/// the label values, in order. `None` for a name without labels or with more than
+/// [`MAX_LABELS`].
+pub fn parse_tagged(name: &str) -> Option<(String, Vec<&str>, Vec<&str>)> {
+    let (prefix, mut rest) = name.split_once('.')?;
+    let (mut labels, mut values) = (Vec::new(), Vec::new());
+    while let Some((tag, after)) = rest.split_once("=.=") {
+        let (value, after) = after.split_once(";.;")?;
+        if tag.contains(['.', ';']) || value.contains("=.=") || labels.len() == MAX_LABELS {
+            return None;
+        }
+        labels.push(tag);
+        values.push(value);
+        rest = after;
+    }
+    (!labels.is_empty()).then(|| (format!("{prefix}.{rest}"), labels, values))
+}
+
+/// Declares, at configure time, the family of labelled metrics `prefix.stat` with label
+/// names `labels`, whose members the filter defines later by their [`tagged_name`].
+///
+/// Envoy's Wasm host defines a metric whenever asked, and there the `stats_tags` (or
+/// Istio's `extraStatTags`) turn the tags in the name into labels, so this does nothing.
+/// An Envoy dynamic module must define every metric while its configuration loads (Envoy
+/// refuses later definitions); the native backend defines the family then, and a tagged
+/// name defined later becomes the family's metric with those label values.
+pub fn declare_family(kind: MetricKind, prefix: &str, labels: &[&str], stat: &str) {
+    #[cfg(feature = "native")]
+    crate::native::declare_family(kind as u32, &format!("{prefix}.{stat}"), labels);
+    #[cfg(not(feature = "native"))]
+    let _ = (kind, prefix, labels, stat);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tagged_name_parses_back_into_its_family_labels_and_values() {
+        let name = tagged_name("p", &[("cluster", "a_b"), ("route", "r")], "retries");
+        assert_eq!(name, "p.cluster=.=a_b;.;route=.=r;.;retries");
+        assert_eq!(
+            parse_tagged(&name),
+            Some((
+                "p.retries".to_owned(),
+                vec!["cluster", "route"],
+                vec!["a_b", "r"]
+            ))
+        );
+        assert_eq!(parse_tagged("p.retries"), None, "no labels");
+        assert_eq!(
+            parse_tagged("p.cluster=.=a;retries"),
+            None,
+            "an unterminated tag"
+        );
+        let nine: Vec<(&str, &str)> = (0..9).map(|_| ("t", "v")).collect();
+        assert_eq!(
+            parse_tagged(&tagged_name("p", &nine, "s")),
+            None,
+            "too many labels"
+        );
+        assert!(parse_tagged(&tagged_name("p", &nine[..8], "s")).is_some());
+    }
+
+    #[test]
+    fn declaring_a_family_outside_a_proxy_does_nothing() {
+        declare_family(MetricKind::Counter, "p", &["cluster"], "retries");
+        Counter::define(&tagged_name("p", &[("cluster", "a")], "retries")).inc();
+    }
 
     #[test]
     fn handles_defined_outside_a_proxy_do_nothing_and_do_not_panic() {

@@ -65,6 +65,7 @@ impl RootFilter for Root {
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
         let config = config::parse(bytes).map_err(|e| e.to_string())?;
+        metrics::declare_families();
         log::info(&format!(
             "circuit-metrics: configured: {}",
             config.summary()

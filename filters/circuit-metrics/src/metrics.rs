@@ -8,6 +8,7 @@
 
 use crate::breaker::State;
 use crate::outcome::{CodeClass, Outcome};
+use meshward_shared::host::MetricKind;
 use meshward_shared::metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;
 
@@ -16,17 +17,45 @@ pub const PREFIX: &str = "meshward_circuit";
 
 /// The stat name of `stat` with `tags`, in order.
 pub fn name(tags: &[(&str, &str)], stat: &str) -> String {
-    let mut out = String::with_capacity(64);
-    out.push_str(PREFIX);
-    out.push('.');
-    for (tag, value) in tags {
-        out.push_str(tag);
-        out.push_str("=.=");
-        out.push_str(value);
-        out.push_str(";.;");
+    meshward_shared::metrics::tagged_name(PREFIX, tags, stat)
+}
+
+/// The metric kind of a declared field's type name.
+fn kind_of(kind: &str) -> MetricKind {
+    match kind {
+        "Gauge" => MetricKind::Gauge,
+        "Histogram" => MetricKind::Histogram,
+        _ => MetricKind::Counter,
     }
-    out.push_str(stat);
-    out
+}
+
+/// The label names of a breaker's metrics: by cluster, or by cluster and route.
+const BREAKER_LABELS: [&[&str]; 2] = [&["cluster"], &["cluster", "route"]];
+
+/// Declares every labelled family at configure time, for the native build (which can
+/// define no metric later; see [`meshward_shared::metrics::declare_family`]).
+pub fn declare_families() {
+    let family = |kind, labels: &[&str], stat| {
+        meshward_shared::metrics::declare_family(kind, PREFIX, labels, stat);
+    };
+    for (stat, kind, _) in RouteMetrics::STATS {
+        family(kind_of(kind), &["cluster", "route"], stat);
+    }
+    family(
+        MetricKind::Counter,
+        &["cluster", "route", "code_class"],
+        RESPONSES,
+    );
+    for labels in BREAKER_LABELS {
+        for (stat, kind, _) in BreakerMetrics::STATS {
+            family(kind_of(kind), labels, stat);
+        }
+        family(
+            MetricKind::Counter,
+            &[labels, &["to_state"]].concat(),
+            TRANSITIONS,
+        );
+    }
 }
 
 macro_rules! declare {

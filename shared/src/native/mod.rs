@@ -15,7 +15,9 @@
 //!   rules (`process_store`).
 //! - **Metrics** are defined with Envoy while the main thread checks the configuration and
 //!   looked up by name on the workers. Envoy refuses a definition after that (`Frozen`), so a
-//!   metric a filter first names on a worker does nothing.
+//!   metric a filter first names on a worker does nothing, unless it is the member of a
+//!   family declared at configure time ([`crate::metrics::declare_family`]): that becomes
+//!   an update of Envoy's labelled metric with the member's label values.
 //! - **Ticks** have no timer in the ABI: a root's tick runs on its worker at the next stream
 //!   event once its period has passed, so an idle worker does not tick.
 //! - **Replies and resumptions** a filter asks for are made once its hook has returned, as
@@ -81,6 +83,12 @@ pub(crate) struct NativeConfig {
     /// configuration's list of metrics) and to read while one is updated, so no update
     /// reads that list while it grows.
     pub(crate) envoy_metrics: RwLock<()>,
+    /// Labelled families defined with Envoy ([`declare_family`]): Envoy's id, by kind,
+    /// family name and label names.
+    families: Mutex<HashMap<FamilyKey, usize>>,
+    /// The family members named so far: the family's Envoy id and the label values. A
+    /// member's metric id is [`LABELLED`], its index here and its kind.
+    labelled: RwLock<Vec<(usize, Vec<String>)>>,
     /// The id of [`PANICS_METRIC`], if Envoy defined it.
     panics: Option<usize>,
     /// Set when Envoy destroys the configuration: workers then drop their roots for it.
@@ -92,6 +100,9 @@ pub(crate) struct NativeConfig {
 unsafe impl Send for NativeConfig {}
 // SAFETY: see `Send`.
 unsafe impl Sync for NativeConfig {}
+
+/// A labelled family: its kind, name and label names.
+type FamilyKey = (u32, String, Vec<String>);
 
 /// One stream's filter, as the module hands it to Envoy.
 pub(crate) struct NativeStream {
@@ -323,15 +334,52 @@ fn thread_root(config: &Arc<NativeConfig>) -> Option<u32> {
     }
 }
 
+/// The bit of a metric id that marks a member of a labelled family.
+pub(crate) const LABELLED: u32 = 1 << 31;
+
+/// Defines with Envoy the labelled family `name` of `kind` (Proxy-Wasm's numbering), with
+/// label names `labels`, once per configuration; see [`crate::metrics::declare_family`].
+/// Only the main thread's check of the configuration can (Envoy refuses later definitions).
+pub(crate) fn declare_family(kind: u32, name: &str, labels: &[&str]) {
+    let Some(config) = with_hook(|h| h.config.clone()).flatten() else {
+        return;
+    };
+    let key = (
+        kind,
+        name.to_owned(),
+        labels.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>(),
+    );
+    let mut families = config.families.lock().unwrap_or_else(|p| p.into_inner());
+    if families.contains_key(&key) || labels.len() > crate::metrics::MAX_LABELS {
+        return;
+    }
+    let envoy_id = {
+        let _growing = config
+            .envoy_metrics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        define_metric_with(config.envoy, kind, name, labels)
+    };
+    if let Some(envoy_id) = envoy_id {
+        families.insert(key, envoy_id);
+    }
+}
+
 /// The id a metric of `kind` (Proxy-Wasm's numbering) and `name` has in this configuration:
 /// defined with Envoy the first time any thread asks (while the main thread checks the
 /// configuration; Envoy 1.40 refuses later definitions as `Frozen`, which leaves the
-/// metric without an id), looked up after. The kind is kept in the id's low two bits.
+/// metric without an id), looked up after. The kind is kept in the id's low two bits. A
+/// tagged name ([`crate::metrics::tagged_name`]) of a declared family is that family's
+/// member, whenever it is first named.
 pub(crate) fn metric_id(kind: u32, name: &str) -> Option<u32> {
     let config = with_hook(|h| h.config.clone()).flatten()?;
     let mut metrics = config.metrics.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(id) = metrics.get(&(kind, name.to_owned())) {
         return Some(*id);
+    }
+    if let Some(id) = family_member(&config, kind, name) {
+        metrics.insert((kind, name.to_owned()), id);
+        return Some(id);
     }
     let envoy_id = {
         let _growing = config
@@ -345,33 +393,104 @@ pub(crate) fn metric_id(kind: u32, name: &str) -> Option<u32> {
     Some(id)
 }
 
+/// The id of the member of a declared family that tagged name `name` names, made now if it
+/// is new; `None` if the name has no tags or its family was not declared.
+fn family_member(config: &NativeConfig, kind: u32, name: &str) -> Option<u32> {
+    let (family, labels, values) = crate::metrics::parse_tagged(name)?;
+    let labels: Vec<String> = labels.into_iter().map(str::to_owned).collect();
+    let envoy_id = *config
+        .families
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(kind, family, labels))?;
+    let mut members = config.labelled.write().unwrap_or_else(|p| p.into_inner());
+    let index = u32::try_from(members.len())
+        .ok()
+        .filter(|i| *i < LABELLED >> 2)?;
+    members.push((envoy_id, values.into_iter().map(str::to_owned).collect()));
+    drop(members);
+    // Envoy makes a labelled metric when it is first updated; a Wasm filter's metric
+    // shows (at zero) once defined. An update by zero makes it show here too.
+    let _reading = config
+        .envoy_metrics
+        .read()
+        .unwrap_or_else(|p| p.into_inner());
+    with_member(config, index as usize, |envoy_id, values| {
+        let (labels, count) = (values.as_ptr(), values.len());
+        // SAFETY: the configuration is alive while its hooks run; the label values are
+        // lent for the call.
+        unsafe {
+            match kind {
+                0 => ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                    config.envoy,
+                    envoy_id,
+                    labels,
+                    count,
+                    0,
+                ),
+                1 => ffi::envoy_dynamic_module_callback_http_filter_config_increment_gauge(
+                    config.envoy,
+                    envoy_id,
+                    labels,
+                    count,
+                    0,
+                ),
+                _ => ffi::METRICS_SUCCESS,
+            }
+        }
+    });
+    Some(LABELLED | index << 2 | kind)
+}
+
+/// Runs `f` with family member `index`'s Envoy id and its label values as the ABI's
+/// buffers; `None` if there is no such member.
+pub(crate) fn with_member<R>(
+    config: &NativeConfig,
+    index: usize,
+    f: impl FnOnce(usize, &[ffi::ModuleBuffer]) -> R,
+) -> Option<R> {
+    let members = config.labelled.read().unwrap_or_else(|p| p.into_inner());
+    let (envoy_id, values) = members.get(index)?;
+    let mut buffers = [ffi::ModuleBuffer::NULL; crate::metrics::MAX_LABELS];
+    for (buffer, value) in buffers.iter_mut().zip(values) {
+        *buffer = ffi::ModuleBuffer::of(value.as_bytes());
+    }
+    Some(f(*envoy_id, buffers.get(..values.len())?))
+}
+
 fn define_metric(envoy: ConfigEnvoyPtr, kind: u32, name: &str) -> Option<usize> {
+    define_metric_with(envoy, kind, name, &[])
+}
+
+/// Defines metric `name` of `kind` with Envoy, with label names `labels`.
+fn define_metric_with(
+    envoy: ConfigEnvoyPtr,
+    kind: u32,
+    name: &str,
+    labels: &[&str],
+) -> Option<usize> {
     let mut id = 0usize;
     let name = ffi::ModuleBuffer::of(name.as_bytes());
-    // SAFETY: `envoy` is the live configuration (we are in its config_new); `name` is lent
-    // for the call; no labels; `id` is writable.
+    let buffers: Vec<ffi::ModuleBuffer> = labels
+        .iter()
+        .map(|l| ffi::ModuleBuffer::of(l.as_bytes()))
+        .collect();
+    let (labels, count) = match buffers.len() {
+        0 => (std::ptr::null(), 0),
+        n => (buffers.as_ptr(), n),
+    };
+    // SAFETY: `envoy` is the live configuration (we are in its config_new); `name` and the
+    // label names are lent for the call; `id` is writable.
     let result = unsafe {
         match kind {
             0 => ffi::envoy_dynamic_module_callback_http_filter_config_define_counter(
-                envoy,
-                name,
-                std::ptr::null(),
-                0,
-                &mut id,
+                envoy, name, labels, count, &mut id,
             ),
             1 => ffi::envoy_dynamic_module_callback_http_filter_config_define_gauge(
-                envoy,
-                name,
-                std::ptr::null(),
-                0,
-                &mut id,
+                envoy, name, labels, count, &mut id,
             ),
             2 => ffi::envoy_dynamic_module_callback_http_filter_config_define_histogram(
-                envoy,
-                name,
-                std::ptr::null(),
-                0,
-                &mut id,
+                envoy, name, labels, count, &mut id,
             ),
             _ => return None,
         }
@@ -672,6 +791,8 @@ pub(crate) fn config_new(
         envoy,
         metrics: Mutex::new(HashMap::new()),
         envoy_metrics: RwLock::new(()),
+        families: Mutex::new(HashMap::new()),
+        labelled: RwLock::new(Vec::new()),
         dead: AtomicBool::new(false),
     });
     let previous = enter(Hook {

@@ -804,11 +804,15 @@ pub unsafe fn proxy_define_metric(
     }
 }
 
-/// Calls the config-level metric callback `call` for metric `id` (kind in its low bits).
+/// The label values of a metric update: a pointer and a count, as the ABI takes them.
+type Labels = (*const ffi::ModuleBuffer, usize);
+
+/// Calls the config-level metric callback `call` for metric `id` (kind in its low bits; a
+/// labelled family's member if [`super::LABELLED`] is set) with its label values.
 fn update_metric(
     id: u32,
     value: u64,
-    call: impl FnOnce(u32, ffi::ConfigEnvoyPtr, usize, u64) -> u32,
+    call: impl FnOnce(u32, ffi::ConfigEnvoyPtr, usize, Labels, u64) -> u32,
 ) -> u32 {
     let Some(config) = with_hook(|h| h.config.clone()).flatten() else {
         return UNIMPLEMENTED;
@@ -818,7 +822,21 @@ fn update_metric(
         .envoy_metrics
         .read()
         .unwrap_or_else(|p| p.into_inner());
-    let result = call(id & 3, config.envoy, (id >> 2) as usize, value);
+    let (kind, index) = (id & 3, ((id & !super::LABELLED) >> 2) as usize);
+    let result = if id & super::LABELLED == 0 {
+        call(kind, config.envoy, index, (std::ptr::null(), 0), value)
+    } else {
+        super::with_member(&config, index, |envoy_id, values| {
+            call(
+                kind,
+                config.envoy,
+                envoy_id,
+                (values.as_ptr(), values.len()),
+                value,
+            )
+        })
+        .unwrap_or(u32::MAX)
+    };
     if result == ffi::METRICS_SUCCESS {
         OK
     } else {
@@ -830,35 +848,24 @@ pub unsafe fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32 {
     update_metric(
         metric_id,
         offset.unsigned_abs(),
-        |kind, config, id, value| {
-            // SAFETY: the configuration is alive while its hooks run; no labels.
+        |kind, config, id, (labels, count), value| {
+            // SAFETY: the configuration is alive while its hooks run; the label values
+            // are lent for the call.
             unsafe {
                 match (kind, offset < 0) {
                     (0, false) => {
                         ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                            config,
-                            id,
-                            std::ptr::null(),
-                            0,
-                            value,
+                            config, id, labels, count, value,
                         )
                     }
                     (1, false) => {
                         ffi::envoy_dynamic_module_callback_http_filter_config_increment_gauge(
-                            config,
-                            id,
-                            std::ptr::null(),
-                            0,
-                            value,
+                            config, id, labels, count, value,
                         )
                     }
                     (1, true) => {
                         ffi::envoy_dynamic_module_callback_http_filter_config_decrement_gauge(
-                            config,
-                            id,
-                            std::ptr::null(),
-                            0,
-                            value,
+                            config, id, labels, count, value,
                         )
                     }
                     _ => u32::MAX,
@@ -869,28 +876,27 @@ pub unsafe fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32 {
 }
 
 pub unsafe fn proxy_record_metric(metric_id: u32, value: u64) -> u32 {
-    update_metric(metric_id, value, |kind, config, id, value| {
-        // SAFETY: the configuration is alive while its hooks run; no labels.
-        unsafe {
-            match kind {
-                1 => ffi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                    config,
-                    id,
-                    std::ptr::null(),
-                    0,
-                    value,
-                ),
-                2 => ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
-                    config,
-                    id,
-                    std::ptr::null(),
-                    0,
-                    value,
-                ),
-                _ => u32::MAX,
+    update_metric(
+        metric_id,
+        value,
+        |kind, config, id, (labels, count), value| {
+            // SAFETY: the configuration is alive while its hooks run; the label values are
+            // lent for the call.
+            unsafe {
+                match kind {
+                    1 => ffi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                        config, id, labels, count, value,
+                    ),
+                    2 => {
+                        ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+                            config, id, labels, count, value,
+                        )
+                    }
+                    _ => u32::MAX,
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 pub unsafe fn proxy_get_metric(_: u32, _: *mut u64) -> u32 {
