@@ -102,6 +102,7 @@ fuzz: setup build
 	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --workspace --lib fuzz
 	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p meshward-harness --test fuzz
 	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p meshward-tests --test fuzz_filters
+	MESHWARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p meshward-jwt-auth --test rsa_verification gives_the_rsa_crates_verdict
 
 # The hostile soak of tests/tests/envoy_soak.rs (20 s in `make test`), for SOAK_SECS seconds;
 # it prints the statuses it saw, the Wasm VM counts and Envoy's memory growth.

@@ -283,6 +283,20 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_name_is_a_parameter_too() {
+        // Found by the fuzz property in CI: `k` then `&k=a` names `k` twice, so a check on
+        // the one with a value cannot be fooled by the bare one (or the other way round).
+        assert_eq!(
+            query_param(b"k&k=a", "k"),
+            Lookup::Repeated {
+                first: Some(b"a".to_vec())
+            }
+        );
+        assert_eq!(query_param(b"k", "k"), Lookup::Absent);
+        assert_eq!(query_param(b"%6b=b&k=a", "k").first(), Some(b"b".to_vec()));
+    }
+
+    #[test]
     fn the_query_ends_at_a_fragment_and_pairs_are_decoded_by_name_and_value() {
         assert_eq!(split_path(b"/a/b"), (&b"/a/b"[..], None));
         assert_eq!(

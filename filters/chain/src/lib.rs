@@ -10,6 +10,9 @@
 
 use meshward_shared::chain::Member;
 
+#[cfg(test)]
+mod fuzz;
+
 /// The filters a chain can run: each one's name and its root.
 pub const MEMBERS: &[Member] = &[
     ("security-headers", || {
