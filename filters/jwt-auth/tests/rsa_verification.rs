@@ -482,7 +482,7 @@ proptest! {
         // Odd sizes around 1024 bits, and the size JWKS keys have (2049: a modulus one
         // bit into a new byte).
         bits in prop_oneof![
-            3 => (1024usize..1088),
+            3 => 1024usize..1088,
             1 => Just(2048usize),
             1 => Just(2049usize),
         ],
