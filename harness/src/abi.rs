@@ -123,8 +123,10 @@ fn define_general(linker: &mut Linker<VmState>) -> Result<()> {
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ret: i32| {
             enter(&mut c, "proxy_get_current_time_nanoseconds");
-            let now = c.data().shared.clock().now_ns();
-            code(if write_u64(&mut c, ret, now) {
+            let clock = *c.data().shared.clock();
+            code(if clock.unreadable {
+                Status::InternalFailure
+            } else if write_u64(&mut c, ret, clock.now_ns()) {
                 Status::Ok
             } else {
                 Status::InvalidMemoryAccess

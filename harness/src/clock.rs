@@ -10,6 +10,9 @@ pub(crate) const DEFAULT_START: Duration = Duration::from_secs(1_704_067_200);
 pub(crate) struct Clock {
     start_ns: u64,
     now_ns: u64,
+    /// `proxy_get_current_time_nanoseconds` fails (a test of how a filter does without a
+    /// clock); WASI's clocks still answer.
+    pub(crate) unreadable: bool,
 }
 
 impl Clock {
@@ -22,6 +25,7 @@ impl Clock {
         Self {
             start_ns,
             now_ns: start_ns,
+            unreadable: false,
         }
     }
 

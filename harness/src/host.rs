@@ -594,6 +594,13 @@ impl Host {
         self.worker(worker).vm_alive()
     }
 
+    /// Makes `proxy_get_current_time_nanoseconds` fail (`InternalFailure`) from now on,
+    /// or answer again: how a filter does when the host cannot tell the time. Envoy's own
+    /// clock does not fail; a host embedding Proxy-Wasm elsewhere may.
+    pub fn set_clock_unreadable(&self, unreadable: bool) {
+        self.shared.clock().unreadable = unreadable;
+    }
+
     /// The virtual time.
     pub fn now(&self) -> SystemTime {
         self.shared.clock().now()

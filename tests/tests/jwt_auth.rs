@@ -560,6 +560,32 @@ fn numeric_dates_out_of_jwt_authns_range_and_repeated_members_are_malformed() {
     assert_eq!(denied(&host, "malformed"), cases.len() as u64);
 }
 
+#[test]
+fn without_a_clock_a_token_is_refused_503_and_counted_never_taken_as_unexpired() {
+    let host = inline_host();
+    let token = fixtures::token(Algorithm::RS256, now(&host));
+    assert_eq!(host.send(get(&token), ok()).response.status(), 200);
+    host.set_clock_unreadable(true);
+    // The same token (cached as verified) and a fresh one alike.
+    let fresh = fixtures::token(Algorithm::ES256, now(&host));
+    for token in [&token, &fresh] {
+        let out = host.send(get(token), ok());
+        assert_eq!(out.response.status(), 503);
+        assert!(out.upstream_request.is_none());
+        assert!(
+            challenge(&out).starts_with("Bearer realm="),
+            "{}",
+            challenge(&out)
+        );
+    }
+    assert_eq!(denied(&host, "clock_unavailable"), 2);
+    // No token: still the usual 401.
+    let bare = host.send(Request::get("/api/items").header("host", "api.test"), ok());
+    assert_eq!(bare.response.status(), 401);
+    host.set_clock_unreadable(false);
+    assert_eq!(host.send(get(&fresh), ok()).response.status(), 200);
+}
+
 // Bounded work.
 
 #[test]
