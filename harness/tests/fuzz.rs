@@ -16,6 +16,9 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use std::time::Duration;
 
+// Each case's heap is counted: `within` bounds it.
+meshward_shared::count_allocations!();
+
 /// Commands the probe runs (see `harness/fixtures/probe/src/commands.rs`).
 const COMMANDS: &[&str] = &[
     "add-request",

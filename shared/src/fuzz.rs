@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
+// Each case's heap is counted: `within` bounds it.
+crate::count_allocations!();
+
 const BOUND: Duration = Duration::from_secs(2);
 
 /// A configuration of the shapes filters use: nested structs, lists, durations, options.
@@ -213,4 +216,24 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn an_empty_map_decodes_from_a_zero_count() {
     assert_eq!(pairs::decode(&[0, 0, 0, 0]), Some(Vec::new()));
+}
+
+#[test]
+fn within_fails_a_case_that_grows_the_heap_beyond_its_bound() {
+    let small = within(BOUND, "a small buffer", || vec![1u8; 1 << 20].len());
+    assert_eq!(small.ok(), Some(1 << 20));
+    let large = within(BOUND, "a large buffer", || {
+        let buffer = vec![1u8; (crate::fuzzing::MEMORY_BOUND as usize) + 1];
+        buffer.len()
+    });
+    let message = format!("{:?}", large.unwrap_err());
+    assert!(
+        message.contains("a large buffer grew the heap by"),
+        "{message}"
+    );
+    // Only the peak counts: freed as it goes, the same total passes.
+    let churn = within(BOUND, "churn", || {
+        (0..128).map(|_| vec![1u8; 1 << 20].len()).sum::<usize>()
+    });
+    assert!(churn.is_ok());
 }

@@ -2,6 +2,9 @@
 //! Wasm module): how many cases a property runs, a time bound per case, byte soups made of
 //! the tokens a parser cares about, and random JSON shaped like a known-good configuration.
 //!
+//! Each fuzz test binary counts its allocations ([`count_allocations!`]), so [`within`]
+//! bounds the heap a case may take as well as its CPU time.
+//!
 //! `make test` runs each property for the few cases its test names; `make fuzz` sets
 //! [`CASES_VAR`] and runs them much longer. A property that costs more per case (a whole
 //! Wasm VM, a configuration) divides that count by its weight.
@@ -10,7 +13,88 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::{Map, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+/// The most one call under [`within`] may grow the heap by: a parser that allocates what
+/// a length field claims, or copies its input per byte, goes far beyond it.
+pub const MEMORY_BOUND: i64 = 64 << 20;
+
+thread_local! {
+    /// Bytes this thread allocated and has not freed (freed on another thread, it goes
+    /// below zero), and the most it reached since [`within`] last reset it.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
+}
+
+fn grew(bytes: usize) {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    // `try_with`: an allocation made while the thread's locals are torn down is not counted.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().saturating_add(bytes);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+fn shrank(bytes: usize) {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(bytes)));
+}
+
+/// The system allocator, counting each thread's live bytes and their peak for [`within`].
+/// A test binary installs it with [`count_allocations!`].
+pub struct CountingAllocator;
+
+// SAFETY: every call is passed to the system allocator unchanged; the counting touches
+// only this thread's `Cell`s, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is the system allocator's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as `alloc`.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as `alloc`; `ptr` came from this allocator, so from the system's.
+        unsafe { System.dealloc(ptr, layout) };
+        shrank(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as `dealloc`.
+        let moved = unsafe { System.realloc(ptr, layout, new_size) };
+        if !moved.is_null() {
+            shrank(layout.size());
+            grew(new_size);
+        }
+        moved
+    }
+}
+
+/// Installs [`CountingAllocator`] as the test binary's global allocator, so [`within`]
+/// bounds each case's heap. Every fuzz test module calls it once.
+#[macro_export]
+macro_rules! count_allocations {
+    () => {
+        #[global_allocator]
+        static COUNTING_ALLOCATOR: $crate::fuzzing::CountingAllocator =
+            $crate::fuzzing::CountingAllocator;
+    };
+}
 
 /// The environment variable that sets how many cases the cheapest properties run
 /// (`make fuzz` sets it); unset, each property runs the count its test gives.
@@ -42,13 +126,23 @@ fn thread_cpu_time() -> Option<Duration> {
     Some(Duration::from_millis((user + system).saturating_mul(10)))
 }
 
-/// Runs `f` and fails the case when it took longer than `limit`: a parser that loops or
-/// goes quadratic on hostile input stalls a worker. The time is the thread's CPU time
-/// where Linux reports it (so a busy machine does not fail a case), wall time elsewhere.
-/// Limits are generous (debug builds); they catch blow-ups, not slow constants.
+/// Runs `f` and fails the case when it took longer than `limit`, or grew the heap by more
+/// than [`MEMORY_BOUND`] at any point: a parser that loops, goes quadratic or allocates
+/// without bound on hostile input stalls or exhausts a worker. The time is the thread's
+/// CPU time where Linux reports it (so a busy machine does not fail a case), wall time
+/// elsewhere. Limits are generous (debug builds); they catch blow-ups, not slow constants.
+/// The heap is counted in binaries that install [`count_allocations!`] (all of ours).
 pub fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(base));
     let (cpu, wall) = (thread_cpu_time(), Instant::now());
     let out = f();
+    let grown = PEAK.with(Cell::get).saturating_sub(base);
+    if grown > MEMORY_BOUND {
+        return Err(TestCaseError::fail(format!(
+            "{what} grew the heap by {grown} bytes, over its bound of {MEMORY_BOUND}"
+        )));
+    }
     let took = match (cpu, thread_cpu_time()) {
         (Some(before), Some(after)) => after.saturating_sub(before),
         _ => wall.elapsed(),

@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
+// Each case's heap is counted: `within` bounds it.
+meshward_shared::count_allocations!();
+
 fn ok() -> Upstream {
     Upstream::reply(Response::new(200).body("ok"))
 }

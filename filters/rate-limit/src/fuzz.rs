@@ -16,6 +16,9 @@ use serde_json::json;
 use std::net::IpAddr;
 use std::time::Duration;
 
+// Each case's heap is counted: `within` bounds it.
+meshward_shared::count_allocations!();
+
 const BOUND: Duration = Duration::from_secs(2);
 
 const HEADER_TOKENS: &[&str] = &[

@@ -11,6 +11,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+// Each case's heap is counted: `within` bounds it.
+meshward_shared::count_allocations!();
+
 const BOUND: Duration = Duration::from_secs(2);
 
 fn config_seed() -> Value {
