@@ -87,8 +87,10 @@ QUICK=(no-filter noop-wasm security-headers header-mutation circuit-metrics regi
   rate-limit local-ratelimit jwt-auth-rs256-one jwt-authn-rs256-one security-headers.so
   circuit-metrics.so region-router.so rate-limit.so jwt-auth-rs256-one.so)
 # Configurations that run only when BENCH_ONLY names them: jwt-auth checking signatures in
-# Wasm ("host_crypto": false), up to 25 times Envoy's CPU per new token.
+# Wasm ("host_crypto": false), up to 25 times Envoy's CPU per new token; and its worst case,
+# a PS512 token of an 8192-bit key checked in Wasm on every request.
 OPTIONAL_CONFIGS=(
+  "jwt-auth-ps512-8192 envoy-config/bench/jwt-auth-ps512-8192.yaml out/jwt-auth.wasm @envoy-config/bench/jwt-auth-ps512-8192.yaml"
   "jwt-auth-wasm-crypto-rs256-many envoy-config/bench/jwt-auth-wasm-crypto.yaml out/jwt-auth.wasm @envoy-config/bench/jwt-auth-wasm-crypto.yaml"
   "jwt-auth-wasm-crypto-es256-many envoy-config/bench/jwt-auth-wasm-crypto.yaml out/jwt-auth.wasm @envoy-config/bench/jwt-auth-wasm-crypto.yaml"
 )
@@ -120,6 +122,7 @@ declare -A TOKENS=(
   [jwt-authn-es256-many]="ES256 4000"
   [jwt-auth-wasm-crypto-rs256-many]="RS256 4000"
   [jwt-auth-wasm-crypto-es256-many]="ES256 4000"
+  [jwt-auth-ps512-8192]="PS512 1"
   [five-filters]="ES256 1"
   [chain]="ES256 1"
   [chain.so]="ES256 1"

@@ -10,16 +10,25 @@ import sys
 import time
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 
-from pyjwt_sign import key_for
+from pyjwt_sign import FIXTURES, key_for
 
-KIDS = {"RS256": "rsa-1", "ES256": "ec-p256"}
+# PS512 is the worst case: the 8192-bit fixture key (envoy-config/bench/jwt-auth-ps512-8192.yaml).
+KIDS = {"RS256": "rsa-1", "ES256": "ec-p256", "PS512": "rsa-8192"}
+
+
+def signing_key(alg):
+    if alg == "PS512":
+        pem = (FIXTURES / "rsa-8192.pem").read_bytes()
+        return serialization.load_pem_private_key(pem, password=None)
+    return key_for(alg)
 
 
 def main():
     alg, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     now = int(time.time())
-    key = key_for(alg)
+    key = signing_key(alg)
     with open(out, "w") as f:
         for i in range(count):
             claims = {
