@@ -101,6 +101,25 @@ impl EnvoyHttpHeader {
         value_length: 0,
     };
 
+    /// The name and value, borrowed from Envoy.
+    ///
+    /// # Safety
+    /// Both pointers must be null or point at their lengths of readable bytes, which stay
+    /// valid and unchanged for `'a`.
+    pub unsafe fn lent<'a>(self) -> (&'a [u8], &'a [u8]) {
+        let slice = |ptr: *const u8, length: usize| -> &'a [u8] {
+            if ptr.is_null() || length == 0 {
+                return &[];
+            }
+            // SAFETY: the caller's promise.
+            unsafe { std::slice::from_raw_parts(ptr, length) }
+        };
+        (
+            slice(self.key_ptr, self.key_length),
+            slice(self.value_ptr, self.value_length),
+        )
+    }
+
     /// The name and value, copied out.
     ///
     /// # Safety

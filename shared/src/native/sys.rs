@@ -187,7 +187,12 @@ pub unsafe fn proxy_set_buffer_bytes(_: u32, _: usize, _: usize, _: *const u8, _
 }
 
 /// Every header of stream map `header_type`, in order.
-fn stream_headers(filter: FilterEnvoyPtr, header_type: u32) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+/// The stream's headers of `header_type`, lent by Envoy: valid until the map is changed
+/// or the hook returns, so a caller reads them before it edits the map.
+fn stream_headers<'a>(
+    filter: FilterEnvoyPtr,
+    header_type: u32,
+) -> Option<Vec<(&'a [u8], &'a [u8])>> {
     // SAFETY: `filter` is a live stream of this worker.
     let count =
         unsafe { ffi::envoy_dynamic_module_callback_http_get_headers_size(filter, header_type) };
@@ -203,13 +208,9 @@ fn stream_headers(filter: FilterEnvoyPtr, header_type: u32) -> Option<Vec<(Vec<u
             headers.as_mut_ptr(),
         )
     };
-    // SAFETY: Envoy filled each header with bytes valid until the hook returns.
-    ok.then(|| {
-        headers
-            .into_iter()
-            .map(|h| unsafe { h.to_pair() })
-            .collect()
-    })
+    // SAFETY: Envoy filled each header with bytes valid until the hook returns or the map
+    // changes (the caller's part).
+    ok.then(|| headers.into_iter().map(|h| unsafe { h.lent() }).collect())
 }
 
 pub unsafe fn proxy_get_header_map_pairs(
@@ -217,34 +218,24 @@ pub unsafe fn proxy_get_header_map_pairs(
     return_map_data: *mut *mut u8,
     return_map_size: *mut usize,
 ) -> u32 {
-    let shown = reply_headers(map_type, |headers| {
-        headers
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
-            .collect::<Vec<_>>()
-    });
-    let pairs: Option<Vec<(Vec<u8>, Vec<u8>)>> = match (stream_map(map_type), map_type) {
+    // Encoded where they are, without copying each header first.
+    let shown = reply_headers(map_type, |headers| pairs::encode(headers));
+    let encoded: Option<Vec<u8>> = match (stream_map(map_type), map_type) {
         _ if shown.is_some() => shown,
         (Some(header_type), _) => match target() {
-            Some((filter, _)) => stream_headers(filter, header_type),
+            Some((filter, _)) => stream_headers(filter, header_type).map(|h| pairs::encode(&h)),
             None => return UNIMPLEMENTED,
         },
-        (None, CALLOUT_HEADERS) => with_hook(|h| {
-            h.reply.as_ref().map(|r| {
-                r.headers
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
-                    .collect()
-            })
-        })
-        .flatten(),
+        (None, CALLOUT_HEADERS) => {
+            with_hook(|h| h.reply.as_ref().map(|r| pairs::encode(&r.headers))).flatten()
+        }
         _ => None,
     };
-    let Some(pairs) = pairs else {
+    let Some(encoded) = encoded else {
         return NOT_FOUND;
     };
     // SAFETY: the caller passes writable out-pointers.
-    unsafe { give(pairs::encode(&pairs), return_map_data, return_map_size) };
+    unsafe { give(encoded, return_map_data, return_map_size) };
     OK
 }
 
@@ -260,64 +251,88 @@ pub unsafe fn proxy_set_header_map_pairs(
     let Some(wanted) = pairs::decode(unsafe { lent(map_data, map_size) }) else {
         return BAD_ARGUMENT;
     };
-    let Some(current) = stream_headers(filter, header_type) else {
-        return BAD_ARGUMENT;
-    };
-    // The ABI sets one name at a time: leave alone each name whose values stay the same,
-    // remove the names that go, and set the rest (every value, in order).
-    let values = |pairs: &[(Vec<u8>, Vec<u8>)], name: &[u8]| -> Vec<Vec<u8>> {
-        pairs
+    // The ABI sets one name at a time. First what changes is worked out on the headers
+    // Envoy lends (no edit yet, so they stay valid): the names that go, and the names
+    // whose values change. Then each is set (every value, in order) or removed.
+    let (removed, changed) = {
+        let Some(current) = stream_headers(filter, header_type) else {
+            return BAD_ARGUMENT;
+        };
+        let wanted: Vec<(&[u8], &[u8])> = wanted
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+            .map(|(k, v)| (k.as_bytes(), v.as_slice()))
+            .collect();
+        let removed: Vec<Vec<u8>> = current
+            .iter()
+            .enumerate()
+            .filter(|(at, (name, _))| {
+                !named_before(&current, *at, name) && values_of(&wanted, name).next().is_none()
+            })
+            .map(|(_, (name, _))| name.to_vec())
+            .collect();
+        let changed: Vec<usize> = wanted
+            .iter()
+            .enumerate()
+            .filter(|(at, (name, _))| {
+                !named_before(&wanted, *at, name)
+                    && !values_of(&wanted, name).eq(values_of(&current, name))
+            })
+            .map(|(at, _)| at)
+            .collect();
+        (removed, changed)
     };
-    let wanted: Vec<(Vec<u8>, Vec<u8>)> = wanted
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v))
-        .collect();
     let mut ok = true;
-    let mut done: Vec<Vec<u8>> = Vec::new();
-    for (name, _) in &current {
-        let name = name.to_ascii_lowercase();
-        if done.contains(&name) {
-            continue;
-        }
-        if values(&wanted, &name).is_empty() {
-            ok &= set_value(filter, header_type, &name, None);
-        }
-        done.push(name);
+    for name in &removed {
+        ok &= set_value(filter, header_type, name, None);
     }
-    done.clear();
-    for (name, _) in &wanted {
-        if done.contains(name) {
+    for at in changed {
+        let Some((name, _)) = wanted.get(at) else {
             continue;
+        };
+        let name = name.as_bytes();
+        let mut values = wanted
+            .iter()
+            .filter(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice());
+        if let Some(first) = values.next() {
+            ok &= set_value(filter, header_type, name, Some(first));
         }
-        let new = values(&wanted, name);
-        if new != values(&current, name) {
-            let mut all = new.iter();
-            if let Some(first) = all.next() {
-                ok &= set_value(filter, header_type, name, Some(first));
-            }
-            for value in all {
-                // SAFETY: `filter` is live; the buffers are lent for the call.
-                ok &= unsafe {
-                    ffi::envoy_dynamic_module_callback_http_add_header(
-                        filter,
-                        header_type,
-                        ModuleBuffer::of(name),
-                        ModuleBuffer::of(value),
-                    )
-                };
-            }
+        for value in values {
+            // SAFETY: `filter` is live; the buffers are lent for the call.
+            ok &= unsafe {
+                ffi::envoy_dynamic_module_callback_http_add_header(
+                    filter,
+                    header_type,
+                    ModuleBuffer::of(name),
+                    ModuleBuffer::of(value),
+                )
+            };
         }
-        done.push(name.clone());
     }
     if ok {
         OK
     } else {
         BAD_ARGUMENT
     }
+}
+
+/// The values of the headers named `name` (in any case), in order.
+fn values_of<'a>(
+    headers: &'a [(&'a [u8], &'a [u8])],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+}
+
+/// True if a header before index `at` is named `name` (in any case).
+fn named_before(headers: &[(&[u8], &[u8])], at: usize, name: &[u8]) -> bool {
+    headers
+        .iter()
+        .take(at)
+        .any(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
 /// Sets every value of `name` to `value`, or removes the header with `None`.
