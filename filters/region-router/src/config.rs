@@ -304,7 +304,7 @@ fn validate_regions(raw: Vec<RawRegion>) -> Result<Vec<Region>, ConfigError> {
         }
         regions.push(Region {
             seed: sticky::region_seed(&region.name),
-            health_key: crate::health_store::key(&region.name, &region.cluster),
+            health_key: health_key(&region.name, &region.cluster),
             name: region.name,
             cluster: region.cluster,
             latency: region.latency.map(|d| d.0),
@@ -313,6 +313,13 @@ fn validate_regions(raw: Vec<RawRegion>) -> Result<Vec<Region>, ConfigError> {
         });
     }
     Ok(regions)
+}
+
+/// The shared-data key of a region's health record (`health_store` reads and writes it).
+/// The cluster is part of it: two plugins that share a VM id and a region name but route
+/// it to different clusters keep apart.
+fn health_key(name: &str, cluster: &str) -> String {
+    format!("meshward.region_router.v1.{name}.{cluster}")
 }
 
 fn check_region_name(path: &str, name: &str) -> Result<(), ConfigError> {

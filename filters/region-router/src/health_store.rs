@@ -15,12 +15,6 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// once: a worker that read "absent" never wipes a record another worker created since.
 pub const ANCHOR: &str = "meshward.region_router.anchor";
 
-/// The shared-data key of a region's record. The cluster is part of it: two plugins that
-/// share a VM id and a region name but route it to different clusters keep apart.
-pub fn key(name: &str, cluster: &str) -> String {
-    format!("meshward.region_router.v1.{name}.{cluster}")
-}
-
 /// Every region's state at `now`, for a decision. The error is the first host failure, if
 /// any; its region then counts as healthy, so a broken store leaves routing to the weights
 /// and preferences rather than refusing traffic. A record that cannot be read counts as
