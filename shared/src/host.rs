@@ -17,6 +17,12 @@ use std::rc::Rc;
 /// configuration that needs them is refused there with a message that says so.
 pub const NATIVE: bool = cfg!(feature = "native");
 
+/// True where writing a header map back whole ([`set_headers`]) costs less than one call
+/// per edit: in Wasm, where every host call pays V8's boundary (BENCHMARKS.md, "Cost
+/// model"). The native build can only set one name per ABI call, so a whole-map write
+/// there first reads the map back to find what changed: its edits are cheaper one by one.
+pub const WHOLE_MAP_WRITES_PAY: bool = !NATIVE;
+
 /// A Proxy-Wasm status code, as the host returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {

@@ -122,11 +122,11 @@ impl HttpFilter for Stream {
             .filter(|e| matches!(e, Edit::Set { .. }))
             .count() as u64;
         let (mut set, mut removed, mut failed) = (0u64, 0u64, 0u64);
-        // The map was read for the decision: writing it back whole in one call costs Envoy
-        // less than one call per edit (BENCHMARKS.md, "Cost model"). A host that refuses
-        // the whole map gets the edits one by one.
+        // The map was read for the decision: in Wasm, writing it back whole in one call
+        // costs Envoy less than one call per edit (BENCHMARKS.md, "Cost model"). The native
+        // build, and a host that refuses the whole map, get the edits one by one.
         let written = match &response {
-            Some(headers) if !edits.is_empty() => {
+            Some(headers) if !edits.is_empty() && host::WHOLE_MAP_WRITES_PAY => {
                 host::set_headers(Map::ResponseHeaders, &edited(headers, &edits)).is_ok()
             }
             _ => false,
