@@ -9,34 +9,10 @@
 //! the reply to it, after making it the effective context so its host calls (a local
 //! reply, resuming the stream) act on that stream.
 
+use crate::context::{self, Callout, IdMap};
 use crate::filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
 use crate::host::{self, Buffer, LogLevel, Map};
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// Hashes context ids and callout tokens: small integers the host hands out, so one
-/// multiplication spreads them well. SipHash, the default, costs several hundred wasm
-/// instructions per lookup on the hot path of every callback.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A table keyed by context id or callout token.
-type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
 /// Makes a root filter for a plugin.
 pub type RootFactory = fn() -> Box<dyn RootFilter>;
@@ -49,64 +25,6 @@ struct Dispatcher {
     streams: IdMap<Stream>,
     /// The context whose callback is running.
     current: u32,
-    /// The context host calls act on: `current`, or another set with
-    /// `host::set_effective_context`.
-    effective: u32,
-    /// Which context (and chain member) made each HTTP callout still in flight, by token.
-    http_callouts: IdMap<Owner>,
-    /// Which context (and chain member) made each gRPC callout still in flight, by token.
-    grpc_callouts: IdMap<Owner>,
-    /// What the running chain member asked of the host that its chain does instead.
-    member: Option<Member>,
-    /// The chain member a callout event being delivered belongs to.
-    delivering_member: Option<usize>,
-    /// Streams whose filter resumes itself (a chain): `host::continue_stream` on them is
-    /// handed to the filter, after the callback, instead of to the host.
-    self_resuming: IdMap<()>,
-    /// Resumptions asked for during this callback, handed over when it returns.
-    continues: Vec<Resume>,
-    /// A chain is resuming the host's stream itself: let `continue_stream` through.
-    passthrough: bool,
-}
-
-/// Who made a callout: the context and, inside a chain, the member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Owner {
-    context: u32,
-    member: Option<usize>,
-}
-
-/// A chain member at work, and what it asked of the host that the chain does for it.
-#[derive(Clone, Copy, Debug)]
-struct Member {
-    index: usize,
-    asked: Asked,
-}
-
-/// What a chain member asked of the host during one call (see [`run_member`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Asked {
-    /// It set its tick period (milliseconds; 0 stops it). The chain ticks for it.
-    pub tick_millis: Option<u32>,
-    /// It sent a local reply.
-    pub local_reply: bool,
-}
-
-/// A `host::continue_stream` a chain stream will do itself.
-#[derive(Clone, Copy, Debug)]
-struct Resume {
-    context: u32,
-    response_side: bool,
-    member: Option<usize>,
-}
-
-/// The two kinds of callout; Envoy numbers their tokens separately.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Callout {
-    /// `proxy_http_call`.
-    Http,
-    /// `proxy_grpc_call`.
-    Grpc,
 }
 
 struct Stream {
@@ -142,9 +60,9 @@ fn factory_for(root_id: &str) -> Option<RootFactory> {
 /// of an earlier callback are forgotten first: the host may have changed the maps since.
 fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
     host::forget_snapshots();
+    context::set_effective(id);
     let mut root = with(|d| {
         d.current = id;
-        d.effective = id;
         d.roots.remove(&id)
     })
     .flatten()?;
@@ -158,9 +76,9 @@ fn on_root<R>(id: u32, f: impl FnOnce(&mut dyn RootFilter) -> R) -> Option<R> {
 /// of an earlier callback are forgotten first: other filters may have changed the maps.
 fn on_stream<R>(id: u32, f: impl FnOnce(&mut dyn HttpFilter) -> R) -> Option<R> {
     host::forget_snapshots();
+    context::set_effective(id);
     let mut stream = with(|d| {
         d.current = id;
-        d.effective = id;
         d.streams.remove(&id)
     })
     .flatten()?;
@@ -174,10 +92,8 @@ fn on_stream<R>(id: u32, f: impl FnOnce(&mut dyn HttpFilter) -> R) -> Option<R> 
 /// stream, as Envoy runs a continue after the VM call that asked for it. The stream then
 /// runs its remaining members and resumes the host's stream if they all continue.
 fn hand_over_resumptions() {
-    // First asked, first resumed, as Envoy runs the actions queued during a VM call.
-    let next = || with(|d| (!d.continues.is_empty()).then(|| d.continues.remove(0))).flatten();
-    while let Some(resume) = next() {
-        let effective = with(|d| d.effective).unwrap_or(resume.context);
+    while let Some(resume) = context::next_resumption() {
+        let effective = context::effective();
         // If the host cannot switch to the stream, its members' host calls would act on
         // another context: better to leave it paused, as a lost continue would.
         if effective != resume.context && host::set_effective_context(resume.context).is_err() {
@@ -189,37 +105,12 @@ fn hand_over_resumptions() {
     }
 }
 
-/// Called by `host::continue_stream`: true if the effective context is a chain stream,
-/// which then resumes itself once the callback returns (the host is not asked).
-pub(crate) fn intercept_continue(response_side: bool) -> bool {
-    with(|d| {
-        let context = d.effective;
-        if d.passthrough || !d.self_resuming.contains_key(&context) {
-            return false;
-        }
-        let member = d.member.map(|m| m.index);
-        d.continues.push(Resume {
-            context,
-            response_side,
-            member,
-        });
-        true
-    })
-    .unwrap_or(false)
-}
-
 /// Resumes the host's stream for a chain whose members all continued.
 pub fn continue_host_stream(response_side: bool) -> host::HostResult<()> {
-    with(|d| d.passthrough = true);
+    context::set_passthrough(true);
     let result = host::continue_stream(response_side);
-    with(|d| d.passthrough = false);
+    context::set_passthrough(false);
     result
-}
-
-/// The context host calls act on now.
-#[cfg(feature = "native")]
-pub(crate) fn effective() -> u32 {
-    with(|d| d.effective).unwrap_or(0)
 }
 
 /// Forgets what a callback that panicked left half done (a chain member at work, resumptions
@@ -228,95 +119,7 @@ pub(crate) fn effective() -> u32 {
 #[cfg(feature = "native")]
 pub(crate) fn recover_from_panic() {
     host::forget_snapshots();
-    with(|d| {
-        d.member = None;
-        d.delivering_member = None;
-        d.continues.clear();
-        d.passthrough = false;
-    });
-}
-
-/// Called by `host::set_effective_context` once the host switched.
-pub(crate) fn note_effective(id: u32) {
-    with(|d| d.effective = id);
-}
-
-/// Called by `host::set_tick_period_millis`: true if a chain member asked, which the chain
-/// then serves from its own tick (the host is not asked).
-pub(crate) fn intercept_tick_period(millis: u32) -> bool {
-    with(|d| match &mut d.member {
-        Some(member) => {
-            member.asked.tick_millis = Some(millis);
-            true
-        }
-        None => false,
-    })
-    .unwrap_or(false)
-}
-
-/// Called by `host::send_local_response`, so a chain stops running members after it.
-pub(crate) fn note_local_reply() {
-    with(|d| {
-        if let Some(member) = &mut d.member {
-            member.asked.local_reply = true;
-        }
-    });
-}
-
-/// Runs `f` as chain member `index`: callouts it makes are delivered back to it
-/// ([`delivering_member`]), and what it asks of the host that the chain does for it is
-/// returned. Calls nest: an outer member's record is kept.
-pub fn run_member<R>(index: usize, f: impl FnOnce() -> R) -> (R, Asked) {
-    let outer = with(|d| {
-        d.member.replace(Member {
-            index,
-            asked: Asked::default(),
-        })
-    })
-    .flatten();
-    let result = f();
-    let asked = with(|d| std::mem::replace(&mut d.member, outer))
-        .flatten()
-        .map(|m| m.asked)
-        .unwrap_or_default();
-    (result, asked)
-}
-
-/// The chain member that made the callout whose event is being delivered, if a chain
-/// member made it.
-pub fn delivering_member() -> Option<usize> {
-    with(|d| d.delivering_member).flatten()
-}
-
-/// Remembers that the effective context (and chain member) made callout `token`, so its
-/// reply reaches it.
-pub(crate) fn note_callout(kind: Callout, token: u32) {
-    with(|d| {
-        let owner = Owner {
-            context: d.effective,
-            member: d.member.map(|m| m.index),
-        };
-        match kind {
-            Callout::Http => d.http_callouts.insert(token, owner),
-            Callout::Grpc => d.grpc_callouts.insert(token, owner),
-        }
-    });
-}
-
-/// The context that made callout `token`, forgotten once asked for; `delivered_to` (the
-/// context the host delivered it to) when the call was not made through `host`. The
-/// member that made it is kept for [`delivering_member`].
-fn callout_owner(kind: Callout, token: u32, delivered_to: u32) -> u32 {
-    with(|d| {
-        let map = match kind {
-            Callout::Http => &mut d.http_callouts,
-            Callout::Grpc => &mut d.grpc_callouts,
-        };
-        let owner = map.remove(&token);
-        d.delivering_member = owner.and_then(|o| o.member);
-        owner.map_or(delivered_to, |o| o.context)
-    })
-    .unwrap_or(delivered_to)
+    context::recover_from_panic();
 }
 
 /// Delivers a callout event to the root or stream `owner`; a stream that has ended
@@ -363,12 +166,10 @@ pub fn context_create(id: u32, parent: u32) {
         return;
     }
     if let Some(Some(filter)) = on_root(parent, |root| root.new_http_filter(id)) {
-        with(|d| {
-            if filter.resumes_itself() {
-                d.self_resuming.insert(id, ());
-            }
-            d.streams.insert(id, Stream { filter })
-        });
+        if filter.resumes_itself() {
+            context::mark_self_resuming(id);
+        }
+        with(|d| d.streams.insert(id, Stream { filter }));
     }
 }
 
@@ -419,7 +220,7 @@ fn http_call_reply(num_headers: usize, body_size: usize) -> HttpCallReply {
 /// Delivers an HTTP callout's reply to the root or stream that made it.
 pub fn http_call_response(id: u32, token: u32, num_headers: usize, body_size: usize) {
     let reply = http_call_reply(num_headers, body_size);
-    let owner = callout_owner(Callout::Http, token, id);
+    let owner = context::callout_owner(Callout::Http, token, id);
     let for_stream = reply.clone();
     deliver(
         owner,
@@ -433,7 +234,7 @@ pub fn http_call_response(id: u32, token: u32, num_headers: usize, body_size: us
 /// follows it), or the close on failure. So every event ends the call, and its token is
 /// forgotten: keeping it until a close would keep one entry per successful call forever.
 pub fn grpc_event(id: u32, token: u32, event: GrpcEvent) {
-    let owner = callout_owner(Callout::Grpc, token, id);
+    let owner = context::callout_owner(Callout::Grpc, token, id);
     let for_stream = event.clone();
     deliver(
         owner,
@@ -452,20 +253,8 @@ pub fn delete(id: u32) {
     with(|d| {
         d.streams.remove(&id);
         d.roots.remove(&id);
-        d.self_resuming.remove(&id);
     });
-}
-
-/// Allocates `size` bytes the host fills and the filter later owns (see
-/// `host::take_host_bytes`). Returns null when memory is short, never traps.
-pub fn allocate(size: usize) -> *mut u8 {
-    let mut buffer: Vec<u8> = Vec::new();
-    if buffer.try_reserve_exact(size).is_err() || buffer.capacity() != size {
-        return std::ptr::null_mut();
-    }
-    let ptr = buffer.as_mut_ptr();
-    std::mem::forget(buffer);
-    ptr
+    context::forget(id);
 }
 
 /// `proxy_on_request_headers`: the action code for the host.
@@ -534,7 +323,7 @@ mod exports {
 
     #[no_mangle]
     pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-        allocate(size)
+        host::allocate(size)
     }
 
     #[no_mangle]
@@ -737,6 +526,7 @@ macro_rules! export_callback {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{callout_owner, note_callout};
 
     struct Counting;
     impl RootFilter for Counting {
@@ -803,16 +593,11 @@ mod tests {
         on_stream(21, |_| note_callout(Callout::Grpc, 9));
         // Envoy sends no close after a unary call's message: the token must go with it.
         grpc_event(20, 9, GrpcEvent::Message(b"answer".to_vec()));
-        let remembered = with(|d| d.grpc_callouts.contains_key(&9)).unwrap();
-        assert!(!remembered, "the token of an answered call is forgotten");
-    }
-
-    #[test]
-    fn allocates_exactly_what_the_host_asks_for() {
-        let ptr = allocate(16);
-        assert!(!ptr.is_null());
-        // SAFETY: `allocate` returned a 16-byte buffer we now own.
-        drop(unsafe { Vec::from_raw_parts(ptr, 16, 16) });
-        assert!(allocate(usize::MAX).is_null());
+        // Forgotten: asked again, its owner is where the host delivers it.
+        assert_eq!(
+            callout_owner(Callout::Grpc, 9, 20),
+            20,
+            "the token of an answered call is forgotten"
+        );
     }
 }

@@ -21,9 +21,9 @@
 //! Metric names and shared data keys are the members' own, so they are the same as when
 //! the filters run separately.
 
-use crate::abi;
 use crate::config::{self, ConfigError};
 use crate::filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
+use crate::{abi, context};
 use crate::{host, log};
 use serde::Deserialize;
 
@@ -110,7 +110,7 @@ impl ChainRoot {
         f: impl FnOnce(&mut dyn RootFilter) -> R,
     ) -> Option<R> {
         let member = self.members.get_mut(index)?;
-        let (result, asked) = abi::run_member(index, || f(member.root.as_mut()));
+        let (result, asked) = context::run_member(index, || f(member.root.as_mut()));
         if let Some(millis) = asked.tick_millis {
             member.tick_millis = millis;
             self.retick();
@@ -256,13 +256,13 @@ impl RootFilter for ChainRoot {
     }
 
     fn on_http_call_reply(&mut self, token: u32, reply: HttpCallReply) {
-        if let Some(index) = abi::delivering_member() {
+        if let Some(index) = context::delivering_member() {
             self.on_member(index, |root| root.on_http_call_reply(token, reply));
         }
     }
 
     fn on_grpc_event(&mut self, token: u32, event: GrpcEvent) {
-        if let Some(index) = abi::delivering_member() {
+        if let Some(index) = context::delivering_member() {
             self.on_member(index, |root| root.on_grpc_event(token, event));
         }
     }
@@ -309,7 +309,7 @@ impl ChainStream {
         let Some(Some(filter)) = self.filters.get_mut(index) else {
             return (Action::Continue, false);
         };
-        let (action, asked) = abi::run_member(index, || match (response_side, phase) {
+        let (action, asked) = context::run_member(index, || match (response_side, phase) {
             (false, Phase::Headers { end_of_stream }) => filter.on_request_headers(end_of_stream),
             (
                 false,
@@ -399,13 +399,13 @@ impl ChainStream {
 
     /// Delivers a callout event to the member that made the call.
     fn deliver_to_member(&mut self, f: impl FnOnce(&mut dyn HttpFilter)) {
-        let Some(index) = abi::delivering_member() else {
+        let Some(index) = context::delivering_member() else {
             return;
         };
         if let Some(Some(filter)) = self.filters.get_mut(index) {
             // Whatever the member asks for (a local reply, a continue) reaches the host or
             // this chain on its own.
-            let _ = abi::run_member(index, || f(filter.as_mut()));
+            let _ = context::run_member(index, || f(filter.as_mut()));
         }
     }
 }
@@ -458,7 +458,7 @@ impl HttpFilter for ChainStream {
     fn on_log(&mut self) {
         for index in 0..self.filters.len() {
             if let Some(Some(filter)) = self.filters.get_mut(index) {
-                let _ = abi::run_member(index, || filter.on_log());
+                let _ = context::run_member(index, || filter.on_log());
             }
         }
     }

@@ -135,17 +135,29 @@ pub enum LogLevel {
     Critical = 5,
 }
 
+/// Allocates `size` bytes the host fills and the filter later owns (see
+/// `host::take_host_bytes`). Returns null when memory is short, never traps.
+pub fn allocate(size: usize) -> *mut u8 {
+    let mut buffer: Vec<u8> = Vec::new();
+    if buffer.try_reserve_exact(size).is_err() || buffer.capacity() != size {
+        return std::ptr::null_mut();
+    }
+    let ptr = buffer.as_mut_ptr();
+    std::mem::forget(buffer);
+    ptr
+}
+
 /// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
 ///
 /// # Safety
-/// `data` must be null or a pointer returned by [`crate::abi::allocate`] for exactly `size`
+/// `data` must be null or a pointer returned by [`allocate`] for exactly `size`
 /// bytes, not yet reclaimed.
 unsafe fn take_host_bytes(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() || size == 0 {
         return Vec::new();
     }
     // SAFETY: the host wrote `size` bytes into a buffer our allocator handed out with
-    // capacity `size` (see `abi::allocate`), and gives up ownership here.
+    // capacity `size` (see `allocate`), and gives up ownership here.
     unsafe { Vec::from_raw_parts(data, size, size) }
 }
 
@@ -167,7 +179,7 @@ pub fn current_time_nanos() -> HostResult<u64> {
 /// Asks the host to call the root's `on_tick` every `millis` milliseconds (0 stops it).
 pub fn set_tick_period_millis(millis: u32) -> HostResult<()> {
     // A chain member's period is served by its chain's tick.
-    if crate::abi::intercept_tick_period(millis) {
+    if crate::context::intercept_tick_period(millis) {
         return Ok(());
     }
     // SAFETY: no pointers.
@@ -444,7 +456,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
 /// Resumes a stream the filter paused (request or response side).
 pub fn continue_stream(response_side: bool) -> HostResult<()> {
     // A chain resumes its stream itself, from the member after the one that paused.
-    if crate::abi::intercept_continue(response_side) {
+    if crate::context::intercept_continue(response_side) {
         return Ok(());
     }
     // SAFETY: no pointers.
@@ -459,7 +471,7 @@ pub fn send_local_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     headers: &[(K, V)],
     body: &[u8],
 ) -> HostResult<()> {
-    crate::abi::note_local_reply();
+    crate::context::note_local_reply();
     let headers = pairs::encode(headers);
     // SAFETY: every pointer/length pair describes a live local buffer.
     Status::from_code(unsafe {
@@ -507,7 +519,7 @@ pub fn http_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             &mut token,
         )
     })?;
-    crate::abi::note_callout(crate::abi::Callout::Http, token);
+    crate::context::note_callout(crate::context::Callout::Http, token);
     Ok(token)
 }
 
@@ -540,7 +552,7 @@ pub fn grpc_call<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             &mut token,
         )
     })?;
-    crate::abi::note_callout(crate::abi::Callout::Grpc, token);
+    crate::context::note_callout(crate::context::Callout::Grpc, token);
     Ok(token)
 }
 
@@ -567,7 +579,7 @@ pub fn set_effective_context(id: u32) -> HostResult<()> {
     forget_snapshots();
     // SAFETY: no pointers.
     Status::from_code(unsafe { sys::proxy_set_effective_context(id) })?;
-    crate::abi::note_effective(id);
+    crate::context::set_effective(id);
     Ok(())
 }
 
@@ -781,6 +793,15 @@ pub fn forget_snapshots() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocates_exactly_what_the_host_asks_for() {
+        let ptr = allocate(16);
+        assert!(!ptr.is_null());
+        // SAFETY: `allocate` returned a 16-byte buffer we now own.
+        drop(unsafe { Vec::from_raw_parts(ptr, 16, 16) });
+        assert!(allocate(usize::MAX).is_null());
+    }
 
     #[test]
     fn property_paths_are_nul_separated() {

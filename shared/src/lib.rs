@@ -16,6 +16,7 @@
 pub mod abi;
 pub mod chain;
 pub mod config;
+pub mod context;
 pub mod filter;
 #[cfg(test)]
 mod fuzz;

@@ -11,7 +11,7 @@
 use super::ffi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
 use super::{with_hook, Deferred, LocalReply};
 use crate::process_store as store;
-use crate::{abi, pairs};
+use crate::pairs;
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -49,7 +49,7 @@ fn reply_headers<R>(map_type: u32, f: impl FnOnce(&mut Vec<(String, Vec<u8>)>) -
 /// The Envoy stream host calls act on: the dispatcher's effective context when it is a live
 /// stream of this worker, else the stream whose hook runs (a root's calls during it).
 fn target() -> Option<(FilterEnvoyPtr, u32)> {
-    let effective = abi::effective();
+    let effective = crate::context::effective();
     let (own, own_context) = with_hook(|h| (h.own_filter, h.own_context))?;
     if effective != own_context {
         if let Some(filter) = super::live_filter(effective) {
@@ -113,7 +113,7 @@ pub unsafe fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32 {
 }
 
 pub unsafe fn proxy_set_tick_period_milliseconds(period: u32) -> u32 {
-    let root = abi::effective();
+    let root = crate::context::effective();
     if !super::is_root(root) && with_hook(|h| h.config.is_none()).unwrap_or(true) {
         return BAD_ARGUMENT;
     }
