@@ -10,8 +10,8 @@
 
 use super::ffi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
 use super::{with_hook, Deferred, LocalReply};
-use crate::process_store as store;
 use crate::pairs;
+use crate::process_store as store;
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
