@@ -2,7 +2,7 @@
 //! one sends, and what the service's answer (or the lack of one) means. Pure: it takes the
 //! request, the local verdict, the gRPC event and the time it took, and returns decisions.
 
-use crate::config::{Config, Global, MissingKey, Rule};
+use crate::config::{Config, FailureMode, Global, MissingKey, Mode, Rule};
 use crate::keys::{self, KeyPart};
 use crate::limiter::{Outcome, Verdict};
 use crate::request::Request;
@@ -145,6 +145,47 @@ pub fn message(global: &Global, entries: Vec<(String, String)>) -> Vec<u8> {
 /// refusal). A rule with a local bucket asks the service only for requests its bucket
 /// allowed (or let through because the bucket could not be reached): a request the bucket
 /// refuses, even in shadow mode, is never counted globally.
+/// What a rule's service answer does to the request. The policy of a local rule's
+/// ([`crate::limiter::fails_closed`]) in global form: a shadow rule never refuses; an
+/// enforced one refuses when over the limit, and on a failure only under
+/// `global.failure_mode: deny`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Under the limit.
+    Allowed,
+    /// Over the limit, let through: the rule is in shadow mode.
+    ShadowLimited,
+    /// Over the limit: refused (429).
+    Limited,
+    /// No answer, under `failure_mode: deny` (the request is refused, 503, unless the rule
+    /// is in shadow mode: see [`Effect::refuses`]).
+    FailedClosed,
+    /// No answer, under `failure_mode: allow`: let through.
+    FailedOpen,
+}
+
+impl Effect {
+    /// True if the request is refused.
+    pub fn refuses(self, rule: &Rule) -> bool {
+        match self {
+            Effect::Limited => true,
+            Effect::FailedClosed => rule.mode == Mode::Enforce,
+            Effect::Allowed | Effect::ShadowLimited | Effect::FailedOpen => false,
+        }
+    }
+}
+
+/// The [`Effect`] of `answer` from `service`, the service of `rule`.
+pub fn effect(rule: &Rule, service: &Global, answer: &Answer) -> Effect {
+    match answer {
+        Answer::Ok { .. } => Effect::Allowed,
+        Answer::OverLimit { .. } if rule.mode == Mode::Shadow => Effect::ShadowLimited,
+        Answer::OverLimit { .. } => Effect::Limited,
+        Answer::Failed(_) if service.failure_mode == FailureMode::Deny => Effect::FailedClosed,
+        Answer::Failed(_) => Effect::FailedOpen,
+    }
+}
+
 pub fn plan(config: &Config, request: &dyn Request, verdict: &Verdict) -> Vec<Call> {
     let mut calls = Vec::new();
     for (index, rule) in config.rules.iter().enumerate() {
@@ -278,6 +319,73 @@ mod tests {
         let verdict = limiter::check(c, &r, || Some(0), store);
         assert_eq!(verdict.refusal, None);
         plan(c, &r, &verdict)
+    }
+
+    #[test]
+    fn an_answer_refuses_by_the_rules_mode_and_failure_mode() {
+        let rules = |mode: &str, failure_mode: &str| {
+            config(&format!(
+                r#"{{"rules":[{{"name":"g","key":["path"],"mode":"{mode}",
+                    "global":{{"cluster":"rls","domain":"d","failure_mode":"{failure_mode}"}}}}]}}"#
+            ))
+        };
+        let ok = Answer::Ok {
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+        };
+        let over = Answer::OverLimit {
+            response_headers: Vec::new(),
+            retry_after: None,
+        };
+        let failed = Answer::Failed(Failure::Timeout);
+        // (mode, failure_mode) → the effect and whether it refuses, for ok, over, failed.
+        let cases = [
+            (
+                ("enforce", "deny"),
+                [
+                    (Effect::Allowed, false),
+                    (Effect::Limited, true),
+                    (Effect::FailedClosed, true),
+                ],
+            ),
+            (
+                ("enforce", "allow"),
+                [
+                    (Effect::Allowed, false),
+                    (Effect::Limited, true),
+                    (Effect::FailedOpen, false),
+                ],
+            ),
+            (
+                ("shadow", "deny"),
+                [
+                    (Effect::Allowed, false),
+                    (Effect::ShadowLimited, false),
+                    (Effect::FailedClosed, false),
+                ],
+            ),
+            (
+                ("shadow", "allow"),
+                [
+                    (Effect::Allowed, false),
+                    (Effect::ShadowLimited, false),
+                    (Effect::FailedOpen, false),
+                ],
+            ),
+        ];
+        for ((mode, failure_mode), expected) in cases {
+            let c = rules(mode, failure_mode);
+            let rule = &c.rules[0];
+            let service = rule.global.as_ref().unwrap();
+            for (answer, (want, refuses)) in [&ok, &over, &failed].into_iter().zip(expected) {
+                let got = effect(rule, service, answer);
+                assert_eq!(
+                    (got, got.refuses(rule)),
+                    (want, refuses),
+                    "{mode}, {failure_mode}, {answer:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -305,8 +305,9 @@ impl Stream {
         let Some(service) = &rule.global else {
             return false;
         };
-        let shadow = rule.mode == Mode::Shadow;
-        let refused = match answer {
+        let effect = global::effect(rule, service, &answer);
+        let refused = effect.refuses(rule);
+        match answer {
             Answer::Ok {
                 request_headers,
                 response_headers,
@@ -317,14 +318,16 @@ impl Stream {
                     let _ = host::add_header(Map::RequestHeaders, name, value);
                 }
                 self.service_headers.extend(response_headers);
-                false
             }
             Answer::OverLimit {
                 response_headers,
                 retry_after,
             } => {
                 m.global_over_limit.inc();
-                if shadow {
+                if refused {
+                    m.limited.inc();
+                    refuse_over_limit(config, rule, &response_headers, retry_after);
+                } else {
                     m.shadow_limited.inc();
                     log::info(&format!(
                         "rate-limit: rule {}: the rate limit service would limit {} {} (shadow mode, let through)",
@@ -336,35 +339,27 @@ impl Stream {
                         // A mark that cannot be added only loses the mark; the count stands.
                         let _ = host::add_header(Map::RequestHeaders, header, rule.name.as_bytes());
                     }
-                    false
-                } else {
-                    m.limited.inc();
-                    refuse_over_limit(config, rule, &response_headers, retry_after);
-                    true
                 }
             }
             Answer::Failed(failure) => {
                 m.global_failed(&failure).inc();
-                let deny = service.failure_mode == config::FailureMode::Deny;
+                let deny = effect == global::Effect::FailedClosed;
                 log::warn(&format!(
                     "rate-limit: rule {}: {failure}; request {} (global.failure_mode {}{})",
                     rule.name,
-                    if deny && !shadow {
-                        "refused"
-                    } else {
-                        "let through"
-                    },
+                    if refused { "refused" } else { "let through" },
                     if deny { "deny" } else { "allow" },
-                    if shadow { ", shadow mode" } else { "" },
+                    if rule.mode == Mode::Shadow {
+                        ", shadow mode"
+                    } else {
+                        ""
+                    },
                 ));
-                if deny && !shadow {
+                if refused {
                     refuse(config, Refusal::Unavailable { rule: index });
-                    true
-                } else {
-                    false
                 }
             }
-        };
+        }
         if refused {
             self.decided = true;
             self.pending.clear();
