@@ -75,9 +75,89 @@ fn len_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
+/// What writing `wanted` over `current` changes, for a host that edits one name at a
+/// time (the native build): the names to remove (in `current`, not in `wanted`), and the
+/// index in `wanted` of the first header of each name whose values change (set it to
+/// every value of that name in `wanted`, in order). Names compare in any case; a name
+/// whose values stay the same, in the same order, is left alone.
+pub fn edits<'a>(
+    current: &[(&'a [u8], &[u8])],
+    wanted: &[(&[u8], &[u8])],
+) -> (Vec<&'a [u8]>, Vec<usize>) {
+    let removed = current
+        .iter()
+        .enumerate()
+        .filter(|(at, (name, _))| {
+            !named_before(current, *at, name) && values_of(wanted, name).next().is_none()
+        })
+        .map(|(_, (name, _))| *name)
+        .collect();
+    let changed = wanted
+        .iter()
+        .enumerate()
+        .filter(|(at, (name, _))| {
+            !named_before(wanted, *at, name)
+                && !values_of(wanted, name).eq(values_of(current, name))
+        })
+        .map(|(at, _)| at)
+        .collect();
+    (removed, changed)
+}
+
+/// The values of the headers named `name` (in any case), in order.
+fn values_of<'a>(
+    headers: &'a [(&'a [u8], &'a [u8])],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+}
+
+/// True if a header before index `at` is named `name` (in any case).
+fn named_before(headers: &[(&[u8], &[u8])], at: usize, name: &[u8]) -> bool {
+    headers
+        .iter()
+        .take(at)
+        .any(|(n, _)| n.eq_ignore_ascii_case(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edits_remove_what_goes_and_set_only_the_names_whose_values_change() {
+        let current: Vec<(&[u8], &[u8])> = vec![
+            (b"server", b"envoy"),
+            (b"set-cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+            (b"x-frame-options", b"SAMEORIGIN"),
+            (b"content-type", b"text/html"),
+        ];
+        let wanted: Vec<(&[u8], &[u8])> = vec![
+            (b"Set-Cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-type", b"text/html"),
+            (b"x-content-type-options", b"nosniff"),
+        ];
+        let (removed, changed) = edits(&current, &wanted);
+        // `server` goes; set-cookie (same values, same order, any case) and content-type
+        // stay; x-frame-options changes and x-content-type-options is new.
+        assert_eq!(removed, [b"server".as_slice()]);
+        assert_eq!(changed, [2, 4]);
+        // A repeated name counts once, and a change of order is a change.
+        let swapped: Vec<(&[u8], &[u8])> = vec![(b"set-cookie", b"b=2"), (b"set-cookie", b"a=1")];
+        let (removed, changed) = edits(&current[1..3], &swapped);
+        assert!(removed.is_empty());
+        assert_eq!(changed, [0]);
+        // Nothing wanted: every name goes, once.
+        let (removed, changed) = edits(&current, &[]);
+        assert_eq!(removed.len(), 4);
+        assert!(changed.is_empty());
+    }
 
     #[test]
     fn round_trips_ordered_duplicate_headers() {

@@ -262,23 +262,9 @@ pub unsafe fn proxy_set_header_map_pairs(
             .iter()
             .map(|(k, v)| (k.as_bytes(), v.as_slice()))
             .collect();
-        let removed: Vec<Vec<u8>> = current
-            .iter()
-            .enumerate()
-            .filter(|(at, (name, _))| {
-                !named_before(&current, *at, name) && values_of(&wanted, name).next().is_none()
-            })
-            .map(|(_, (name, _))| name.to_vec())
-            .collect();
-        let changed: Vec<usize> = wanted
-            .iter()
-            .enumerate()
-            .filter(|(at, (name, _))| {
-                !named_before(&wanted, *at, name)
-                    && !values_of(&wanted, name).eq(values_of(&current, name))
-            })
-            .map(|(at, _)| at)
-            .collect();
+        let (removed, changed) = pairs::edits(&current, &wanted);
+        // Owned: the removals below change the map the borrowed names point into.
+        let removed: Vec<Vec<u8>> = removed.into_iter().map(<[u8]>::to_vec).collect();
         (removed, changed)
     };
     let mut ok = true;
@@ -314,25 +300,6 @@ pub unsafe fn proxy_set_header_map_pairs(
     } else {
         BAD_ARGUMENT
     }
-}
-
-/// The values of the headers named `name` (in any case), in order.
-fn values_of<'a>(
-    headers: &'a [(&'a [u8], &'a [u8])],
-    name: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
-}
-
-/// True if a header before index `at` is named `name` (in any case).
-fn named_before(headers: &[(&[u8], &[u8])], at: usize, name: &[u8]) -> bool {
-    headers
-        .iter()
-        .take(at)
-        .any(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
 /// Sets every value of `name` to `value`, or removes the header with `None`.
