@@ -67,6 +67,8 @@ pub struct Gauge(Option<u32>);
 pub struct Histogram(Option<u32>);
 
 impl Counter {
+    /// Its kind, for [`declare_family`].
+    pub const KIND: MetricKind = MetricKind::Counter;
     /// Defines (or finds) the counter `name`.
     pub fn define(name: &str) -> Self {
         Counter(host::define_metric(MetricKind::Counter, name).ok())
@@ -85,6 +87,8 @@ impl Counter {
 }
 
 impl Gauge {
+    /// Its kind, for [`declare_family`].
+    pub const KIND: MetricKind = MetricKind::Gauge;
     /// Defines (or finds) the gauge `name`.
     pub fn define(name: &str) -> Self {
         Gauge(host::define_metric(MetricKind::Gauge, name).ok())
@@ -106,6 +110,8 @@ impl Gauge {
 }
 
 impl Histogram {
+    /// Its kind, for [`declare_family`].
+    pub const KIND: MetricKind = MetricKind::Histogram;
     /// Defines (or finds) the histogram `name`.
     pub fn define(name: &str) -> Self {
         Histogram(host::define_metric(MetricKind::Histogram, name).ok())

@@ -105,7 +105,7 @@ pub fn edits<'a>(
 }
 
 /// The values of the headers named `name` (in any case), in order.
-fn values_of<'a>(
+pub fn values_of<'a>(
     headers: &'a [(&'a [u8], &'a [u8])],
     name: &'a [u8],
 ) -> impl Iterator<Item = &'a [u8]> + 'a {

@@ -8,7 +8,6 @@
 
 use crate::breaker::State;
 use crate::outcome::{CodeClass, Outcome};
-use meshward_shared::host::MetricKind;
 use meshward_shared::metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;
 
@@ -20,15 +19,6 @@ pub fn name(tags: &[(&str, &str)], stat: &str) -> String {
     meshward_shared::metrics::tagged_name(PREFIX, tags, stat)
 }
 
-/// The metric kind of a declared field's type name.
-fn kind_of(kind: &str) -> MetricKind {
-    match kind {
-        "Gauge" => MetricKind::Gauge,
-        "Histogram" => MetricKind::Histogram,
-        _ => MetricKind::Counter,
-    }
-}
-
 /// The label names of a breaker's metrics: by cluster, or by cluster and route.
 const BREAKER_LABELS: [&[&str]; 2] = [&["cluster"], &["cluster", "route"]];
 
@@ -38,20 +28,16 @@ pub fn declare_families() {
     let family = |kind, labels: &[&str], stat| {
         meshward_shared::metrics::declare_family(kind, PREFIX, labels, stat);
     };
-    for (stat, kind, _) in RouteMetrics::STATS {
-        family(kind_of(kind), &["cluster", "route"], stat);
-    }
+    RouteMetrics::declare_families(&["cluster", "route"]);
     family(
-        MetricKind::Counter,
+        Counter::KIND,
         &["cluster", "route", "code_class"],
         RESPONSES,
     );
     for labels in BREAKER_LABELS {
-        for (stat, kind, _) in BreakerMetrics::STATS {
-            family(kind_of(kind), labels, stat);
-        }
+        BreakerMetrics::declare_families(labels);
         family(
-            MetricKind::Counter,
+            Counter::KIND,
             &[labels, &["to_state"]].concat(),
             TRANSITIONS,
         );
@@ -75,6 +61,16 @@ macro_rules! declare {
             /// The stats, as (name, kind, meaning), in the order declared.
             pub const STATS: &'static [(&'static str, &'static str, &'static str)] =
                 &[$((stringify!($field), stringify!($kind), $doc)),+];
+
+            /// Declares each stat as a family labelled by `labels` (for the native build).
+            fn declare_families(labels: &[&str]) {
+                $(meshward_shared::metrics::declare_family(
+                    $kind::KIND,
+                    PREFIX,
+                    labels,
+                    stringify!($field),
+                );)+
+            }
 
             fn define_with(tags: &[(&str, &str)]) -> Self {
                 $name {

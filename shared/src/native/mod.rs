@@ -379,6 +379,11 @@ pub(crate) fn metric_id(kind: u32, name: &str) -> Option<u32> {
     }
     if let Some(id) = family_member(&config, kind, name) {
         metrics.insert((kind, name.to_owned()), id);
+        // Envoy makes a labelled metric when it is first updated; a Wasm filter's metric
+        // shows (at zero) once defined. An update by zero makes it show here too (a
+        // histogram has no such update, and shows with its first sample).
+        // SAFETY: no pointer is passed.
+        let _ = unsafe { sys::proxy_increment_metric(id, 0) };
         return Some(id);
     }
     let envoy_id = {
@@ -408,37 +413,6 @@ fn family_member(config: &NativeConfig, kind: u32, name: &str) -> Option<u32> {
         .ok()
         .filter(|i| *i < LABELLED >> 2)?;
     members.push((envoy_id, values.into_iter().map(str::to_owned).collect()));
-    drop(members);
-    // Envoy makes a labelled metric when it is first updated; a Wasm filter's metric
-    // shows (at zero) once defined. An update by zero makes it show here too.
-    let _reading = config
-        .envoy_metrics
-        .read()
-        .unwrap_or_else(|p| p.into_inner());
-    with_member(config, index as usize, |envoy_id, values| {
-        let (labels, count) = (values.as_ptr(), values.len());
-        // SAFETY: the configuration is alive while its hooks run; the label values are
-        // lent for the call.
-        unsafe {
-            match kind {
-                0 => ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                    config.envoy,
-                    envoy_id,
-                    labels,
-                    count,
-                    0,
-                ),
-                1 => ffi::envoy_dynamic_module_callback_http_filter_config_increment_gauge(
-                    config.envoy,
-                    envoy_id,
-                    labels,
-                    count,
-                    0,
-                ),
-                _ => ffi::METRICS_SUCCESS,
-            }
-        }
-    });
     Some(LABELLED | index << 2 | kind)
 }
 

@@ -186,7 +186,6 @@ pub unsafe fn proxy_set_buffer_bytes(_: u32, _: usize, _: usize, _: *const u8, _
     UNIMPLEMENTED
 }
 
-/// Every header of stream map `header_type`, in order.
 /// The stream's headers of `header_type`, lent by Envoy: valid until the map is changed
 /// or the hook returns, so a caller reads them before it edits the map.
 fn stream_headers<'a>(
@@ -254,14 +253,14 @@ pub unsafe fn proxy_set_header_map_pairs(
     // The ABI sets one name at a time. First what changes is worked out on the headers
     // Envoy lends (no edit yet, so they stay valid): the names that go, and the names
     // whose values change. Then each is set (every value, in order) or removed.
+    let wanted: Vec<(&[u8], &[u8])> = wanted
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_slice()))
+        .collect();
     let (removed, changed) = {
         let Some(current) = stream_headers(filter, header_type) else {
             return BAD_ARGUMENT;
         };
-        let wanted: Vec<(&[u8], &[u8])> = wanted
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_slice()))
-            .collect();
         let (removed, changed) = pairs::edits(&current, &wanted);
         // Owned: the removals below change the map the borrowed names point into.
         let removed: Vec<Vec<u8>> = removed.into_iter().map(<[u8]>::to_vec).collect();
@@ -272,14 +271,10 @@ pub unsafe fn proxy_set_header_map_pairs(
         ok &= set_value(filter, header_type, name, None);
     }
     for at in changed {
-        let Some((name, _)) = wanted.get(at) else {
+        let Some(&(name, _)) = wanted.get(at) else {
             continue;
         };
-        let name = name.as_bytes();
-        let mut values = wanted
-            .iter()
-            .filter(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice());
+        let mut values = pairs::values_of(&wanted, name);
         if let Some(first) = values.next() {
             ok &= set_value(filter, header_type, name, Some(first));
         }
