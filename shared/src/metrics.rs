@@ -210,12 +210,6 @@ mod tests {
     }
 
     #[test]
-    fn declaring_a_family_outside_a_proxy_does_nothing() {
-        declare_family(MetricKind::Counter, "p", &["cluster"], "retries");
-        Counter::define(&tagged_name("p", &[("cluster", "a")], "retries")).inc();
-    }
-
-    #[test]
     fn handles_defined_outside_a_proxy_do_nothing_and_do_not_panic() {
         let c = Counter::define("x");
         c.inc();
