@@ -161,6 +161,221 @@ pub fn check_header_name(path: &str, name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A validated value read from a JSON string: the text is checked by `check`, and a refusal
+/// names the field (serde_path_to_error supplies the path) and what was expected.
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks `text`; the error says what was expected.
+            pub fn parse(text: &str) -> Result<Self, String> {
+                $check(text).map($name)
+            }
+
+            /// The checked text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// A header name as Envoy stores it: a lowercase HTTP token, or a pseudo-header such as
+    /// `:method`.
+    HeaderName,
+    header_name
+);
+
+checked_string!(
+    /// A header value a filter sends or compares: no CR, LF or NUL.
+    HeaderValue,
+    header_value
+);
+
+checked_string!(
+    /// An HTTP method, uppercase as Envoy gives `:method` (`GET`, `M-SEARCH`).
+    Method,
+    method
+);
+
+checked_string!(
+    /// A request path: starts with `/`, has no query (`?`) or fragment (`#`).
+    RequestPath,
+    request_path
+);
+
+fn header_name(name: &str) -> Result<String, String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let bare = name.strip_prefix(':').unwrap_or(name);
+    if bare.is_empty() || !bare.bytes().all(token) {
+        return Err(format!(
+            "expected a header name (letters, digits and -), got {name:?}"
+        ));
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("header names are lowercase in Envoy, got {name:?}"));
+    }
+    Ok(name.to_string())
+}
+
+fn header_value(value: &str) -> Result<String, String> {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err("must not contain CR, LF or NUL characters".to_string());
+    }
+    Ok(value.to_string())
+}
+
+fn method(method: &str) -> Result<String, String> {
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+        return Err(format!(
+            "expected an uppercase method such as \"GET\", got {method:?}"
+        ));
+    }
+    Ok(method.to_string())
+}
+
+fn request_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/')
+        || path.contains(['?', '#'])
+        || path.bytes().any(|b| !b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "expected a path starting with '/', without a query, spaces or control characters, got {path:?}"
+        ));
+    }
+    Ok(path.to_string())
+}
+
+/// A host a rule selects, compared with the request's host lowercase, without its port or
+/// a trailing dot. Written `api.example.com`, `*.example.com` (any subdomain, not the name
+/// itself) or an IP literal (`10.0.0.1`, `[::1]` or `::1`, kept in brackets as Envoy writes
+/// it in `:authority`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    /// This host exactly.
+    Exact(String),
+    /// Any host ending in this suffix, which starts with a dot.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.to_ascii_lowercase();
+        let refused = || {
+            format!(
+                "expected a host such as \"api.example.com\" or \"*.example.com\", without a port, got {text:?}"
+            )
+        };
+        let bare_v6 = lower
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+            .unwrap_or(&lower);
+        if bare_v6.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Ok(HostPattern::Exact(format!("[{bare_v6}]")));
+        }
+        let (suffix, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name.split('.').all(label) {
+            return Err(refused());
+        }
+        Ok(if suffix {
+            HostPattern::Suffix(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+
+    /// Whether `host` (already lowercase, without port or trailing dot, as
+    /// [`crate::matching::request_host`] gives it) is selected.
+    pub fn matches(&self, host: &[u8]) -> bool {
+        match self {
+            HostPattern::Exact(name) => host == name.as_bytes(),
+            HostPattern::Suffix(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_bytes())
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        HostPattern::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The compiled size one configured regex may take, so a config cannot make a worker
+/// build a huge automaton.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A regex that must match the whole input, as Envoy's `safe_regex` (RE2) does: the `regex`
+/// crate, which like RE2 runs in time linear in the input, with a bounded compiled size.
+#[derive(Clone, Debug)]
+pub struct MatchRegex(regex::bytes::Regex);
+
+impl MatchRegex {
+    /// Compiles `pattern`, anchored at both ends.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(MatchRegex)
+            .map_err(|e| format!("not a valid regex: {}", one_line(&e.to_string())))
+    }
+
+    /// Whether the regex matches all of `input`.
+    pub fn is_match(&self, input: &[u8]) -> bool {
+        self.0.is_match(input)
+    }
+
+    /// The anchored pattern.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for MatchRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for MatchRegex {}
+
+impl<'de> Deserialize<'de> for MatchRegex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        MatchRegex::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The regex crate explains errors over several lines with a caret; a log line wants one.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

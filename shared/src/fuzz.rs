@@ -203,6 +203,65 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(256, 4))]
+
+    /// Rule matches, as random documents shaped like a full one, load or name a problem;
+    /// a loaded one decides any hostile request without panicking, and an exact host and
+    /// path read back from a request built to carry them, whatever else it carries.
+    #[test]
+    fn request_matches_load_or_refuse_and_decide_hostile_requests(
+        doc in json_like(json!({
+            "hosts": ["api.example.com", "*.internal", "::1"],
+            "path": {"regex": "/users/[0-9]+"},
+            "methods": ["GET"],
+            "headers": [{"name": "x-tenant", "prefix": "b"}, {"name": "x-debug", "present": false}]
+        }), 4),
+        authority in soup(&["api.example.com", "A", ":", "443", "[", "]", "::1", ".", "internal", "x"], 6),
+        target in soup(&["/users/", "1", "?", "#", "/", "%2f", "..", "x"], 8),
+        tenant in proptest::option::of(soup(&["b", "blue", ",", " "], 3)),
+        host in "[a-z]{1,8}(\\.[a-z]{1,8}){0,2}",
+        path in "(/[A-Za-z0-9._~-]{0,6}){1,4}",
+    ) {
+        let loaded = within(BOUND, "RequestMatch", || {
+            parse_json::<crate::matching::RequestMatch>(doc.to_string().as_bytes())
+        })?;
+        let mut request: Vec<Pair> = vec![
+            (":authority".into(), authority),
+            (":path".into(), target),
+            (":method".into(), b"GET".to_vec()),
+        ];
+        if let Some(tenant) = tenant {
+            request.push(("x-tenant".into(), tenant.clone()));
+            request.push(("x-tenant".into(), tenant));
+        }
+        match loaded {
+            Ok(matcher) => {
+                within(BOUND, "RequestMatch::matches", || matcher.matches(request.as_slice()))?;
+            }
+            Err(error) => prop_assert!(!error.message.is_empty()),
+        }
+        let exact = parse_json::<crate::matching::RequestMatch>(
+            json!({"hosts": [host.clone()], "path": {"exact": path.clone()}}).to_string().as_bytes(),
+        );
+        let Ok(exact) = exact else {
+            return Err(TestCaseError::fail(format!("{host} {path}: refused")));
+        };
+        let sent = |authority: String, target: String| -> Vec<Pair> {
+            vec![
+                (":authority".into(), authority.into_bytes()),
+                (":path".into(), target.into_bytes()),
+                ("x-noise".into(), request.iter().flat_map(|(_, v)| v.clone()).collect()),
+            ]
+        };
+        let upper = host.to_ascii_uppercase();
+        let selected = exact.matches(sent(format!("{upper}:8080"), format!("{path}?q=1")).as_slice());
+        let other_host = exact.matches(sent(format!("x{host}"), path.clone()).as_slice());
+        let longer_path = exact.matches(sent(host, format!("{path}/x")).as_slice());
+        prop_assert!(selected && !other_host && !longer_path);
+    }
+}
+
 /// The raw names of `sep`-separated `name=value` items (the whole item where it has no `=`).
 fn names(list: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
     list.split(move |&b| b == sep)

@@ -273,6 +273,47 @@ pub fn header_values(map: Map, name: &str) -> HostResult<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// A header map of the current stream as the shared matcher reads it
+/// ([`crate::matching`]): a header's first value by one value call (or from the phase's
+/// snapshot, when taken), remembered so that several conditions on it cost one read; every
+/// value of a header from the snapshot. A map the host cannot give reads as empty.
+#[derive(Debug)]
+pub struct MapView {
+    map: Map,
+    read: RefCell<Vec<(String, Option<Vec<u8>>)>>,
+}
+
+impl MapView {
+    /// A view of `map`; nothing is read until a condition asks.
+    pub fn new(map: Map) -> Self {
+        MapView {
+            map,
+            read: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl crate::matching::RequestView for MapView {
+    fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if let Ok(read) = self.read.try_borrow() {
+            if let Some((_, value)) = read.iter().find(|(k, _)| k == name) {
+                return value.clone().map(std::borrow::Cow::Owned);
+            }
+        }
+        let value = header(self.map, name);
+        if let Ok(mut read) = self.read.try_borrow_mut() {
+            read.push((name.to_string(), value.clone()));
+        }
+        value.map(std::borrow::Cow::Owned)
+    }
+
+    fn joined(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let snapshot = snapshot(self.map).ok()?;
+        crate::matching::join(snapshot.values(name))
+            .map(|value| std::borrow::Cow::Owned(value.into_owned()))
+    }
+}
+
 /// The one value of header `name` in `map`, for a decision that must see what the upstream
 /// sees: `Ok(None)` when it is absent, `Ok(Some(value))` when it appears exactly once as
 /// UTF-8, and an error when it repeats, is not UTF-8, or the map cannot be read. Use it for

@@ -8,7 +8,8 @@
 //! - [`config`]: JSON configuration with unknown fields refused and errors that name the field.
 //! - [`shared_data`]: compare-and-swap read-modify-write across workers.
 //! - [`metrics`], [`time`], [`log`], [`reply`]: metric handles, the clock, logging, JSON replies.
-//! - [`http`]: cookies, query strings and `x-forwarded-for`, parsed one way for every filter.
+//! - [`http`]: cookies, query strings and `x-forwarded-for`, parsed one way for every filter;
+//!   [`matching`]: the one request match (hosts, path, methods, headers) every rule uses.
 //! - `native` (the `native` feature, never in a Wasm build): the same host API and
 //!   dispatcher behind Envoy's dynamic module ABI, so a filter also builds as a `.so`.
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod log;
+pub mod matching;
 pub mod metrics;
 #[cfg(feature = "native")]
 pub mod native;
