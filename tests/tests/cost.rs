@@ -56,6 +56,8 @@ fn check(filter: &Filter, budget: &Budget) -> RequestCost {
         cost.fuel,
         cost.kinds_field()
     );
+    // `cargo test --test cost -- --nocapture` shows every figure, for BENCHMARKS.md.
+    eprintln!("{figures}");
     assert_eq!(
         got, want,
         "{figures}\nhost calls per request changed: if on purpose, update tests/tests/cost.rs and BENCHMARKS.md"

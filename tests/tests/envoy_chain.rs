@@ -37,7 +37,7 @@ fn five() -> Vec<(&'static str, Value)> {
                                      "cache_duration": "10m"},
                      "claims_to_headers": [{"claim": "sub", "header": "x-jwt-sub"}]}
                 ],
-                "rules": [{"match": {"path_prefix": "/jwt/"}}, {"token": "ignored"}],
+                "rules": [{"match": {"path": {"prefix": "/jwt/"}}}, {"token": "ignored"}],
             }),
         ),
         (

@@ -227,8 +227,8 @@ fn a_valid_token_without_the_required_claims_gets_403_insufficient_scope() {
         "providers": [inline_provider()],
         "realm": "api",
         "rules": [
-            { "match": { "path_prefix": "/admin" }, "claims": [{ "claim": "scope", "scopes": ["admin"] }] },
-            { "match": { "path_prefix": "/staff" }, "claims": [{ "claim": "groups", "contains": "staff" }] },
+            { "match": { "path": {"prefix": "/admin"} }, "claims": [{ "claim": "scope", "scopes": ["admin"] }] },
+            { "match": { "path": {"prefix": "/staff"} }, "claims": [{ "claim": "groups", "contains": "staff" }] },
         ],
     });
     let host = host(&config);
@@ -296,7 +296,7 @@ fn two_authorization_headers_are_refused() {
 fn forged_claim_headers_never_reach_the_upstream() {
     let config = json!({
         "providers": [inline_provider()],
-        "rules": [{ "match": { "path_prefix": "/public" }, "token": "ignored" }],
+        "rules": [{ "match": { "path": {"prefix": "/public"} }, "token": "ignored" }],
     });
     let host = host(&config);
     let forged = |request: Request| {

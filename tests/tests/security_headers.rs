@@ -254,7 +254,7 @@ fn each_header_can_be_changed_turned_off_or_left_to_the_upstream() {
 
 fn docs_override() -> Value {
     json!({"overrides": [{
-        "match": {"prefix": "/docs/"},
+        "match": {"path": {"prefix": "/docs/"}},
         "headers": {"content_security_policy": {"mode": "overwrite", "value": DOCS_CSP}}
     }]})
 }
@@ -437,8 +437,8 @@ fn a_bad_configuration_is_refused_with_the_field_named() {
             "headers.x_frame_options.https_only: unknown field `https_only`",
         ),
         (
-            r#"{"overrides": [{"match": {"prefix": "docs"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
-            "overrides[0].match.prefix: expected a URL path",
+            r#"{"overrides": [{"match": {"path": {"prefix": "docs"}}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+            "overrides[0].match.path.prefix: expected a path starting with '/'",
         ),
         (
             r#"{"remove_headers": {"names": ["content-security-policy"]}}"#,

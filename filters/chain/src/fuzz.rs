@@ -27,7 +27,7 @@ fn config_seed() -> Value {
                     "x": "AhfmF_C2RDkoJ4-WmZ5pojpPLBUr321s32bluAKC1O0",
                     "y": "GUp968uXcS0t2jyoWqh2Wlb0X8dYWZZS8ol8ZTBuV5Q"}]},
                 "claims_to_headers": [{"claim": "sub", "header": "x-jwt-sub"}]}],
-            "rules": [{"match": {"path_prefix": "/api/"}}]}},
+            "rules": [{"match": {"path": {"prefix": "/api/"}}}]}},
         {"name": "rate-limit", "config": {"rules": [{"name": "per_client",
             "key": ["client_address"], "limit": {"capacity": 100, "refill": 50, "per": "1s"}}]}},
         {"name": "circuit-metrics", "config": {"breakers": [{"cluster": "upstream",

@@ -4,15 +4,14 @@
 use crate::claims::TimeRules;
 use crate::forward::{ClaimHeader, Forwarding};
 use crate::jwks::{self, KeySet, Limits, Strictness};
-use crate::policy::{
-    ClaimCheck, ClaimRequirement, HostPattern, Matcher, Mode, PathMatch, Requirement, Rule,
-};
+use crate::policy::{ClaimCheck, ClaimRequirement, Mode, Requirement, Rule};
 use crate::remote::RemoteSource;
 use crate::sources::TokenSource;
 use crate::token::Algorithm;
 use meshward_shared::config::{
     check_header_name, check_header_value, parse_json, ConfigDuration, ConfigError,
 };
+use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
 use serde_json::Value;
 use std::rc::Rc;
@@ -178,19 +177,6 @@ struct RawClaimHeader {
     header: String,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMatch {
-    #[serde(default)]
-    hosts: Vec<String>,
-    #[serde(default)]
-    path_prefix: Option<String>,
-    #[serde(default)]
-    path_exact: Option<String>,
-    #[serde(default)]
-    methods: Vec<String>,
-}
-
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum RawMode {
@@ -212,7 +198,7 @@ enum RawTokenMode {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     #[serde(default, rename = "match")]
-    matcher: RawMatch,
+    matcher: RequestMatch,
     #[serde(default)]
     providers: Option<Vec<String>>,
     #[serde(default)]
@@ -713,7 +699,7 @@ fn provider_index(names: &[&str], path: &str, name: &str) -> Result<usize, Confi
 }
 
 fn build_rule(raw: RawRule, names: &[&str]) -> Result<Rule, ConfigError> {
-    let matcher = build_matcher(raw.matcher).map_err(|e| e.within("match"))?;
+    let matcher = raw.matcher;
     let providers: Vec<usize> = match &raw.providers {
         None => (0..names.len()).collect(),
         Some(list) if list.is_empty() => {
@@ -768,63 +754,6 @@ fn build_rule(raw: RawRule, names: &[&str]) -> Result<Rule, ConfigError> {
         matcher,
         requirement,
     })
-}
-
-fn build_matcher(raw: RawMatch) -> Result<Matcher, ConfigError> {
-    let hosts = raw
-        .hosts
-        .into_iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let host = host.to_ascii_lowercase();
-            let rest = host.strip_prefix("*.").unwrap_or(&host);
-            let bad = rest.is_empty() || rest.contains(['/', ' ', '?', '#', '*']);
-            if bad {
-                return Err(ConfigError::new(
-                    format!("hosts[{i}]"),
-                    format!("expected a host such as \"api.example.com\" or \"*.example.com\", got {host:?}"),
-                ));
-            }
-            Ok(match host.strip_prefix('*') {
-                Some(suffix) => HostPattern::Suffix(suffix.to_string()),
-                None => HostPattern::Exact(host),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let path = match (raw.path_prefix, raw.path_exact) {
-        (None, None) => PathMatch::Any,
-        (Some(prefix), None) => PathMatch::Prefix(path_value("path_prefix", prefix)?),
-        (None, Some(exact)) => PathMatch::Exact(path_value("path_exact", exact)?),
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "",
-                "give path_prefix or path_exact, not both",
-            ))
-        }
-    };
-    for (i, method) in raw.methods.iter().enumerate() {
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ConfigError::new(
-                format!("methods[{i}]"),
-                format!("expected an uppercase method such as \"GET\", got {method:?}"),
-            ));
-        }
-    }
-    Ok(Matcher {
-        hosts,
-        path,
-        methods: raw.methods,
-    })
-}
-
-fn path_value(path: &str, value: String) -> Result<String, ConfigError> {
-    if !value.starts_with('/') || value.contains('?') {
-        return Err(ConfigError::new(
-            path,
-            format!("expected a path starting with '/' and without a query, got {value:?}"),
-        ));
-    }
-    Ok(value)
 }
 
 fn build_claim(
@@ -883,6 +812,7 @@ fn build_claim(
 mod tests {
     use super::*;
     use crate::fixtures;
+    use meshward_shared::config::HostPattern;
     use serde_json::json;
 
     fn provider() -> Value {
@@ -1076,8 +1006,12 @@ mod tests {
         );
         assert!(with(json!({ "match": { "methods": ["get"] } }))
             .starts_with("rules[0].match.methods[0]:"));
-        assert!(with(json!({ "match": { "path_prefix": "api" } }))
-            .starts_with("rules[0].match.path_prefix:"));
+        assert!(with(json!({ "match": { "path": { "prefix": "api" } } }))
+            .starts_with("rules[0].match.path.prefix:"));
+        assert_eq!(
+            with(json!({ "match": { "path_prefix": "/api/" } })),
+            r#"rules[0].match.path_prefix: unknown field; use "path": {"prefix": ...}"#
+        );
         assert!(with(json!({ "match": { "hosts": ["a.*.com"] } }))
             .starts_with("rules[0].match.hosts[0]:"));
     }
@@ -1088,8 +1022,8 @@ mod tests {
             json!({
                 "providers": [provider()],
                 "rules": [
-                    { "match": { "path_prefix": "/health" }, "token": "ignored" },
-                    { "match": { "hosts": ["*.Example.com"], "methods": ["POST"], "path_exact": "/admin" },
+                    { "match": { "path": { "prefix": "/health" } }, "token": "ignored" },
+                    { "match": { "hosts": ["*.Example.com"], "methods": ["POST"], "path": { "exact": "/admin" } },
                       "claims": [{ "claim": "realm_access.roles", "contains": "admin" }, { "claim": "scope", "scopes": ["write"] }] },
                 ]
             })

@@ -344,13 +344,13 @@ fn config_seed() -> Value {
             }
         }],
         "rules": [{
-            "match": {"hosts": ["api.test"], "path_prefix": "/api", "methods": ["GET"]},
+            "match": {"hosts": ["api.test"], "path": {"prefix": "/api"}, "methods": ["GET"]},
             "providers": ["idp", "remote"],
             "mode": "any",
             "token": "required",
             "claims": [{"claim": "groups", "contains": "staff"}, {"claim": "scope", "scopes": ["read"]},
                        {"claim": "sub", "provider": "idp", "one_of": ["a", "b"]}, {"claim": "iss", "equals": "x"}]
-        }, {"match": {"path_exact": "/health"}, "token": "ignored"}],
+        }, {"match": {"path": {"exact": "/health"}}, "token": "ignored"}],
         "realm": "meshward",
         "max_token_bytes": 8192,
         "cache": {"max_entries": 64},

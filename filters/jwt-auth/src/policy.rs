@@ -2,39 +2,8 @@
 //! tokens must carry. The first rule whose match fits the request applies.
 
 use crate::claims::{self, Claims};
+use meshward_shared::matching::{RequestMatch, RequestView};
 use serde_json::Value;
-
-/// A host a rule matches.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostPattern {
-    /// Exactly this host (lowercase, no port).
-    Exact(String),
-    /// Any subdomain of this suffix, written `*.example.com` (stored as `.example.com`).
-    Suffix(String),
-}
-
-/// How a rule matches the path (the part of `:path` before `?`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum PathMatch {
-    /// Any path.
-    #[default]
-    Any,
-    /// Paths starting with this string, byte for byte (as Envoy's route `prefix`).
-    Prefix(String),
-    /// Exactly this path.
-    Exact(String),
-}
-
-/// What a request must look like for a rule to apply. Empty lists match everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Matcher {
-    /// Hosts; empty for any.
-    pub hosts: Vec<HostPattern>,
-    /// The path.
-    pub path: PathMatch,
-    /// Methods, uppercase; empty for any.
-    pub methods: Vec<String>,
-}
 
 /// Whether one of a rule's providers suffices or all are needed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,65 +64,13 @@ pub enum Requirement {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
     /// When it applies.
-    pub matcher: Matcher,
+    pub matcher: RequestMatch,
     /// What it requires.
     pub requirement: Requirement,
 }
 
-/// The parts of a request rules look at.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestInfo<'a> {
-    /// `:method`.
-    pub method: &'a str,
-    /// `:authority`, possibly with a port.
-    pub host: &'a str,
-    /// `:path`, possibly with a query.
-    pub path: &'a str,
-}
-
-impl Matcher {
-    /// Whether the request fits.
-    pub fn matches(&self, request: &RequestInfo<'_>) -> bool {
-        let path = request
-            .path
-            .split_once('?')
-            .map_or(request.path, |(p, _)| p);
-        let path_ok = match &self.path {
-            PathMatch::Any => true,
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Exact(exact) => path == exact,
-        };
-        let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == request.method);
-        path_ok && method_ok && (self.hosts.is_empty() || self.host_matches(request.host))
-    }
-
-    fn host_matches(&self, authority: &str) -> bool {
-        let host = strip_port(authority).to_ascii_lowercase();
-        let host = host.strip_suffix('.').unwrap_or(&host);
-        self.hosts.iter().any(|pattern| match pattern {
-            HostPattern::Exact(exact) => host == exact,
-            HostPattern::Suffix(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
-            }
-        })
-    }
-}
-
-/// `example.com:8443` → `example.com`; IPv6 literals keep their brackets.
-fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .and_then(|end| authority.get(..=end))
-            .unwrap_or(authority);
-    }
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host)
-}
-
 /// The first rule matching `request`.
-pub fn select<'r>(rules: &'r [Rule], request: &RequestInfo<'_>) -> Option<&'r Rule> {
+pub fn select<'r>(rules: &'r [Rule], request: &(impl RequestView + ?Sized)) -> Option<&'r Rule> {
     rules.iter().find(|rule| rule.matcher.matches(request))
 }
 
@@ -210,62 +127,24 @@ pub fn unmet<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshward_shared::config::RequestPath;
+    use meshward_shared::matching::PathMatch;
+    use meshward_shared::pairs::Pair;
     use serde_json::json;
 
-    fn request<'a>(method: &'a str, host: &'a str, path: &'a str) -> RequestInfo<'a> {
-        RequestInfo { method, host, path }
-    }
-
-    #[test]
-    fn matches_host_path_and_method_together() {
-        let matcher = Matcher {
-            hosts: vec![HostPattern::Exact("api.example.com".into())],
-            path: PathMatch::Prefix("/admin".into()),
-            methods: vec!["POST".into()],
-        };
-        assert!(matcher.matches(&request("POST", "api.example.com", "/admin/users?x=1")));
-        assert!(matcher.matches(&request("POST", "API.Example.com:443", "/admin")));
-        assert!(!matcher.matches(&request("GET", "api.example.com", "/admin")));
-        assert!(!matcher.matches(&request("POST", "www.example.com", "/admin")));
-        assert!(!matcher.matches(&request("POST", "api.example.com", "/public/admin")));
-    }
-
-    #[test]
-    fn the_query_string_is_not_part_of_the_path() {
-        let matcher = Matcher {
-            path: PathMatch::Exact("/health".into()),
-            ..Matcher::default()
-        };
-        assert!(matcher.matches(&request("GET", "h", "/health?verbose")));
-        assert!(!matcher.matches(&request("GET", "h", "/healthz")));
-    }
-
-    #[test]
-    fn wildcard_hosts_match_subdomains_only() {
-        let matcher = Matcher {
-            hosts: vec![HostPattern::Suffix(".example.com".into())],
-            ..Matcher::default()
-        };
-        assert!(matcher.matches(&request("GET", "a.example.com", "/")));
-        assert!(matcher.matches(&request("GET", "a.b.example.com.", "/")));
-        assert!(!matcher.matches(&request("GET", "example.com", "/")));
-        assert!(!matcher.matches(&request("GET", "badexample.com", "/")));
-    }
-
-    #[test]
-    fn ports_and_ipv6_literals_are_handled() {
-        assert_eq!(strip_port("a.com:80"), "a.com");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-        assert_eq!(strip_port("a.com"), "a.com");
+    fn request(method: &str, path: &str) -> Vec<Pair> {
+        vec![
+            (":method".to_string(), method.as_bytes().to_vec()),
+            (":path".to_string(), path.as_bytes().to_vec()),
+        ]
     }
 
     #[test]
     fn the_first_matching_rule_wins() {
         let rule = |prefix: &str, requirement| Rule {
-            matcher: Matcher {
-                path: PathMatch::Prefix(prefix.into()),
-                ..Matcher::default()
+            matcher: RequestMatch {
+                path: Some(PathMatch::Prefix(RequestPath::parse(prefix).unwrap())),
+                ..RequestMatch::default()
             },
             requirement,
         };
@@ -282,18 +161,18 @@ mod tests {
             ),
         ];
         assert_eq!(
-            select(&rules, &request("GET", "h", "/public/x"))
+            select(&rules, request("GET", "/public/x").as_slice())
                 .unwrap()
                 .requirement,
             Requirement::Ignore
         );
         assert_ne!(
-            select(&rules, &request("GET", "h", "/private"))
+            select(&rules, request("GET", "/private").as_slice())
                 .unwrap()
                 .requirement,
             Requirement::Ignore
         );
-        assert!(select(&rules[..1], &request("GET", "h", "/private")).is_none());
+        assert!(select(&rules[..1], request("GET", "/private").as_slice()).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::config::{Config, Keys};
 use crate::deny::{Denial, Reason};
 use crate::failed::FailedSignatures;
 use crate::forward::{self, Edit};
-use crate::policy::{self, ClaimCheck, Mode, RequestInfo, Requirement};
+use crate::policy::{self, ClaimCheck, Mode, Requirement};
 pub use crate::remote::Lookup as KeyLookup;
 use crate::sources::{self, TokenSource};
 use crate::token::{self, TokenError};
@@ -28,8 +28,6 @@ pub struct Request<'a> {
     pub headers: &'a [Pair],
     /// `:method`.
     pub method: &'a str,
-    /// `:authority`.
-    pub authority: &'a str,
     /// `:path`.
     pub path: &'a str,
 }
@@ -47,9 +45,6 @@ impl<'a> Request<'a> {
         Request {
             headers,
             method: first_str(headers, ":method").unwrap_or(""),
-            authority: first_str(headers, ":authority")
-                .or_else(|| first_str(headers, "host"))
-                .unwrap_or(""),
             path: first_str(headers, ":path").unwrap_or("/"),
         }
     }
@@ -138,12 +133,7 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
     ) {
         return Verdict::Allow(edits);
     }
-    let info = RequestInfo {
-        method: request.method,
-        host: request.authority,
-        path: request.path,
-    };
-    let requirement = policy::select(&config.rules, &info)
+    let requirement = policy::select(&config.rules, request.headers)
         .map_or(&config.default_requirement, |r| &r.requirement);
     let Requirement::Verify {
         providers,
@@ -571,7 +561,7 @@ mod tests {
     #[test]
     fn spoofed_claim_headers_are_removed_even_where_no_token_is_needed() {
         let mut h = Harness::new(config_with(
-            json!({ "rules": [{ "match": { "path_prefix": "/public" }, "token": "ignored" }] }),
+            json!({ "rules": [{ "match": { "path": {"prefix": "/public"} }, "token": "ignored" }] }),
         ));
         let verdict = h.decide(&[(":path", "/public/x"), ("x-jwt-sub", "admin")]);
         let Verdict::Allow(edits) = verdict else {
@@ -607,8 +597,8 @@ mod tests {
     #[test]
     fn missing_claims_are_refused_with_403_and_the_scopes() {
         let mut h = Harness::new(config_with(json!({ "rules": [
-            { "match": { "path_prefix": "/admin" }, "claims": [{ "claim": "scope", "scopes": ["admin"] }] },
-            { "match": { "path_prefix": "/staff" }, "claims": [{ "claim": "groups", "contains": "staff" }, { "claim": "org.tier", "one_of": [2, 3] }] },
+            { "match": { "path": {"prefix": "/admin"} }, "claims": [{ "claim": "scope", "scopes": ["admin"] }] },
+            { "match": { "path": {"prefix": "/staff"} }, "claims": [{ "claim": "groups", "contains": "staff" }, { "claim": "org.tier", "one_of": [2, 3] }] },
         ]})));
         let token = fixtures::token(Algorithm::RS256, NOW);
         let bearer = format!("Bearer {token}");
@@ -631,7 +621,7 @@ mod tests {
     #[test]
     fn a_cache_hit_skips_verification_but_not_expiry_or_rules() {
         let mut h = Harness::new(config_with(json!({ "rules": [
-            { "match": { "path_prefix": "/admin" }, "claims": [{ "claim": "sub", "equals": "root" }] },
+            { "match": { "path": {"prefix": "/admin"} }, "claims": [{ "claim": "sub", "equals": "root" }] },
         ]})));
         let token = fixtures::token(Algorithm::RS256, NOW);
         assert!(matches!(h.bearer(&token), Verdict::Allow(_)));
@@ -870,7 +860,7 @@ mod tests {
     #[test]
     fn without_a_clock_no_token_is_accepted() {
         let mut h = Harness::new(config_with(json!({ "rules": [
-            { "match": { "path_prefix": "/health" }, "token": "ignored" },
+            { "match": { "path": {"prefix": "/health"} }, "token": "ignored" },
         ]})));
         h.now = None;
         let Verdict::Deny(denial) = h.bearer(&fixtures::token(Algorithm::RS256, NOW)) else {

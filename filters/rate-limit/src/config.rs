@@ -3,10 +3,10 @@
 
 use crate::bucket::{Limit, MAX_PERIOD, MAX_TOKENS, MIN_PERIOD};
 use crate::keys::KeyPart;
-use crate::rules::{HostPattern, Match, PathMatch};
+use crate::request::Request;
 use crate::table::Table;
 use meshward_shared::config::{check_header_name, parse_json, ConfigDuration, ConfigError};
-use regex::bytes::RegexBuilder;
+use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -16,8 +16,6 @@ pub const DEFAULT_BUCKETS: u32 = 10_000;
 pub const MAX_BUCKETS: u32 = 1_000_000;
 /// The most rules one plugin may have.
 pub const MAX_RULES: usize = 64;
-/// Compiled size allowed for one path regex.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// How long a rate limit service call may take when `global.timeout` is not given.
 pub const DEFAULT_GLOBAL_TIMEOUT: Duration = Duration::from_millis(20);
 /// The longest `global.timeout`: the request waits this long for the service.
@@ -87,8 +85,9 @@ impl Default for ResponseHeaders {
 pub struct Rule {
     /// The rule's name, in metrics, shared-data names and headers.
     pub name: String,
-    /// What the rule applies to.
-    pub matcher: Match,
+    /// What the rule applies to; `None`: every request (decided here, at load, so an
+    /// unconditional rule costs nothing per request).
+    pub matcher: Option<RequestMatch>,
     /// What its buckets are counted under; empty: one bucket for the rule.
     pub key: Vec<KeyPart>,
     /// What to do when part of the key is missing.
@@ -102,6 +101,13 @@ pub struct Rule {
     /// In shadow mode, a request header added upstream to requests that would have been
     /// limited, with the rule name as its value.
     pub shadow_header: Option<String>,
+}
+
+impl Rule {
+    /// Whether the rule's match selects `request`.
+    pub fn applies_to(&self, request: &dyn Request) -> bool {
+        self.matcher.as_ref().is_none_or(|m| m.matches(request))
+    }
 }
 
 /// A rule's local token bucket.
@@ -172,7 +178,7 @@ fn default_cas_attempts() -> u32 {
 struct RawRule {
     name: String,
     #[serde(default, rename = "match")]
-    matcher: RawMatch,
+    matcher: RequestMatch,
     #[serde(default)]
     key: Vec<RawKeyPart>,
     limit: Option<RawLimit>,
@@ -182,24 +188,6 @@ struct RawRule {
     #[serde(default)]
     mode: Mode,
     shadow_header: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMatch {
-    #[serde(default)]
-    hosts: Vec<String>,
-    path: Option<RawPath>,
-    #[serde(default)]
-    methods: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum RawPath {
-    Exact(String),
-    Prefix(String),
-    Regex(String),
 }
 
 #[derive(Deserialize)]
@@ -359,7 +347,7 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
         }),
         global,
         name: raw.name,
-        matcher: matcher(raw.matcher).map_err(|e| e.within("match"))?,
+        matcher: (!raw.matcher.is_empty()).then_some(raw.matcher),
         key,
         missing_key: raw.missing_key.unwrap_or_default(),
         mode: raw.mode,
@@ -462,83 +450,6 @@ fn non_empty(field: &str, name: String) -> Result<String, ConfigError> {
     Ok(name)
 }
 
-fn matcher(raw: RawMatch) -> Result<Match, ConfigError> {
-    let hosts = raw
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| host_pattern(h).map_err(|e| e.within(&format!("hosts[{i}]"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let path = match raw.path {
-        None => None,
-        Some(RawPath::Exact(p)) => Some(PathMatch::Exact(path_text("path.exact", p)?)),
-        Some(RawPath::Prefix(p)) => Some(PathMatch::Prefix(path_text("path.prefix", p)?)),
-        Some(RawPath::Regex(p)) => Some(PathMatch::Regex(
-            RegexBuilder::new(&format!("^(?:{p})$"))
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| {
-                    ConfigError::new(
-                        "path.regex",
-                        format!("not a valid regex: {}", one_line(&e.to_string())),
-                    )
-                })?,
-        )),
-    };
-    for (i, m) in raw.methods.iter().enumerate() {
-        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
-            return Err(ConfigError::new(
-                format!("methods[{i}]"),
-                format!("expected an uppercase method such as \"GET\", got {m:?}"),
-            ));
-        }
-    }
-    Ok(Match {
-        hosts,
-        path,
-        methods: raw.methods,
-    })
-}
-
-fn host_pattern(raw: &str) -> Result<HostPattern, ConfigError> {
-    let lower = raw.to_ascii_lowercase();
-    let (suffix, name) = match lower.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, lower.as_str()),
-    };
-    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
-    let ipv6 = !suffix && name.parse::<std::net::Ipv6Addr>().is_ok();
-    if name.is_empty() || !(ipv6 || name.bytes().all(ok)) {
-        return Err(ConfigError::new(
-            "",
-            format!("expected a host such as \"api.example.com\" or \"*.example.com\", without a port, got {raw:?}"),
-        ));
-    }
-    Ok(if suffix {
-        HostPattern::Suffix(format!(".{name}"))
-    } else {
-        HostPattern::Exact(name.to_string())
-    })
-}
-
-fn path_text(field: &str, path: String) -> Result<String, ConfigError> {
-    if !path.starts_with('/') || path.contains('?') {
-        return Err(ConfigError::new(
-            field,
-            format!("expected a path starting with '/' and without a query, got {path:?}"),
-        ));
-    }
-    Ok(path)
-}
-
-/// The regex crate explains errors over several lines with a caret; a log line wants one.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -602,11 +513,10 @@ pub(crate) mod tests {
         assert_eq!(r.local.as_ref().unwrap().table.capacity(), 20000);
         assert_eq!(r.missing_key, MissingKey::Skip);
         assert_eq!(r.shadow_header.as_deref(), Some("x-rate-limit-shadow"));
-        assert_eq!(
-            r.matcher.hosts[0],
-            HostPattern::Exact("api.example.com".into())
-        );
-        assert_eq!(r.matcher.hosts[1], HostPattern::Suffix(".internal".into()));
+        let matcher = r.matcher.as_ref().unwrap();
+        assert_eq!(matcher.hosts.len(), 2);
+        assert_eq!(matcher.methods.len(), 2);
+        assert!(matcher.path.is_some());
         assert_eq!(c.status, 503);
         assert_eq!(c.failure_mode, FailureMode::Deny);
         assert!(c.response_headers.on_allowed);

@@ -7,7 +7,7 @@
 use crate::config;
 use crate::global::{self, Answer};
 use crate::keys::{self, KeyPart};
-use crate::request::{HeaderList, Request};
+use crate::request::HeaderList;
 use crate::rls::{Code, CurrentLimit, DescriptorStatus, RateLimitRequest, RateLimitResponse};
 use meshward_shared::fuzzing::{config as cases, json_like, soup, within};
 use meshward_shared::GrpcEvent;
@@ -214,7 +214,6 @@ proptest! {
         let carried: usize = request.headers.iter().map(|(_, v)| v.len()).sum::<usize>()
             + request.source_address.as_ref().map_or(0, String::len);
         prop_assert!(key.bytes.len() <= parts.len() * (5 + carried + 40));
-        let _host = request.host();
     }
 
     /// The `x-forwarded-for` part reads the `trusted_hops`-th address from the right, as

@@ -197,7 +197,7 @@ pub fn plan(config: &Config, request: &dyn Request, verdict: &Verdict) -> Vec<Ca
                 r.rule == index && matches!(r.outcome, Outcome::Allowed { .. } | Outcome::Failed(_))
             })
         } else {
-            rule.matcher.matches(request)
+            rule.applies_to(request)
         };
         if !passes {
             continue;

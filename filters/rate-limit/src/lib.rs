@@ -18,7 +18,6 @@ pub mod limiter;
 pub mod metrics;
 pub mod request;
 pub mod rls;
-pub mod rules;
 pub mod table;
 
 use crate::answer::Allowance;

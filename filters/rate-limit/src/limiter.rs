@@ -115,7 +115,7 @@ pub fn check<S: Store>(
         let Some(local) = &rule.local else {
             continue;
         };
-        if !rule.matcher.matches(request) {
+        if !rule.applies_to(request) {
             continue;
         }
         let fingerprint = if rule.key.is_empty() {

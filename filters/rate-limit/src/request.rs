@@ -3,7 +3,9 @@
 //! only the headers some rule needs, and tests use a plain [`HeaderList`].
 
 use meshward_shared::http;
+use meshward_shared::matching::{self, RequestView};
 use meshward_shared::pairs::Pair;
+use std::borrow::Cow;
 
 /// A request as the filter sees it.
 pub trait Request {
@@ -32,21 +34,17 @@ pub trait Request {
     fn method(&self) -> Vec<u8> {
         self.header(":method").unwrap_or_default()
     }
+}
 
-    /// The host, lowercase, without a port or trailing dot.
-    fn host(&self) -> Option<String> {
-        let raw = self.header(":authority").or_else(|| self.header("host"))?;
-        let raw = String::from_utf8(raw).ok()?;
-        let host = if let Some(rest) = raw.strip_prefix('[') {
-            // An IPv6 literal: `[::1]:8080`.
-            rest.split(']').next().unwrap_or(rest)
-        } else {
-            match raw.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-                _ => &raw,
-            }
-        };
-        Some(host.trim_end_matches('.').to_ascii_lowercase())
+/// The shared matcher ([`meshward_shared::matching`]) reads a request through this.
+impl RequestView for dyn Request + '_ {
+    fn header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        Request::header(self, name).map(Cow::Owned)
+    }
+
+    fn joined(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let values = self.header_values(name);
+        matching::join(values.iter().map(Vec::as_slice)).map(|v| Cow::Owned(v.into_owned()))
     }
 }
 
@@ -103,19 +101,6 @@ pub(crate) mod tests {
         let r = request(&[(":path", "/plain")], None);
         assert_eq!(r.path(), b"/plain");
         assert_eq!(r.query(), None);
-    }
-
-    #[test]
-    fn the_host_is_lowercase_without_its_port() {
-        let host = |h| request(&[(":authority", h)], None).host();
-        assert_eq!(
-            host("API.Example.com:8443").as_deref(),
-            Some("api.example.com")
-        );
-        assert_eq!(host("example.com.").as_deref(), Some("example.com"));
-        assert_eq!(host("[::1]:80").as_deref(), Some("::1"));
-        assert_eq!(host("[::1]").as_deref(), Some("::1"));
-        assert_eq!(HeaderList::default().host(), None);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use crate::headers::{Header, Mode};
 use crate::leaks::DEFAULT_LEAK_HEADERS;
-use crate::path_match::{self, PathMatch};
+use crate::path_match;
 use meshward_shared::config::{check_header_name, check_header_value, parse_json, ConfigError};
+use meshward_shared::matching::{PathMatch, RequestMatch};
 use serde::Deserialize;
 
 /// The plugin configuration as written; see the README for each field.
@@ -98,21 +99,13 @@ fn default_true() -> bool {
     true
 }
 
-/// Header changes for the request paths `match` selects.
+/// Header changes for the requests `match` selects.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOverride {
-    r#match: RawMatch,
+    r#match: RequestMatch,
     #[serde(default)]
     headers: RawHeaders,
-}
-
-/// Exactly one of `prefix` and `path`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMatch {
-    prefix: Option<String>,
-    path: Option<String>,
 }
 
 /// Every field of a header entry, whichever header it is for.
@@ -322,11 +315,11 @@ impl Policy {
     }
 }
 
-/// A per-path override, resolved into the full policy its paths get.
+/// An override, resolved into the full policy the requests it selects get.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Override {
-    /// Which request paths it applies to.
-    pub path: PathMatch,
+    /// Which requests it applies to.
+    pub matcher: RequestMatch,
     /// The headers those paths get.
     pub policy: Policy,
 }
@@ -362,7 +355,7 @@ impl Config {
         let mut overrides = Vec::with_capacity(raw.overrides.len());
         for (i, o) in raw.overrides.into_iter().enumerate() {
             let at = format!("overrides[{i}]");
-            let path = path_match(o.r#match).map_err(|e| e.within(&at))?;
+            let matcher = checked_match(o.r#match).map_err(|e| e.within(&at))?;
             let patches = o.headers.into_patches();
             if patches.is_empty() {
                 return Err(ConfigError::new(
@@ -373,7 +366,7 @@ impl Config {
             let mut settings = top.clone();
             apply(&mut settings, patches, &format!("{at}.headers"))?;
             overrides.push(Override {
-                path,
+                matcher,
                 policy: Policy::render(&settings),
             });
         }
@@ -406,43 +399,33 @@ impl Config {
     }
 }
 
-fn path_match(raw: RawMatch) -> Result<PathMatch, ConfigError> {
-    let (field, text, make): (&str, String, fn(String) -> PathMatch) = match (raw.prefix, raw.path)
-    {
-        (Some(prefix), None) => ("prefix", prefix, PathMatch::Prefix),
-        (None, Some(path)) => ("path", path, PathMatch::Exact),
-        _ => return Err(ConfigError::new(
-            "match",
-            "set exactly one of prefix (for example \"/docs/\") or path (for example \"/login\")",
-        )),
-    };
-    let path = format!("match.{field}");
-    if !text.starts_with('/')
-        || text.contains(['?', '#'])
-        || text.bytes().any(|b| !b.is_ascii_graphic())
-    {
+/// An override's match, with what only this filter asks of it: at least one condition (the
+/// top-level `headers` are for every request), and a path condition in normal form, since a
+/// request whose path is not never selects an override.
+fn checked_match(matcher: RequestMatch) -> Result<RequestMatch, ConfigError> {
+    if matcher.is_empty() {
         return Err(ConfigError::new(
-            path,
-            format!("expected a URL path starting with / without query or spaces, got {text:?}"),
+            "match",
+            "give at least one condition (for example \"path\": {\"prefix\": \"/docs/\"}); the top-level headers are for every request",
         ));
     }
-    // A prefix may end in a partial segment ("/docs/." is not a dot segment of any path it
-    // matches), so only check what a full path must be: free of tricks that never match.
-    let checked = if field == "prefix" {
-        text.trim_end_matches('.')
-    } else {
-        text.as_str()
+    let (field, text) = match &matcher.path {
+        Some(PathMatch::Exact(path)) => ("exact", path.as_str()),
+        // A prefix may end in a partial segment ("/docs/." is not a dot segment of any
+        // path it matches), so only check what a full path must be.
+        Some(PathMatch::Prefix(prefix)) => ("prefix", prefix.as_str().trim_end_matches('.')),
+        Some(PathMatch::Regex(_)) | None => return Ok(matcher),
     };
-    if !path_match::is_normal(checked) {
+    if !path_match::is_normal(text) {
         return Err(ConfigError::new(
-            path,
+            format!("match.path.{field}"),
             format!(
                 "{text:?} is not in normal form (dot segments, // or encoded . / \\), and requests \
                  with such paths never select an override"
             ),
         ));
     }
-    Ok(make(text))
+    Ok(matcher)
 }
 
 fn removal_list(
@@ -514,6 +497,7 @@ fn removal_list(
 mod tests {
     use super::*;
     use crate::headers::{DEFAULT_CSP, DEFAULT_PERMISSIONS_POLICY};
+    use meshward_shared::config::RequestPath;
 
     fn parse(json: &str) -> Config {
         Config::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
@@ -601,19 +585,25 @@ mod tests {
             r#"{
                 "headers": {"content_security_policy": {"html_only": true}},
                 "overrides": [
-                    {"match": {"prefix": "/docs/"}, "headers": {"content_security_policy": {"value": "default-src 'self' https:"}}},
-                    {"match": {"path": "/embed"}, "headers": {"x_frame_options": {"mode": "off"}}}
+                    {"match": {"path": {"prefix": "/docs/"}}, "headers": {"content_security_policy": {"value": "default-src 'self' https:"}}},
+                    {"match": {"path": {"exact": "/embed"}}, "headers": {"x_frame_options": {"mode": "off"}}}
                 ]
             }"#,
         );
         let docs = &config.overrides[0];
-        assert_eq!(docs.path, PathMatch::Prefix("/docs/".into()));
+        assert_eq!(
+            docs.matcher.path,
+            Some(PathMatch::Prefix(RequestPath::parse("/docs/").unwrap()))
+        );
         let csp = rule(&docs.policy, "content-security-policy").unwrap();
         assert_eq!(csp.value, "default-src 'self' https:");
         assert!(csp.html_only && csp.keep_upstream);
         assert_eq!(rule(&docs.policy, "x-frame-options").unwrap().value, "DENY");
         let embed = &config.overrides[1];
-        assert_eq!(embed.path, PathMatch::Exact("/embed".into()));
+        assert_eq!(
+            embed.matcher.path,
+            Some(PathMatch::Exact(RequestPath::parse("/embed").unwrap()))
+        );
         assert!(rule(&embed.policy, "x-frame-options").is_none());
         assert_eq!(
             rule(&embed.policy, "content-security-policy")
@@ -660,7 +650,7 @@ mod tests {
                 r#"headers.x_frame_options.value: expected one of DENY, SAMEORIGIN, got "ALLOWALL""#,
             ),
             (
-                r#"{"overrides": [{"match": {"prefix": "/a/"}, "headers": {"content_security_policy": {"value": "default-src self"}}}]}"#,
+                r#"{"overrides": [{"match": {"path": {"prefix": "/a/"}}, "headers": {"content_security_policy": {"value": "default-src self"}}}]}"#,
                 "overrides[0].headers.content_security_policy.value: default-src: \"self\" must be in single quotes",
             ),
             (
@@ -692,7 +682,7 @@ mod tests {
             (r#"{"headers": {"x_frame_option": {}}}"#, "headers.x_frame_option: unknown field `x_frame_option`"),
             (r#"{"headers": {"x_frame_options": {"https_only": true}}}"#, "headers.x_frame_options.https_only: unknown field `https_only`, expected `mode` or `value`"),
             (r#"{"remove_headers": {"name": []}}"#, "remove_headers.name: unknown field `name`"),
-            (r#"{"overrides": [{"match": {"regex": ".*"}, "headers": {}}]}"#, "overrides[0].match.regex: unknown field `regex`, expected `prefix` or `path`"),
+            (r#"{"overrides": [{"match": {"paths": {}}, "headers": {}}]}"#, "overrides[0].match.paths: unknown field `paths`, expected one of `hosts`, `path`, `methods`, `headers`"),
         ] {
             let err = refused(json);
             assert!(err.starts_with(field), "{json}: {err}");
@@ -708,26 +698,26 @@ mod tests {
             ),
             (
                 r#"{"overrides": [{"match": {}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
-                "overrides[0].match: set exactly one of prefix",
+                "overrides[0].match: give at least one condition",
             ),
             (
-                r#"{"overrides": [{"match": {"prefix": "/a", "path": "/b"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
-                "overrides[0].match: set exactly one",
+                r#"{"overrides": [{"match": {"path": {"prefix": "/a", "exact": "/b"}}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match.path: give exactly one of exact, prefix or regex",
             ),
             (
-                r#"{"overrides": [{"match": {"prefix": "docs"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
-                "overrides[0].match.prefix: expected a URL path",
+                r#"{"overrides": [{"match": {"prefix": "/docs/"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                r#"overrides[0].match.prefix: unknown field; use "path": {"prefix": ...}"#,
             ),
             (
-                r#"{"overrides": [{"match": {"path": "/a?b"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
-                "overrides[0].match.path: expected a URL path",
+                r#"{"overrides": [{"match": {"path": {"exact": "/a b"}}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match.path.exact: expected a path starting with '/'",
             ),
             (
-                r#"{"overrides": [{"match": {"prefix": "/a/../b/"}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
-                "overrides[0].match.prefix: \"/a/../b/\" is not in normal form",
+                r#"{"overrides": [{"match": {"path": {"prefix": "/a/../b/"}}, "headers": {"x_frame_options": {"mode": "off"}}}]}"#,
+                "overrides[0].match.path.prefix: \"/a/../b/\" is not in normal form",
             ),
             (
-                r#"{"overrides": [{"match": {"prefix": "/a/"}}]}"#,
+                r#"{"overrides": [{"match": {"path": {"prefix": "/a/"}}}]}"#,
                 "overrides[0].headers: an override must change at least one header",
             ),
             (
@@ -772,7 +762,7 @@ mod tests {
         assert!(config.remove.iter().any(|n| n == "x-frame-options"));
         let err = refused(
             r#"{"headers": {"x_frame_options": {"mode": "off"}}, "remove_headers": {"names": ["x-frame-options"]},
-            "overrides": [{"match": {"prefix": "/x/"}, "headers": {"x_frame_options": {"mode": "overwrite"}}}]}"#,
+            "overrides": [{"match": {"path": {"prefix": "/x/"}}, "headers": {"x_frame_options": {"mode": "overwrite"}}}]}"#,
         );
         assert!(err.contains("is a header this filter sends"), "{err}");
     }

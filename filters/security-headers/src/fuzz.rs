@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::request::RequestFacts;
 use crate::{csp, hsts, permissions_policy};
 use meshward_shared::fuzzing::{config as cases, json_like, text_soup, within};
+use meshward_shared::matching::RequestView;
+use meshward_shared::pairs::Pair;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -31,8 +33,8 @@ fn config_seed() -> Value {
         "remove_headers": {"include_defaults": true, "names": ["x-internal"], "except": ["server"]},
         "trust_x_forwarded_proto": true,
         "overrides": [
-            {"match": {"prefix": "/docs/"}, "headers": {"content_security_policy": {"mode": "off"}}},
-            {"match": {"path": "/embed"}, "headers": {"x_frame_options": {"mode": "overwrite", "value": "SAMEORIGIN"}}}
+            {"match": {"path": {"prefix": "/docs/"}}, "headers": {"content_security_policy": {"mode": "off"}}},
+            {"match": {"path": {"exact": "/embed"}}, "headers": {"x_frame_options": {"mode": "overwrite", "value": "SAMEORIGIN"}}}
         ]
     })
 }
@@ -88,8 +90,11 @@ proptest! {
         forwarded in proptest::option::of(text_soup(&["https", "http", ",", " ", "HTTPS", "wss"], 5)),
     ) {
         let config = Config::parse(config_seed().to_string().as_bytes()).unwrap();
+        let request: Option<Vec<Pair>> =
+            target.map(|t| vec![(":path".to_string(), t.into_bytes())]);
         let facts = within(BOUND, "RequestFacts::learn", || {
-            RequestFacts::learn(&config, target.as_deref(), scheme.as_deref(), forwarded.as_deref())
+            let view = request.as_ref().map(|r| r as &dyn RequestView);
+            RequestFacts::learn(&config, view, scheme.as_deref(), forwarded.as_deref())
         })?;
         if let Some(i) = facts.override_index {
             prop_assert!(i < config.overrides.len());

@@ -20,6 +20,7 @@ pub mod request;
 
 use config::Config;
 use meshward_shared::host::{self, Map};
+use meshward_shared::matching::RequestView;
 use meshward_shared::snapshot::HeaderSnapshot;
 use meshward_shared::{log, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
@@ -71,17 +72,14 @@ struct Stream {
 }
 
 impl Stream {
-    /// Reads the request facts from the host: `:path` only when an override could match,
-    /// `:scheme` (and a trusted `x-forwarded-proto`) only when a header is sent on HTTPS
+    /// Reads the request facts from the host: the headers the overrides' matches ask for
+    /// (`:path` first) only when there are overrides, `:scheme` (and a trusted `x-forwarded-proto`) only when a header is sent on HTTPS
     /// only, so the default config costs one header read. Each read may fail (no request
     /// headers on an early local reply); a missing fact selects the top-level headers and
     /// "scheme unknown". The properties are read only when the header maps say nothing.
     fn read_facts(&self) -> RequestFacts {
         let config = &self.config;
-        let target = config.reads_path.then(|| {
-            host::header_str(Map::RequestHeaders, ":path")
-                .or_else(|| host::property_str(&["request", "path"]))
-        });
+        let request = host::MapView::new(Map::RequestHeaders);
         let scheme = config.reads_scheme.then(|| {
             host::header_str(Map::RequestHeaders, ":scheme")
                 .or_else(|| host::property_str(&["request", "scheme"]))
@@ -93,7 +91,7 @@ impl Stream {
         };
         RequestFacts::learn(
             config,
-            target.flatten().as_deref(),
+            config.reads_path.then_some(&request as &dyn RequestView),
             scheme.flatten().as_deref(),
             forwarded_proto.as_deref(),
         )

@@ -2,37 +2,22 @@
 //! and only on paths in normal form: a path with dot segments, doubled or encoded slashes, or
 //! encoded dots could be resolved by the upstream to a different resource than its text says
 //! (`/docs/..%2fadmin`), so it never selects an override and gets the top-level headers.
+//! Overrides match as every meshward rule does ([`meshward_shared::matching`]).
 
-/// How an override matches the request path, as in Envoy's route match. Case-sensitive.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathMatch {
-    /// The path starts with this text (`/docs/` matches `/docs/a` but not `/docs`).
-    Prefix(String),
-    /// The path is exactly this text.
-    Exact(String),
-}
+use meshward_shared::matching::{self, RequestMatch, RequestView};
 
-impl PathMatch {
-    /// Whether `path` (no query) matches.
-    pub fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Exact(exact) => path == exact,
-        }
-    }
-}
-
-/// The index of the first matcher that matches the request target (`:path`, query and all),
-/// or `None` when none does or the path is not in normal form.
+/// The index of the first override whose match selects the request, or `None` when none
+/// does, or the request has no `:path`, or its path is not in normal form.
 pub fn select<'a>(
-    matchers: impl IntoIterator<Item = &'a PathMatch>,
-    target: &str,
+    matchers: impl IntoIterator<Item = &'a RequestMatch>,
+    request: &(impl RequestView + ?Sized),
 ) -> Option<usize> {
-    let path = path_only(target);
+    let target = request.header(":path")?;
+    let path = std::str::from_utf8(matching::path_of(&target)).ok()?;
     if !is_normal(path) {
         return None;
     }
-    matchers.into_iter().position(|m| m.matches(path))
+    matchers.into_iter().position(|m| m.matches(request))
 }
 
 /// The path of a request target: everything before `?` or `#`.
@@ -64,11 +49,23 @@ pub fn is_normal(path: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn matchers() -> Vec<PathMatch> {
-        vec![
-            PathMatch::Exact("/docs/legacy".into()),
-            PathMatch::Prefix("/docs/".into()),
+    fn matchers() -> Vec<RequestMatch> {
+        [
+            r#"{"path": {"exact": "/docs/legacy"}}"#,
+            r#"{"path": {"prefix": "/docs/"}}"#,
+            r#"{"methods": ["POST"]}"#,
         ]
+        .iter()
+        .map(|json| serde_json::from_str(json).unwrap())
+        .collect()
+    }
+
+    fn select(m: &[RequestMatch], target: &str) -> Option<usize> {
+        let request = [
+            (":path".to_string(), target.as_bytes().to_vec()),
+            (":method".to_string(), b"GET".to_vec()),
+        ];
+        super::select(m, request.as_slice())
     }
 
     #[test]
@@ -80,6 +77,12 @@ mod tests {
         assert_eq!(select(&m, "/docs"), None);
         assert_eq!(select(&m, "/DOCS/intro"), None);
         assert_eq!(select(&m, "/app?next=/docs/"), None);
+        let post = [
+            (":path".to_string(), b"/app".to_vec()),
+            (":method".to_string(), b"POST".to_vec()),
+        ];
+        assert_eq!(super::select(&m, post.as_slice()), Some(2));
+        assert_eq!(super::select(&m, &post[1..]), None, "no :path, no override");
     }
 
     #[test]

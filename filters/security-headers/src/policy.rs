@@ -244,15 +244,16 @@ mod tests {
     #[test]
     fn an_override_changes_only_its_paths() {
         let c = config(
-            r#"{"overrides": [{"match": {"prefix": "/docs/"}, "headers": {
+            r#"{"overrides": [{"match": {"path": {"prefix": "/docs/"}}, "headers": {
                 "content_security_policy": {"mode": "overwrite", "value": "default-src 'self' https:"}}}]}"#,
         );
-        let docs = RequestFacts::learn(&c, Some("/docs/x"), Some("https"), None);
+        let path = |p: &str| vec![(":path".to_string(), p.as_bytes().to_vec())];
+        let docs = RequestFacts::learn(&c, Some(&path("/docs/x")), Some("https"), None);
         assert!(decide(&c, &docs, Some(EMPTY)).contains(&Edit::Set {
             name: "content-security-policy",
             value: "default-src 'self' https:"
         }));
-        let app = RequestFacts::learn(&c, Some("/app"), Some("https"), None);
+        let app = RequestFacts::learn(&c, Some(&path("/app")), Some("https"), None);
         assert!(decide(&c, &app, Some(EMPTY)).contains(&Edit::Set {
             name: "content-security-policy",
             value: crate::headers::DEFAULT_CSP

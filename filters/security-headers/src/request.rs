@@ -1,8 +1,9 @@
-//! What the filter remembers from a request: which policy its path selects and whether it
-//! came over HTTPS. Worked out once from plain values; the adapter reads them from the host.
+//! What the filter remembers from a request: which policy it selects and whether it came
+//! over HTTPS. Worked out once from the request's headers as the adapter offers them.
 
 use crate::config::{Config, Policy};
 use crate::path_match;
+use meshward_shared::matching::RequestView;
 
 /// The facts about a request that decide its response headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -14,18 +15,19 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
-    /// Works out the facts from the request target (`:path`), the scheme (`:scheme` or the
-    /// `request.scheme` property) and `x-forwarded-proto`, which counts only when the config
-    /// trusts it. Any of them may be missing, for example on a reply Envoy sent before the
-    /// request reached this filter: that request gets the top-level headers.
+    /// Works out the facts from the request's headers (read only for the overrides' match;
+    /// `None` when there are none), the scheme (`:scheme` or the `request.scheme` property)
+    /// and `x-forwarded-proto`, which counts only when the config trusts it. Any of them may
+    /// be missing, for example on a reply Envoy sent before the request reached this filter:
+    /// that request gets the top-level headers.
     pub fn learn(
         config: &Config,
-        target: Option<&str>,
+        request: Option<&dyn RequestView>,
         scheme: Option<&str>,
         forwarded_proto: Option<&str>,
     ) -> RequestFacts {
-        let override_index = target.and_then(|target| {
-            path_match::select(config.overrides.iter().map(|o| &o.path), target)
+        let override_index = request.and_then(|request| {
+            path_match::select(config.overrides.iter().map(|o| &o.matcher), request)
         });
         let forwarded = forwarded_proto
             .filter(|_| config.trust_x_forwarded_proto)
@@ -58,15 +60,18 @@ mod tests {
         Config::parse(json.as_bytes()).unwrap()
     }
 
-    const DOCS: &str = r#"{"overrides": [{"match": {"prefix": "/docs/"}, "headers": {"x_frame_options": {"mode": "off"}}}]"#;
+    const DOCS: &str = r#"{"overrides": [{"match": {"path": {"prefix": "/docs/"}}, "headers": {"x_frame_options": {"mode": "off"}}}]"#;
 
     #[test]
     fn the_path_selects_an_override_and_anything_else_the_top_level() {
         let c = config(&format!("{DOCS}}}"));
-        let docs = RequestFacts::learn(&c, Some("/docs/a?b"), None, None);
+        let path = |p: &str| vec![(":path".to_string(), p.as_bytes().to_vec())];
+        let docs = RequestFacts::learn(&c, Some(&path("/docs/a?b")), None, None);
         assert_eq!(docs.override_index, Some(0));
         assert!(std::ptr::eq(docs.policy(&c), &c.overrides[0].policy));
-        for other in [Some("/app"), Some("/docs/../app"), None] {
+        let (app, tricky, none) = (path("/app"), path("/docs/../app"), Vec::new());
+        let others: [Option<&dyn RequestView>; 4] = [Some(&app), Some(&tricky), Some(&none), None];
+        for other in others {
             let facts = RequestFacts::learn(&c, other, None, None);
             assert_eq!(facts.override_index, None);
             assert!(std::ptr::eq(facts.policy(&c), &c.base));
