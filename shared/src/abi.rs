@@ -526,6 +526,7 @@ macro_rules! export_callback {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
     use crate::context::{callout_owner, note_callout};
 
     struct Counting;
@@ -533,9 +534,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "counting"
         }
-        fn configure(&mut self, config: &[u8]) -> Result<(), String> {
+        fn configure(&mut self, config: &[u8]) -> Result<(), ConfigError> {
             if config == b"bad" {
-                Err("field: bad".into())
+                Err(ConfigError::new("field", "bad"))
             } else {
                 Ok(())
             }

@@ -25,10 +25,12 @@ impl ConfigError {
         }
     }
 
-    /// The same error, seen from one level up: `inner.at("rules[1]")`.
+    /// The same error, seen from one level up: `inner.within("rules[1]")`.
     pub fn within(mut self, parent: &str) -> Self {
         self.path = if self.path.is_empty() {
             parent.to_string()
+        } else if self.path.starts_with('[') {
+            format!("{parent}{}", self.path)
         } else {
             format!("{parent}.{}", self.path)
         };
@@ -131,34 +133,126 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
+/// A whole number from `MIN` to `MAX`, refused in the one wording every filter uses:
+/// `expected 1 to 100, got 0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    /// Checks `n`.
+    pub fn new(n: u64) -> Result<Self, String> {
+        if (MIN..=MAX).contains(&n) {
+            Ok(Bounded(n))
+        } else {
+            Err(format!("expected {MIN} to {MAX}, got {n}"))
+        }
+    }
+
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(deserializer)?;
+        Bounded::new(n).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration from `MIN_NANOS` to `MAX_NANOS`, written as [`ConfigDuration`] is and refused
+/// in the same wording as [`Bounded`]: `expected 1ms to 60s, got 500µs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BoundedDuration<const MIN_NANOS: u64, const MAX_NANOS: u64>(Duration);
+
+impl<const MIN_NANOS: u64, const MAX_NANOS: u64> BoundedDuration<MIN_NANOS, MAX_NANOS> {
+    /// Checks `duration`.
+    pub fn new(duration: Duration) -> Result<Self, String> {
+        let (min, max) = (
+            Duration::from_nanos(MIN_NANOS),
+            Duration::from_nanos(MAX_NANOS),
+        );
+        if (min..=max).contains(&duration) {
+            Ok(BoundedDuration(duration))
+        } else {
+            Err(format!(
+                "expected {} to {}, got {}",
+                human(min),
+                human(max),
+                human(duration)
+            ))
+        }
+    }
+
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de, const MIN_NANOS: u64, const MAX_NANOS: u64> Deserialize<'de>
+    for BoundedDuration<MIN_NANOS, MAX_NANOS>
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ConfigDuration(duration) = ConfigDuration::deserialize(deserializer)?;
+        BoundedDuration::new(duration).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration as a user writes one: `1h`, `2m`, `30s`, `250ms`, else Rust's `1.5s`, `500µs`.
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() == 0 && secs > 0 {
+        if secs.is_multiple_of(3600) {
+            return format!("{}h", secs / 3600);
+        }
+        if secs.is_multiple_of(60) && secs >= 600 {
+            return format!("{}m", secs / 60);
+        }
+    }
+    format!("{duration:?}")
+}
+
+/// A list with at least one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonEmpty<T>(Vec<T>);
+
+impl<T> NonEmpty<T> {
+    /// The items.
+    pub fn into_vec(self) -> Vec<T> {
+        self.0
+    }
+
+    /// The items.
+    pub fn as_slice(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<T>::deserialize(deserializer)?;
+        if items.is_empty() {
+            return Err(serde::de::Error::custom("expected at least one item"));
+        }
+        Ok(NonEmpty(items))
+    }
+}
+
 /// Checks a header value a filter will send: no CR, LF or NUL, which would split or
 /// truncate the header on the wire.
 pub fn check_header_value(path: &str, value: &str) -> Result<(), ConfigError> {
-    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(ConfigError::new(
-            path,
-            "must not contain CR, LF or NUL characters",
-        ));
-    }
-    Ok(())
+    header_value(value)
+        .map(drop)
+        .map_err(|message| ConfigError::new(path, message))
 }
 
 /// Checks a header name: a non-empty HTTP token, lowercase as Envoy stores it.
 pub fn check_header_name(path: &str, name: &str) -> Result<(), ConfigError> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(ConfigError::new(
-            path,
-            format!("expected a header name (letters, digits and -), got {name:?}"),
-        ));
-    }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ConfigError::new(
-            path,
-            format!("header names are lowercase in Envoy, got {name:?}"),
-        ));
-    }
-    Ok(())
+    header_name(name)
+        .map(drop)
+        .map_err(|message| ConfigError::new(path, message))
 }
 
 /// A validated value read from a JSON string: the text is checked by `check`, and a refusal
@@ -191,8 +285,7 @@ macro_rules! checked_string {
 }
 
 checked_string!(
-    /// A header name as Envoy stores it: a lowercase HTTP token, or a pseudo-header such as
-    /// `:method`.
+    /// A header name as Envoy stores it: a lowercase HTTP token.
     HeaderName,
     header_name
 );
@@ -217,8 +310,7 @@ checked_string!(
 
 fn header_name(name: &str) -> Result<String, String> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    let bare = name.strip_prefix(':').unwrap_or(name);
-    if bare.is_empty() || !bare.bytes().all(token) {
+    if name.is_empty() || !name.bytes().all(token) {
         return Err(format!(
             "expected a header name (letters, digits and -), got {name:?}"
         ));
@@ -451,6 +543,59 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn bounds_are_refused_in_one_wording() {
+        assert_eq!(Bounded::<1, 100>::new(100).unwrap().get(), 100);
+        assert_eq!(
+            Bounded::<1, 100>::new(0).unwrap_err(),
+            "expected 1 to 100, got 0"
+        );
+        const MS: u64 = 1_000_000;
+        type Timeout = BoundedDuration<MS, { 60_000 * MS }>;
+        assert_eq!(
+            Timeout::new(Duration::from_millis(60_000)).unwrap().get(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            Timeout::new(Duration::from_micros(500)).unwrap_err(),
+            "expected 1ms to 60s, got 500µs"
+        );
+        type Window = BoundedDuration<1, { 3_600_000 * MS }>;
+        assert_eq!(
+            Window::new(Duration::from_secs(7200)).unwrap_err(),
+            "expected 1ns to 1h, got 2h"
+        );
+    }
+
+    #[test]
+    fn checked_fields_name_their_path() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Limits {
+            attempts: Bounded<1, 100>,
+            names: NonEmpty<HeaderName>,
+        }
+        let refused = |json: &str| {
+            parse_json::<Limits>(json.as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(r#"{"attempts": 101, "names": ["a"]}"#),
+            "attempts: expected 1 to 100, got 101"
+        );
+        assert_eq!(
+            refused(r#"{"attempts": 1, "names": []}"#),
+            "names: expected at least one item"
+        );
+        assert!(refused(r#"{"attempts": 1, "names": ["A"]}"#)
+            .starts_with("names[0]: header names are lowercase"));
+        assert!(
+            refused(r#"{"attempts": -1, "names": ["a"]}"#).starts_with("attempts: invalid value")
+        );
     }
 
     #[test]

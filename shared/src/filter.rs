@@ -1,6 +1,7 @@
 //! The interface a meshward filter implements: a root per plugin configuration and an
 //! HTTP filter per request. The `abi` module turns Proxy-Wasm callbacks into these calls.
 
+use crate::config::ConfigError;
 use crate::pairs::Pair;
 
 /// What a stream callback tells the host to do next.
@@ -94,9 +95,10 @@ pub trait RootFilter {
     fn on_vm_start(&mut self, _vm_config: &[u8]) -> bool {
         true
     }
-    /// Parses and validates the plugin configuration. An `Err` refuses it: the message is
-    /// logged and the host refuses the plugin, so the message must name the field.
-    fn configure(&mut self, config: &[u8]) -> Result<(), String>;
+    /// Parses and validates the plugin configuration. An `Err` refuses it: the error is
+    /// logged and the host refuses the plugin; it names the field (a chain puts its own
+    /// place in front: `filters[2].config.rules[0]...`).
+    fn configure(&mut self, config: &[u8]) -> Result<(), ConfigError>;
     /// Makes the filter for a new request. `None` lets the request pass untouched (for
     /// example when no configuration was accepted).
     fn new_http_filter(&mut self, context_id: u32) -> Option<Box<dyn HttpFilter>>;

@@ -19,7 +19,7 @@ fn host(config: serde_json::Value) -> Host {
 
 #[test]
 fn tags_responses_outside_the_skipped_paths() {
-    let host = host(json!({"header": "x-seen", "value": "yes", "skip_prefixes": ["/healthz"]}));
+    let host = host(json!({"header": "x-seen", "value": "yes", "skip": [{"path": {"prefix": "/healthz"}}]}));
 
     let tagged = host.worker(0).send(
         Request::get("/app"),
@@ -54,7 +54,7 @@ fn tags_the_proxys_own_replies_too() {
 
 #[test]
 fn refuses_a_required_header_that_is_absent_repeated_or_not_utf8() {
-    let host = host(json!({"required_header": "x-tenant", "skip_prefixes": ["/healthz"]}));
+    let host = host(json!({"required_header": "x-tenant", "skip": [{"path": {"prefix": "/healthz"}}]}));
     let send = |request: Request| host.worker(0).send(request, Upstream::reply(Reply::ok()));
 
     let once = send(Request::get("/app").with_header("x-tenant", "acme"));
@@ -82,7 +82,7 @@ fn refuses_a_required_header_that_is_absent_repeated_or_not_utf8() {
 #[test]
 fn refuses_a_misspelt_field_naming_it() {
     let error = Host::builder(wasm_path("__NAME__"))
-        .config_json(r#"{"skip_prefixs": ["/healthz"]}"#)
+        .config_json(r#"{"skips": [{"path": {"prefix": "/healthz"}}]}"#)
         .build()
         .err()
         .expect("the filter accepted a misspelt field");
@@ -94,7 +94,7 @@ fn refuses_a_misspelt_field_naming_it() {
         .map(|entry| entry.message.clone())
         .collect();
     assert!(
-        logged.iter().any(|m| m.contains("skip_prefixs")),
+        logged.iter().any(|m| m.contains("skips")),
         "the refusal should name the field: {logged:?}"
     );
 }

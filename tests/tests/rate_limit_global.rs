@@ -574,5 +574,5 @@ fn a_rule_with_neither_a_limit_nor_a_service_is_refused_at_load() {
     let logs: Vec<String> = error.logs().iter().map(|e| e.message.clone()).collect();
     assert!(logs
         .join("\n")
-        .contains("rules[0].global.hits_addend: expected 1 or more"));
+        .contains("rules[0].global.hits_addend: expected 1 to 4294967295, got 0"));
 }

@@ -603,7 +603,7 @@ fn refuses_configurations_it_cannot_honour_naming_the_field() {
         ),
         (
             with("health", json!({"min_requests": 0})),
-            "health.min_requests: expected a whole number from 1 to 64, got 0",
+            "health.min_requests: expected 1 to 64, got 0",
         ),
     ];
     for (config, expected) in cases {

@@ -5,6 +5,7 @@
 
 use crate::MEMBERS;
 use meshward_shared::chain::ChainRoot;
+use meshward_shared::config::ConfigError;
 use meshward_shared::fuzzing::{config as cases, json_like, within};
 use meshward_shared::RootFilter;
 use proptest::prelude::*;
@@ -37,7 +38,7 @@ fn config_seed() -> Value {
     ]})
 }
 
-fn configure(doc: &Value) -> Result<(), String> {
+fn configure(doc: &Value) -> Result<(), ConfigError> {
     ChainRoot::new(MEMBERS).configure(doc.to_string().as_bytes())
 }
 
@@ -46,8 +47,8 @@ proptest! {
 
     #[test]
     fn chain_configs_shaped_like_a_real_one_configure_or_name_a_problem(doc in json_like(config_seed(), 6)) {
-        if let Err(message) = within(BOUND, "ChainRoot::configure", || configure(&doc))? {
-            prop_assert!(!message.is_empty());
+        if let Err(error) = within(BOUND, "ChainRoot::configure", || configure(&doc))? {
+            prop_assert!(!error.message.is_empty());
         }
     }
 }
@@ -61,9 +62,9 @@ fn the_configuration_fuzz_starts_from_a_configuration_that_configures() {
 fn a_refusal_names_the_member_and_the_field() {
     let mut doc = config_seed();
     doc["filters"][2]["config"]["rules"][0]["limit"]["per"] = json!("fast");
-    let message = configure(&doc).unwrap_err();
-    assert!(
-        message.contains("filters[2].config.rules[0].limit.per"),
-        "{message}"
+    let error = configure(&doc).unwrap_err();
+    assert_eq!(
+        error.path, "filters[2].config.rules[0].limit.per",
+        "{error}"
     );
 }

@@ -7,7 +7,9 @@ use crate::labels::Policy;
 use crate::outcome::StatusPattern;
 use crate::record;
 use crate::window::{Spec, MAX_BUCKETS, MAX_CALLS, MAX_SPAN};
-use meshward_shared::config::{check_header_value, parse_json, ConfigDuration, ConfigError};
+use meshward_shared::config::{
+    check_header_value, parse_json, Bounded, ConfigDuration, ConfigError,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -111,7 +113,7 @@ struct RawLabels {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     allow: Option<Vec<String>>,
-    max: Option<u32>,
+    max: Option<Bounded<0, { MAX_LABELS as u64 }>>,
 }
 
 #[derive(Deserialize)]
@@ -127,10 +129,10 @@ struct RawBreaker {
     failure_rate_threshold: Option<f64>,
     slow_call_rate_threshold: Option<f64>,
     slow_call_duration: Option<ConfigDuration>,
-    minimum_number_of_calls: Option<u32>,
+    minimum_number_of_calls: Option<Bounded<1, { u32::MAX as u64 }>>,
     sliding_window: Option<RawWindow>,
     wait_duration_in_open: Option<ConfigDuration>,
-    permitted_calls_in_half_open: Option<u32>,
+    permitted_calls_in_half_open: Option<Bounded<1, { MAX_PROBES as u64 }>>,
     max_wait_in_half_open: Option<ConfigDuration>,
 }
 
@@ -146,7 +148,7 @@ enum RawMode {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWindow {
-    count: Option<u32>,
+    count: Option<Bounded<1, { MAX_CALLS as u64 }>>,
     time: Option<ConfigDuration>,
 }
 
@@ -220,16 +222,10 @@ fn policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
         }
     }
     let max = match (raw.max, allow.is_empty()) {
-        (Some(max), _) => max,
+        (Some(max), _) => max.get() as u32,
         (None, true) => DEFAULT_MAX_LABELS,
         (None, false) => 0,
     };
-    if max > MAX_LABELS {
-        return Err(ConfigError::new(
-            "max",
-            format!("expected at most {MAX_LABELS} label values, got {max}"),
-        ));
-    }
     Ok(Policy { allow, max })
 }
 
@@ -272,12 +268,9 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
             raw.slow_call_duration,
             defaults.slow_call_duration,
         )?,
-        minimum_number_of_calls: at_least_one(
-            "minimum_number_of_calls",
-            raw.minimum_number_of_calls,
-            defaults.minimum_number_of_calls,
-            u32::MAX,
-        )?,
+        minimum_number_of_calls: raw
+            .minimum_number_of_calls
+            .map_or(defaults.minimum_number_of_calls, |n| n.get() as u32),
         window: match raw.sliding_window {
             None => defaults.window,
             Some(window) => sliding_window(window).map_err(|e| e.within("sliding_window"))?,
@@ -287,12 +280,9 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
             raw.wait_duration_in_open,
             defaults.wait_duration_in_open,
         )?,
-        permitted_calls_in_half_open: at_least_one(
-            "permitted_calls_in_half_open",
-            raw.permitted_calls_in_half_open,
-            defaults.permitted_calls_in_half_open,
-            MAX_PROBES,
-        )?,
+        permitted_calls_in_half_open: raw
+            .permitted_calls_in_half_open
+            .map_or(defaults.permitted_calls_in_half_open, |n| n.get() as u32),
         max_wait_in_half_open: match raw.max_wait_in_half_open {
             None => defaults.max_wait_in_half_open,
             Some(ConfigDuration(wait)) if wait.is_zero() => None,
@@ -335,33 +325,11 @@ fn positive(
     }
 }
 
-fn at_least_one(
-    field: &str,
-    value: Option<u32>,
-    default: u32,
-    max: u32,
-) -> Result<u32, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ConfigError::new(
-            field,
-            format!("expected a whole number from 1 to {max}, got {n}"),
-        )),
-    }
-}
-
 fn sliding_window(raw: RawWindow) -> Result<Spec, ConfigError> {
     match (raw.count, raw.time) {
-        (Some(0), None) => Err(ConfigError::new(
-            "count",
-            "a window of 0 calls counts nothing; expected 1 or more",
-        )),
-        (Some(calls), None) if calls > MAX_CALLS => Err(ConfigError::new(
-            "count",
-            format!("expected at most {MAX_CALLS} calls (the window is copied on every request), got {calls}"),
-        )),
-        (Some(calls), None) => Ok(Spec::Count { calls }),
+        (Some(calls), None) => Ok(Spec::Count {
+            calls: calls.get() as u32,
+        }),
         (None, Some(ConfigDuration(span))) if span < Duration::from_secs(1) || span > MAX_SPAN => {
             Err(ConfigError::new(
                 "time",
@@ -505,7 +473,7 @@ mod tests {
     fn a_zero_window_is_refused() {
         let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {"count": 0}}]}"#);
         assert!(
-            err.starts_with("breakers[0].sliding_window.count: a window of 0 calls"),
+            err.starts_with("breakers[0].sliding_window.count: expected 1 to 10000, got 0"),
             "{err}"
         );
         let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {"time": "0s"}}]}"#);
@@ -556,11 +524,11 @@ mod tests {
             ),
             (
                 r#"{"breakers": [{"cluster": "a", "minimum_number_of_calls": 0}]}"#,
-                "breakers[0].minimum_number_of_calls: expected a whole number from 1",
+                "breakers[0].minimum_number_of_calls: expected 1 to 4294967295, got 0",
             ),
             (
                 r#"{"breakers": [{"cluster": "a", "permitted_calls_in_half_open": 0}]}"#,
-                "breakers[0].permitted_calls_in_half_open: expected a whole number from 1 to 1000",
+                "breakers[0].permitted_calls_in_half_open: expected 1 to 1000",
             ),
             (
                 r#"{"breakers": [{"cluster": "a", "wait_duration_in_open": "0s"}]}"#,
@@ -572,7 +540,7 @@ mod tests {
             ),
             (
                 r#"{"breakers": [{"cluster": "a", "sliding_window": {"count": 20000}}]}"#,
-                "breakers[0].sliding_window.count: expected at most 10000 calls",
+                "breakers[0].sliding_window.count: expected 1 to 10000",
             ),
             (
                 r#"{"breakers": [{"cluster": "a", "mode": "off"}]}"#,
@@ -588,7 +556,7 @@ mod tests {
             ),
             (
                 r#"{"labels": {"routes": {"max": 5000}}}"#,
-                "labels.routes.max: expected at most 1000",
+                "labels.routes.max: expected 0 to 1000, got 5000",
             ),
             (
                 r#"{"labels": {"clusters": {"allow": ["a", "a"]}}}"#,

@@ -23,6 +23,7 @@ use breaker::{Permission, State, Transition};
 use circuits::Circuit;
 use config::Config;
 use labels::{Admission, Policy};
+use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::metrics::Counter;
 use meshward_shared::shared_data::{self, HostStore};
@@ -63,8 +64,8 @@ impl RootFilter for Root {
         "circuit-metrics"
     }
 
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = config::parse(bytes).map_err(|e| e.to_string())?;
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let config = config::parse(bytes)?;
         metrics::declare_families();
         log::info(&format!(
             "circuit-metrics: configured: {}",

@@ -9,7 +9,7 @@ use crate::remote::RemoteSource;
 use crate::sources::TokenSource;
 use crate::token::Algorithm;
 use meshward_shared::config::{
-    check_header_name, check_header_value, parse_json, ConfigDuration, ConfigError,
+    check_header_name, check_header_value, parse_json, Bounded, ConfigDuration, ConfigError,
 };
 use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
@@ -91,19 +91,20 @@ struct RawConfig {
     #[serde(default)]
     realm: Option<String>,
     #[serde(default)]
-    max_token_bytes: Option<usize>,
+    max_token_bytes: Option<Bounded<256, 65_536>>,
     #[serde(default)]
     cache: Option<RawCache>,
     #[serde(default)]
     host_crypto: Option<bool>,
     #[serde(default)]
-    max_wasm_rsa_bits: Option<usize>,
+    max_wasm_rsa_bits:
+        Option<Bounded<{ jwks::MIN_RSA_BITS as u64 }, { jwks::MAX_RSA_BITS as u64 }>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCache {
-    max_entries: usize,
+    max_entries: Bounded<0, 100_000>,
 }
 
 #[derive(Deserialize)]
@@ -135,7 +136,7 @@ struct RawProvider {
     #[serde(default)]
     algorithms: Option<Vec<String>>,
     #[serde(default)]
-    max_keys_without_kid: Option<usize>,
+    max_keys_without_kid: Option<Bounded<0, 256>>,
 }
 
 #[derive(Deserialize)]
@@ -152,9 +153,9 @@ struct RawRemote {
     #[serde(default)]
     retry_interval: Option<ConfigDuration>,
     #[serde(default)]
-    max_bytes: Option<usize>,
+    max_bytes: Option<Bounded<1024, 1_048_576>>,
     #[serde(default)]
-    max_keys: Option<usize>,
+    max_keys: Option<Bounded<1, 256>>,
 }
 
 #[derive(Deserialize)]
@@ -265,31 +266,15 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             "expected non-empty ASCII text without quotes or backslashes",
         ));
     }
-    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
-    if !(256..=64 * 1024).contains(&max_token_bytes) {
-        return Err(ConfigError::new(
-            "max_token_bytes",
-            format!("expected 256 to 65536, got {max_token_bytes}"),
-        ));
-    }
-    let cache_entries = raw.cache.map_or(DEFAULT_CACHE_ENTRIES, |c| c.max_entries);
-    if cache_entries > 100_000 {
-        return Err(ConfigError::new(
-            "cache.max_entries",
-            format!("expected at most 100000 (0 disables the cache), got {cache_entries}"),
-        ));
-    }
-    let max_wasm_rsa_bits = raw.max_wasm_rsa_bits.unwrap_or(DEFAULT_MAX_WASM_RSA_BITS);
-    if !(jwks::MIN_RSA_BITS..=jwks::MAX_RSA_BITS).contains(&max_wasm_rsa_bits) {
-        return Err(ConfigError::new(
-            "max_wasm_rsa_bits",
-            format!(
-                "expected {} to {}, got {max_wasm_rsa_bits}",
-                jwks::MIN_RSA_BITS,
-                jwks::MAX_RSA_BITS
-            ),
-        ));
-    }
+    let max_token_bytes = raw
+        .max_token_bytes
+        .map_or(DEFAULT_MAX_TOKEN_BYTES, |n| n.get() as usize);
+    let cache_entries = raw
+        .cache
+        .map_or(DEFAULT_CACHE_ENTRIES, |c| c.max_entries.get() as usize);
+    let max_wasm_rsa_bits = raw
+        .max_wasm_rsa_bits
+        .map_or(DEFAULT_MAX_WASM_RSA_BITS, |n| n.get() as usize);
     let mut managed_headers: Vec<String> = Vec::new();
     for provider in &providers {
         for header in provider.forwarding.headers() {
@@ -426,13 +411,7 @@ fn build_provider(
         .transpose()?;
     let max_keys_without_kid = raw
         .max_keys_without_kid
-        .unwrap_or(DEFAULT_MAX_KEYS_WITHOUT_KID);
-    if max_keys_without_kid > 256 {
-        return Err(ConfigError::new(
-            "max_keys_without_kid",
-            format!("expected 0 (a kid is required) to 256, got {max_keys_without_kid}"),
-        ));
-    }
+        .map_or(DEFAULT_MAX_KEYS_WITHOUT_KID, |n| n.get() as usize);
     Ok(Provider {
         name: raw.name,
         issuer: raw.issuer,
@@ -509,20 +488,10 @@ fn remote_source(raw: RawRemote, sources: &mut Vec<RemoteSource>) -> Result<usiz
     let (authority, path) = split_uri(&raw.uri).ok_or_else(|| {
         ConfigError::new("uri", format!("expected an http or https URL such as \"https://idp.example.com/.well-known/jwks.json\", got {:?}", raw.uri))
     })?;
-    let max_bytes = raw.max_bytes.unwrap_or(DEFAULT_MAX_JWKS_BYTES);
-    if !(1024..=1024 * 1024).contains(&max_bytes) {
-        return Err(ConfigError::new(
-            "max_bytes",
-            format!("expected 1024 to 1048576, got {max_bytes}"),
-        ));
-    }
-    let max_keys = raw.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
-    if !(1..=256).contains(&max_keys) {
-        return Err(ConfigError::new(
-            "max_keys",
-            format!("expected 1 to 256, got {max_keys}"),
-        ));
-    }
+    let max_bytes = raw
+        .max_bytes
+        .map_or(DEFAULT_MAX_JWKS_BYTES, |n| n.get() as usize);
+    let max_keys = raw.max_keys.map_or(DEFAULT_MAX_KEYS, |n| n.get() as usize);
     let secs = Duration::from_secs;
     let source = RemoteSource {
         shared_key: format!("meshward-jwt-auth|jwks|{}|{authority}{path}", raw.cluster),
@@ -1098,7 +1067,7 @@ mod tests {
         );
         assert_eq!(
             error(with("max_keys_without_kid", json!(257))),
-            "providers[0].max_keys_without_kid: expected 0 (a kid is required) to 256, got 257"
+            "providers[0].max_keys_without_kid: expected 0 to 256, got 257"
         );
     }
 

@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::remote::{FetchResult, LeaseOutcome, Remote, RemoteSource, Why};
 use crate::verdict::{Env, KeyLookup, KeyStore, Request, Tally, Verdict};
 use crate::verify::{HostVerifier, NoHost};
+use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::shared_data::HostStore;
 use meshward_shared::{log, reply, time, Action, HttpCallReply, HttpFilter, RootFilter, Status};
@@ -446,8 +447,8 @@ impl RootFilter for Root {
         "jwt-auth"
     }
 
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = config::parse(bytes).map_err(|e| e.to_string())?;
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let config = config::parse(bytes)?;
         if !config.sources.is_empty() {
             if let Err(status) = host::set_tick_period_millis(TICK_MILLIS) {
                 log::warn(&format!(

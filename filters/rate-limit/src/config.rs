@@ -5,7 +5,9 @@ use crate::bucket::{Limit, MAX_PERIOD, MAX_TOKENS, MIN_PERIOD};
 use crate::keys::KeyPart;
 use crate::request::Request;
 use crate::table::Table;
-use meshward_shared::config::{check_header_name, parse_json, ConfigDuration, ConfigError};
+use meshward_shared::config::{
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderName,
+};
 use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
 use std::time::Duration;
@@ -159,8 +161,7 @@ struct RawConfig {
     status: u32,
     #[serde(default)]
     failure_mode: FailureMode,
-    #[serde(default = "default_cas_attempts")]
-    cas_attempts: u32,
+    cas_attempts: Option<Bounded<1, 100>>,
     #[serde(default)]
     response_headers: ResponseHeaders,
 }
@@ -169,9 +170,8 @@ fn default_status() -> u32 {
     429
 }
 
-fn default_cas_attempts() -> u32 {
-    16
-}
+/// Compare-and-swap attempts per bucket update when `cas_attempts` is not given.
+const DEFAULT_CAS_ATTEMPTS: u32 = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,11 +183,11 @@ struct RawRule {
     key: Vec<RawKeyPart>,
     limit: Option<RawLimit>,
     global: Option<RawGlobal>,
-    buckets: Option<u32>,
+    buckets: Option<Bounded<1, { MAX_BUCKETS as u64 }>>,
     missing_key: Option<MissingKey>,
     #[serde(default)]
     mode: Mode,
-    shadow_header: Option<String>,
+    shadow_header: Option<HeaderName>,
 }
 
 #[derive(Deserialize)]
@@ -195,7 +195,7 @@ struct RawRule {
 enum RawKeyPart {
     ClientAddress,
     XForwardedFor(RawForwardedFor),
-    Header(String),
+    Header(HeaderName),
     Path,
     Method,
     Query(String),
@@ -205,30 +205,28 @@ enum RawKeyPart {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawForwardedFor {
-    trusted_hops: u32,
+    trusted_hops: Bounded<1, 64>,
 }
+
+/// A millisecond, in the nanoseconds a [`BoundedDuration`] is given in.
+const MS: u64 = 1_000_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
     cluster: String,
     domain: String,
-    timeout: Option<ConfigDuration>,
-    #[serde(default = "default_hits_addend")]
-    hits_addend: u32,
+    timeout: Option<BoundedDuration<MS, { 60_000 * MS }>>,
+    hits_addend: Option<Bounded<1, { u32::MAX as u64 }>>,
     #[serde(default)]
     failure_mode: FailureMode,
-}
-
-fn default_hits_addend() -> u32 {
-    1
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimit {
-    capacity: u64,
-    refill: Option<u64>,
+    capacity: Bounded<1, MAX_TOKENS>,
+    refill: Option<Bounded<1, MAX_TOKENS>>,
     per: ConfigDuration,
 }
 
@@ -250,12 +248,6 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             format!("expected a 4xx or 5xx status, got {}", raw.status),
         ));
     }
-    if !(1..=100).contains(&raw.cas_attempts) {
-        return Err(ConfigError::new(
-            "cas_attempts",
-            format!("expected 1 to 100, got {}", raw.cas_attempts),
-        ));
-    }
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
     for (i, raw_rule) in raw.rules.into_iter().enumerate() {
         let rule = rule(raw_rule).map_err(|e| e.within(&format!("rules[{i}]")))?;
@@ -271,7 +263,9 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         rules,
         status: raw.status,
         failure_mode: raw.failure_mode,
-        cas_attempts: raw.cas_attempts,
+        cas_attempts: raw
+            .cas_attempts
+            .map_or(DEFAULT_CAS_ATTEMPTS, |n| n.get() as u32),
         response_headers: raw.response_headers,
     })
 }
@@ -313,13 +307,7 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
         }
         (true, None) => 1,
         (false, None) => DEFAULT_BUCKETS,
-        (false, Some(n)) if (1..=MAX_BUCKETS).contains(&n) => n,
-        (false, Some(n)) => {
-            return Err(ConfigError::new(
-                "buckets",
-                format!("expected 1 to {MAX_BUCKETS}, got {n}"),
-            ))
-        }
+        (false, Some(n)) => n.get() as u32,
     };
     if key.is_empty() && raw.missing_key.is_some() {
         return Err(ConfigError::new(
@@ -334,10 +322,7 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
                 "only applies with \"mode\": \"shadow\"",
             ))
         }
-        (Some(name), Mode::Shadow) => {
-            check_header_name("shadow_header", name)?;
-            Some(name.clone())
-        }
+        (Some(name), Mode::Shadow) => Some(name.as_str().to_string()),
         (None, _) => None,
     };
     Ok(Rule {
@@ -369,18 +354,8 @@ fn check_name(name: &str) -> Result<(), ConfigError> {
 }
 
 fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
-    let tokens = |field: &str, n: u64| {
-        if (1..=MAX_TOKENS).contains(&n) {
-            Ok(n)
-        } else {
-            Err(ConfigError::new(
-                field,
-                format!("expected 1 to {MAX_TOKENS}, got {n}"),
-            ))
-        }
-    };
-    let capacity = tokens("capacity", raw.capacity)?;
-    let refill = tokens("refill", raw.refill.unwrap_or(capacity))?;
+    let capacity = raw.capacity.get();
+    let refill = raw.refill.map_or(capacity, Bounded::get);
     let per = raw.per.0;
     if per < MIN_PERIOD || per > MAX_PERIOD {
         return Err(ConfigError::new(
@@ -395,27 +370,17 @@ fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
 fn global(raw: RawGlobal) -> Result<Global, ConfigError> {
     let cluster = non_empty("cluster", raw.cluster)?;
     let domain = non_empty("domain", raw.domain)?;
-    let timeout = raw.timeout.map_or(DEFAULT_GLOBAL_TIMEOUT, |t| t.0);
-    if timeout < Duration::from_millis(1) || timeout > MAX_GLOBAL_TIMEOUT {
-        return Err(ConfigError::new(
-            "timeout",
-            format!("expected 1ms to 60s, got {timeout:?}"),
-        ));
-    }
+    let timeout = raw
+        .timeout
+        .map_or(DEFAULT_GLOBAL_TIMEOUT, BoundedDuration::get);
     let timeout_millis = u32::try_from(timeout.as_nanos().div_ceil(1_000_000))
         .map_err(|_| ConfigError::new("timeout", "out of range"))?;
-    if raw.hits_addend == 0 {
-        return Err(ConfigError::new(
-            "hits_addend",
-            "expected 1 or more (the hits each request adds), got 0",
-        ));
-    }
     Ok(Global {
         cluster,
         domain,
         timeout,
         timeout_millis,
-        hits_addend: raw.hits_addend,
+        hits_addend: raw.hits_addend.map_or(1, |n| n.get() as u32),
         failure_mode: raw.failure_mode,
     })
 }
@@ -423,19 +388,10 @@ fn global(raw: RawGlobal) -> Result<Global, ConfigError> {
 fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
     Ok(match raw {
         RawKeyPart::ClientAddress => KeyPart::ClientAddress,
-        RawKeyPart::XForwardedFor(RawForwardedFor { trusted_hops }) => {
-            if !(1..=64).contains(&trusted_hops) {
-                return Err(ConfigError::new(
-                    "x_forwarded_for.trusted_hops",
-                    format!("expected 1 to 64 (1: the rightmost address), got {trusted_hops}"),
-                ));
-            }
-            KeyPart::ForwardedFor { trusted_hops }
-        }
-        RawKeyPart::Header(name) => {
-            check_header_name("header", &name)?;
-            KeyPart::Header(name)
-        }
+        RawKeyPart::XForwardedFor(RawForwardedFor { trusted_hops }) => KeyPart::ForwardedFor {
+            trusted_hops: trusted_hops.get() as u32,
+        },
+        RawKeyPart::Header(name) => KeyPart::Header(name.as_str().to_string()),
         RawKeyPart::Path => KeyPart::Path,
         RawKeyPart::Method => KeyPart::Method,
         RawKeyPart::Query(name) => KeyPart::Query(non_empty("query", name)?),
@@ -588,7 +544,7 @@ pub(crate) mod tests {
             ),
             (
                 global_rule(r#","hits_addend":0"#),
-                "rules[0].global.hits_addend: expected 1 or more",
+                "rules[0].global.hits_addend: expected 1 to 4294967295, got 0",
             ),
             (
                 global_rule(r#","hits_addend":-1"#),

@@ -26,6 +26,7 @@ use crate::global::{Answer, Failure, Header};
 use crate::limiter::{Outcome, Refusal};
 use crate::metrics::RuleMetrics;
 use crate::request::Request;
+use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::pairs::Pair;
 use meshward_shared::shared_data::{HostStore, UpdateError};
@@ -57,14 +58,15 @@ impl RootFilter for Root {
         "rate-limit"
     }
 
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = config::parse(bytes).map_err(|e| e.to_string())?;
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let config = config::parse(bytes)?;
         if host::NATIVE {
             if let Some(i) = config.rules.iter().position(|r| r.global.is_some()) {
-                return Err(format!(
-                    "rules[{i}].global: a Rate Limit Service is called over gRPC, which the \
-                     native build cannot do (Envoy's dynamic module ABI has no gRPC callouts); \
-                     use the Wasm build (out/rate-limit.wasm) for global limits"
+                return Err(ConfigError::new(
+                    format!("rules[{i}].global"),
+                    "a Rate Limit Service is called over gRPC, which the native build cannot \
+                     do (Envoy's dynamic module ABI has no gRPC callouts); use the Wasm build \
+                     (out/rate-limit.wasm) for global limits",
                 ));
             }
         }

@@ -4,7 +4,8 @@
 use crate::health::HealthPolicy;
 use crate::sticky;
 use meshward_shared::config::{
-    check_header_name, check_header_value, parse_json, ConfigDuration, ConfigError,
+    check_header_name, check_header_value, parse_json, Bounded, BoundedDuration, ConfigDuration,
+    ConfigError,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -77,13 +78,16 @@ struct RawSticky {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealth {
-    window: Option<ConfigDuration>,
-    min_requests: Option<u32>,
-    failure_threshold_percent: Option<u32>,
-    cool_down: Option<ConfigDuration>,
-    probe_percent: Option<u32>,
-    probe_successes: Option<u32>,
+    window: Option<Period>,
+    min_requests: Option<Bounded<1, { crate::health::MAX_MIN_REQUESTS as u64 }>>,
+    failure_threshold_percent: Option<Bounded<1, 100>>,
+    cool_down: Option<Period>,
+    probe_percent: Option<Bounded<1, 100>>,
+    probe_successes: Option<Bounded<1, 1000>>,
 }
+
+/// A health period: above 0, at most an hour.
+type Period = BoundedDuration<1, { MAX_HEALTH_PERIOD.as_nanos() as u64 }>;
 
 /// What the routing header carries: the region's Envoy cluster (for a route with
 /// `cluster_header`) or the region's name (for routes that match the header per region).
@@ -255,7 +259,7 @@ impl RawConfig {
             route_value: self.route_header_value.unwrap_or_default(),
             decision_header,
             sticky,
-            health: validate_health(self.health)?,
+            health: health_policy(self.health),
         })
     }
 }
@@ -472,66 +476,27 @@ fn validate_sticky(raw: Option<RawSticky>) -> Result<StickyKey, ConfigError> {
     }
 }
 
-fn validate_health(raw: RawHealth) -> Result<HealthPolicy, ConfigError> {
+fn health_policy(raw: RawHealth) -> HealthPolicy {
     let defaults = HealthPolicy::default();
-    let in_range = |field: &str, value: Option<u32>, min: u32, max: u32, default: u32| {
-        let value = value.unwrap_or(default);
-        if value < min || value > max {
-            return Err(ConfigError::new(
-                format!("health.{field}"),
-                format!("expected a whole number from {min} to {max}, got {value}"),
-            ));
-        }
-        Ok(value)
-    };
-    let period = |field: &str, value: Option<ConfigDuration>, default: Duration| {
-        let value = value.map_or(default, |d| d.0);
-        if value.is_zero() || value > MAX_HEALTH_PERIOD {
-            return Err(ConfigError::new(
-                format!("health.{field}"),
-                format!("expected a duration above 0 and at most 1h, got {value:?}"),
-            ));
-        }
-        Ok(value)
-    };
-    let min_requests = in_range(
-        "min_requests",
-        raw.min_requests,
-        1,
-        u32::from(crate::health::MAX_MIN_REQUESTS),
-        u32::from(defaults.min_requests),
-    )?;
-    let threshold = in_range(
-        "failure_threshold_percent",
-        raw.failure_threshold_percent,
-        1,
-        100,
-        u32::from(defaults.failure_threshold_percent),
-    )?;
-    let probe_percent = in_range(
-        "probe_percent",
-        raw.probe_percent,
-        1,
-        100,
-        u32::from(defaults.probe_percent),
-    )?;
-    let probe_successes = in_range(
-        "probe_successes",
-        raw.probe_successes,
-        1,
-        1000,
-        u32::from(defaults.probe_successes),
-    )?;
-    // Every value was range-checked against a bound that fits its type.
-    Ok(HealthPolicy {
-        window: period("window", raw.window, defaults.window)?,
-        min_requests: u8::try_from(min_requests).unwrap_or(defaults.min_requests),
-        failure_threshold_percent: u8::try_from(threshold)
-            .unwrap_or(defaults.failure_threshold_percent),
-        cool_down: period("cool_down", raw.cool_down, defaults.cool_down)?,
-        probe_percent: u8::try_from(probe_percent).unwrap_or(defaults.probe_percent),
-        probe_successes: u16::try_from(probe_successes).unwrap_or(defaults.probe_successes),
-    })
+    // Every value was range-checked, as it was read, against a bound that fits its type.
+    HealthPolicy {
+        window: raw.window.map_or(defaults.window, Period::get),
+        min_requests: raw.min_requests.map_or(defaults.min_requests, |n| {
+            u8::try_from(n.get()).unwrap_or(defaults.min_requests)
+        }),
+        failure_threshold_percent: raw
+            .failure_threshold_percent
+            .map_or(defaults.failure_threshold_percent, |n| {
+                u8::try_from(n.get()).unwrap_or(defaults.failure_threshold_percent)
+            }),
+        cool_down: raw.cool_down.map_or(defaults.cool_down, Period::get),
+        probe_percent: raw.probe_percent.map_or(defaults.probe_percent, |n| {
+            u8::try_from(n.get()).unwrap_or(defaults.probe_percent)
+        }),
+        probe_successes: raw.probe_successes.map_or(defaults.probe_successes, |n| {
+            u16::try_from(n.get()).unwrap_or(defaults.probe_successes)
+        }),
+    }
 }
 
 /// How far region `i` is: its latency; the local region is 0 away unless its latency is
@@ -767,27 +732,27 @@ mod tests {
         let cases = [
             (
                 json!({"min_requests": 0}),
-                "health.min_requests: expected a whole number from 1 to 64, got 0",
+                "health.min_requests: expected 1 to 64, got 0",
             ),
             (
                 json!({"min_requests": 65}),
-                "health.min_requests: expected a whole number from 1 to 64, got 65",
+                "health.min_requests: expected 1 to 64, got 65",
             ),
             (
                 json!({"failure_threshold_percent": 0}),
-                "health.failure_threshold_percent: expected a whole number from 1 to 100, got 0",
+                "health.failure_threshold_percent: expected 1 to 100, got 0",
             ),
             (
                 json!({"probe_percent": 101}),
-                "health.probe_percent: expected a whole number from 1 to 100, got 101",
+                "health.probe_percent: expected 1 to 100, got 101",
             ),
             (
                 json!({"window": "0s"}),
-                "health.window: expected a duration above 0 and at most 1h, got 0ns",
+                "health.window: expected 1ns to 1h, got 0ns",
             ),
             (
                 json!({"cool_down": "2h"}),
-                "health.cool_down: expected a duration above 0 and at most 1h, got 7200s",
+                "health.cool_down: expected 1ns to 1h, got 2h",
             ),
         ];
         for (health, expected) in cases {

@@ -20,6 +20,7 @@ pub mod sticky;
 use config::{Config, StickyKey};
 use decide::{Decision, Inputs};
 use health::{Effect, Transition};
+use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map, Status};
 use meshward_shared::shared_data::HostStore;
 use meshward_shared::{log, time, Action, HttpFilter, RootFilter};
@@ -72,8 +73,8 @@ impl RootFilter for Root {
         "region-router"
     }
 
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = Config::parse(bytes, node_region().as_deref()).map_err(|e| e.to_string())?;
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let config = Config::parse(bytes, node_region().as_deref())?;
         if let Err(error) = health_store::create_missing(&mut HostStore, &config) {
             // Not fatal: the first outcome creates the record instead.
             log::warn(&format!(

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod request;
 
 use config::Config;
+use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::matching::RequestView;
 use meshward_shared::snapshot::HeaderSnapshot;
@@ -46,8 +47,8 @@ impl RootFilter for Root {
         "security-headers"
     }
 
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = Config::parse(bytes).map_err(|e| e.to_string())?;
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let config = Config::parse(bytes)?;
         log::info(&format!("configured: {}", config.summary()));
         self.metrics = Metrics::define();
         self.config = Some(Rc::new(config));

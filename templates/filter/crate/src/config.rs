@@ -1,7 +1,8 @@
 //! The filter's configuration: the JSON users write (every field optional, unknown fields
 //! refused) and its validation into the typed, immutable [`Config`] every stream shares.
 
-use meshward_shared::config::{check_header_name, check_header_value, parse_json, ConfigError};
+use meshward_shared::config::{parse_json, ConfigError, HeaderName, HeaderValue};
+use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
 
 /// The header the filter sets when the configuration names none.
@@ -9,15 +10,16 @@ pub const DEFAULT_HEADER: &str = "x-meshward-__NAME__";
 /// Its value when the configuration gives none.
 pub const DEFAULT_VALUE: &str = "seen";
 
-/// The plugin configuration as written; see the README for each field.
+/// The plugin configuration as written; see the README for each field. Each field's type
+/// checks it as it is read (a refusal names the field), so parsing is declarations.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    header: Option<String>,
-    value: Option<String>,
+    header: Option<HeaderName>,
+    value: Option<HeaderValue>,
     #[serde(default)]
-    skip_prefixes: Vec<String>,
-    required_header: Option<String>,
+    skip: Vec<RequestMatch>,
+    required_header: Option<HeaderName>,
 }
 
 /// The validated configuration.
@@ -27,8 +29,9 @@ pub struct Config {
     pub header: String,
     /// Its value.
     pub value: String,
-    /// Requests whose path starts with one of these are left alone.
-    pub skip_prefixes: Vec<String>,
+    /// Requests one of these selects are left alone (meshward's request match:
+    /// docs/configuration.md).
+    pub skip: Vec<RequestMatch>,
     /// A request header every other request must carry exactly once, if set.
     pub required_header: Option<String>,
 }
@@ -37,26 +40,21 @@ impl Config {
     /// Parses and validates the JSON configuration; the error names the field.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let raw: RawConfig = parse_json(bytes)?;
-        let header = raw.header.unwrap_or_else(|| DEFAULT_HEADER.to_owned());
-        check_header_name("header", &header)?;
-        let value = raw.value.unwrap_or_else(|| DEFAULT_VALUE.to_owned());
-        check_header_value("value", &value)?;
-        for (i, prefix) in raw.skip_prefixes.iter().enumerate() {
-            if !prefix.starts_with('/') {
-                return Err(ConfigError::new(
-                    format!("skip_prefixes[{i}]"),
-                    format!("expected a path prefix starting with \"/\", got {prefix:?}"),
-                ));
-            }
-        }
-        if let Some(name) = &raw.required_header {
-            check_header_name("required_header", name)?;
+        if let Some(i) = raw.skip.iter().position(RequestMatch::is_empty) {
+            return Err(ConfigError::new(
+                format!("skip[{i}]"),
+                "give at least one condition; an empty match would skip every request",
+            ));
         }
         Ok(Config {
-            header,
-            value,
-            skip_prefixes: raw.skip_prefixes,
-            required_header: raw.required_header,
+            header: raw
+                .header
+                .map_or_else(|| DEFAULT_HEADER.to_owned(), |h| h.as_str().to_owned()),
+            value: raw
+                .value
+                .map_or_else(|| DEFAULT_VALUE.to_owned(), |v| v.as_str().to_owned()),
+            skip: raw.skip,
+            required_header: raw.required_header.map(|h| h.as_str().to_owned()),
         })
     }
 }
@@ -74,7 +72,7 @@ mod tests {
         let config = Config::parse(b"").unwrap();
         assert_eq!(config.header, DEFAULT_HEADER);
         assert_eq!(config.value, DEFAULT_VALUE);
-        assert!(config.skip_prefixes.is_empty());
+        assert!(config.skip.is_empty());
         assert_eq!(config.required_header, None);
     }
 
@@ -85,11 +83,12 @@ mod tests {
     }
 
     #[test]
-    fn names_the_prefix_that_is_not_a_path() {
-        assert_eq!(
-            refusal(r#"{"skip_prefixes": ["/healthz", "metrics"]}"#),
-            r#"skip_prefixes[1]: expected a path prefix starting with "/", got "metrics""#
-        );
+    fn names_the_skip_condition_that_is_wrong() {
+        assert!(refusal(
+            r#"{"skip": [{"path": {"prefix": "/healthz"}}, {"path": {"prefix": "metrics"}}]}"#
+        )
+        .starts_with("skip[1].path.prefix: expected a path starting with '/'"));
+        assert!(refusal(r#"{"skip": [{}]}"#).starts_with("skip[0]: give at least one condition"));
     }
 
     #[test]

@@ -3,23 +3,18 @@
 
 use crate::config::Config;
 use meshward_shared::host::HeaderError;
+use meshward_shared::matching::RequestView;
 
-/// Whether the filter leaves a request for `path` alone. A response with no known path (a
-/// reply Envoy sent before the request reached the filter) is not skipped: no skipped
-/// prefix can match it.
-pub fn skipped(config: &Config, path: Option<&str>) -> bool {
-    path.is_some_and(|path| {
-        config
-            .skip_prefixes
-            .iter()
-            .any(|prefix| path.starts_with(prefix.as_str()))
-    })
+/// Whether the filter leaves `request` alone: one of the `skip` matches selects it. Only
+/// what those matches ask for is read.
+pub fn skipped(config: &Config, request: &(impl RequestView + ?Sized)) -> bool {
+    config.skip.iter().any(|m| m.matches(request))
 }
 
-/// The header and value to set on the response of a request for `path`, or `None` to
-/// leave it alone.
-pub fn tag<'c>(config: &'c Config, path: Option<&str>) -> Option<(&'c str, &'c str)> {
-    (!skipped(config, path)).then_some((config.header.as_str(), config.value.as_str()))
+/// The header and value to set on a response, or `None` to leave it alone. A reply Envoy
+/// sent before the request reached the filter was never skipped, so it is tagged.
+pub fn tag(config: &Config, skipped: bool) -> Option<(&str, &str)> {
+    (!skipped).then_some((config.header.as_str(), config.value.as_str()))
 }
 
 /// A request the filter answers itself: the reply's code (also in Envoy's response code
@@ -55,20 +50,29 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::parse(br#"{"header": "x-seen", "value": "yes", "skip_prefixes": ["/healthz"]}"#)
-            .unwrap()
+        Config::parse(
+            br#"{"header": "x-seen", "value": "yes", "skip": [{"path": {"prefix": "/healthz"}}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn get(path: &str) -> Vec<(String, Vec<u8>)> {
+        vec![(":path".into(), path.into()), (":method".into(), "GET".into())]
     }
 
     #[test]
-    fn tags_a_request_outside_the_skipped_prefixes() {
-        assert_eq!(tag(&config(), Some("/app")), Some(("x-seen", "yes")));
-        assert_eq!(tag(&config(), None), Some(("x-seen", "yes")));
+    fn tags_a_request_the_skip_matches_do_not_select() {
+        let config = config();
+        assert!(!skipped(&config, &get("/app")));
+        assert_eq!(tag(&config, false), Some(("x-seen", "yes")));
     }
 
     #[test]
-    fn leaves_a_skipped_prefix_alone() {
-        assert_eq!(tag(&config(), Some("/healthz")), None);
-        assert_eq!(tag(&config(), Some("/healthz/live")), None);
+    fn leaves_a_skipped_request_alone() {
+        let config = config();
+        assert!(skipped(&config, &get("/healthz")));
+        assert!(skipped(&config, &get("/healthz/live?x=1")));
+        assert_eq!(tag(&config, true), None);
     }
 
     #[test]

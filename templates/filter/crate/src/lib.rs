@@ -10,6 +10,7 @@ pub mod decide;
 pub mod metrics;
 
 use config::Config;
+use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::{log, reply, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
@@ -30,8 +31,8 @@ impl RootFilter for Root {
         "__NAME__"
     }
 
-    fn configure(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let config = Config::parse(bytes).map_err(|e| e.to_string())?;
+    fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let config = Config::parse(bytes)?;
         log::info(&format!("__NAME__: configured, tagging with {}", config.header));
         self.metrics = Metrics::define();
         self.config = Some(Rc::new(config));
@@ -42,7 +43,7 @@ impl RootFilter for Root {
         Some(Box::new(Stream {
             config: Rc::clone(self.config.as_ref()?),
             metrics: self.metrics,
-            path: None,
+            skipped: false,
         }))
     }
 }
@@ -51,20 +52,21 @@ impl RootFilter for Root {
 struct Stream {
     config: Rc<Config>,
     metrics: Metrics,
-    /// The request path, read while the request headers are readable; `None` when the
-    /// response is a reply Envoy sent before the request reached this filter.
-    path: Option<String>,
+    /// Whether a `skip` match selected the request, decided while its headers are
+    /// readable; `false` for a reply Envoy sent before the request reached this filter.
+    skipped: bool,
 }
 
 impl HttpFilter for Stream {
     fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
-        // `:path` is a pseudo-header Envoy sets once, and skipping is no security decision:
-        // the plain read will do. A header a decision rests on is read with header_unique.
-        self.path = host::header_str(Map::RequestHeaders, ":path");
+        // Skipping is no security decision, so the match's plain reads will do (and a
+        // config without `skip` reads nothing). A header a decision rests on is read with
+        // header_unique.
+        self.skipped = decide::skipped(&self.config, &host::MapView::new(Map::RequestHeaders));
         let Some(name) = &self.config.required_header else {
             return Action::Continue;
         };
-        if decide::skipped(&self.config, self.path.as_deref()) {
+        if self.skipped {
             return Action::Continue;
         }
         match decide::admit(name, host::header_unique(Map::RequestHeaders, name)) {
@@ -78,7 +80,7 @@ impl HttpFilter for Stream {
     }
 
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
-        match decide::tag(&self.config, self.path.as_deref()) {
+        match decide::tag(&self.config, self.skipped) {
             Some((name, value)) => {
                 match host::set_header(Map::ResponseHeaders, name, value.as_bytes()) {
                     Ok(()) => self.metrics.responses_tagged.inc(),
