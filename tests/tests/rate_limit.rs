@@ -621,7 +621,7 @@ fn refuses_configurations_that_cannot_work_naming_the_field() {
             r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"soon"}}]}"#,
             "rules[0].limit.per: expected a duration",
         ),
-        (r#"{"rules":[]}"#, "rules: expected at least one rule"),
+        (r#"{"rules":[]}"#, "rules: expected at least one item"),
         ("", "missing field `rules`"),
     ];
     for (config, expected) in cases {

@@ -6,7 +6,7 @@ use crate::keys::KeyPart;
 use crate::request::Request;
 use crate::table::Table;
 use meshward_shared::config::{
-    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderName,
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderName, NonEmpty,
 };
 use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
@@ -156,7 +156,7 @@ pub struct Config {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    rules: Vec<RawRule>,
+    rules: NonEmpty<RawRule>,
     #[serde(default = "default_status")]
     status: u32,
     #[serde(default)]
@@ -233,13 +233,11 @@ struct RawLimit {
 /// Parses and validates the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     let raw: RawConfig = parse_json(bytes)?;
-    if raw.rules.is_empty() {
-        return Err(ConfigError::new("rules", "expected at least one rule"));
-    }
-    if raw.rules.len() > MAX_RULES {
+    let raw_rules = raw.rules.into_vec();
+    if raw_rules.len() > MAX_RULES {
         return Err(ConfigError::new(
             "rules",
-            format!("at most {MAX_RULES} rules, got {}", raw.rules.len()),
+            format!("at most {MAX_RULES} rules, got {}", raw_rules.len()),
         ));
     }
     if !(400..=599).contains(&raw.status) {
@@ -248,8 +246,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             format!("expected a 4xx or 5xx status, got {}", raw.status),
         ));
     }
-    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
-    for (i, raw_rule) in raw.rules.into_iter().enumerate() {
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw_rules.len());
+    for (i, raw_rule) in raw_rules.into_iter().enumerate() {
         let rule = rule(raw_rule).map_err(|e| e.within(&format!("rules[{i}]")))?;
         if rules.iter().any(|r| r.name == rule.name) {
             return Err(ConfigError::new(
@@ -619,7 +617,11 @@ pub(crate) mod tests {
     #[test]
     fn refuses_unknown_fields_everywhere() {
         for (json, field) in [
-            (r#"{"rules":[],"burst":1}"#.to_string(), "burst"),
+            (
+                r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}}],"burst":1}"#
+                    .to_string(),
+                "burst",
+            ),
             (with_rule(r#","limits":{}"#), "limits"),
             (
                 r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s","burst":2}}]}"#
@@ -644,7 +646,7 @@ pub(crate) mod tests {
     #[test]
     fn refuses_what_cannot_work() {
         let cases = [
-            (r#"{"rules":[]}"#.to_string(), "rules: expected at least one rule"),
+            (r#"{"rules":[]}"#.to_string(), "rules: expected at least one item"),
             (
                 r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}}],"status":200}"#.into(),
                 "status: expected a 4xx or 5xx status, got 200",
