@@ -134,13 +134,14 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 }
 
 /// A whole number from `MIN` to `MAX`, refused in the one wording every filter uses:
-/// `expected 1 to 100, got 0`.
+/// `expected 1 to 100, got 0`. A `u32`: every count a filter configures fits, and it keeps
+/// a raw configuration as small as the plain integers it replaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+pub struct Bounded<const MIN: u32, const MAX: u32>(u32);
 
-impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+impl<const MIN: u32, const MAX: u32> Bounded<MIN, MAX> {
     /// Checks `n`.
-    pub fn new(n: u64) -> Result<Self, String> {
+    pub fn new(n: u32) -> Result<Self, String> {
         if (MIN..=MAX).contains(&n) {
             Ok(Bounded(n))
         } else {
@@ -149,14 +150,16 @@ impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
     }
 
     /// The number.
-    pub fn get(self) -> u64 {
+    pub fn get(self) -> u32 {
         self.0
     }
 }
 
-impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
+impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Bounded<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let n = u64::deserialize(deserializer)?;
+        let refused = || format!("expected {MIN} to {MAX}, got {n}");
+        let n = u32::try_from(n).map_err(|_| serde::de::Error::custom(refused()))?;
         Bounded::new(n).map_err(serde::de::Error::custom)
     }
 }
@@ -243,16 +246,12 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
 /// Checks a header value a filter will send: no CR, LF or NUL, which would split or
 /// truncate the header on the wire.
 pub fn check_header_value(path: &str, value: &str) -> Result<(), ConfigError> {
-    header_value(value)
-        .map(drop)
-        .map_err(|message| ConfigError::new(path, message))
+    header_value(value).map_err(|message| ConfigError::new(path, message))
 }
 
 /// Checks a header name: a non-empty HTTP token, lowercase as Envoy stores it.
 pub fn check_header_name(path: &str, name: &str) -> Result<(), ConfigError> {
-    header_name(name)
-        .map(drop)
-        .map_err(|message| ConfigError::new(path, message))
+    header_name(name).map_err(|message| ConfigError::new(path, message))
 }
 
 /// A validated value read from a JSON string: the text is checked by `check`, and a refusal
@@ -266,12 +265,17 @@ macro_rules! checked_string {
         impl $name {
             /// Checks `text`; the error says what was expected.
             pub fn parse(text: &str) -> Result<Self, String> {
-                $check(text).map($name)
+                $check(text).map(|()| $name(text.to_string()))
             }
 
             /// The checked text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The checked text, without a copy.
+            pub fn into_string(self) -> String {
+                self.0
             }
         }
 
@@ -308,7 +312,7 @@ checked_string!(
     request_path
 );
 
-fn header_name(name: &str) -> Result<String, String> {
+fn header_name(name: &str) -> Result<(), String> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || !name.bytes().all(token) {
         return Err(format!(
@@ -318,26 +322,26 @@ fn header_name(name: &str) -> Result<String, String> {
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(format!("header names are lowercase in Envoy, got {name:?}"));
     }
-    Ok(name.to_string())
+    Ok(())
 }
 
-fn header_value(value: &str) -> Result<String, String> {
+fn header_value(value: &str) -> Result<(), String> {
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err("must not contain CR, LF or NUL characters".to_string());
     }
-    Ok(value.to_string())
+    Ok(())
 }
 
-fn method(method: &str) -> Result<String, String> {
+fn method(method: &str) -> Result<(), String> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
         return Err(format!(
             "expected an uppercase method such as \"GET\", got {method:?}"
         ));
     }
-    Ok(method.to_string())
+    Ok(())
 }
 
-fn request_path(path: &str) -> Result<String, String> {
+fn request_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/')
         || path.contains(['?', '#'])
         || path.bytes().any(|b| !b.is_ascii_graphic())
@@ -346,7 +350,7 @@ fn request_path(path: &str) -> Result<String, String> {
             "expected a path starting with '/', without a query, spaces or control characters, got {path:?}"
         ));
     }
-    Ok(path.to_string())
+    Ok(())
 }
 
 /// A host a rule selects, compared with the request's host lowercase, without its port or

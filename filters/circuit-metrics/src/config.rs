@@ -113,7 +113,7 @@ struct RawLabels {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     allow: Option<Vec<String>>,
-    max: Option<Bounded<0, { MAX_LABELS as u64 }>>,
+    max: Option<Bounded<0, MAX_LABELS>>,
 }
 
 #[derive(Deserialize)]
@@ -129,10 +129,10 @@ struct RawBreaker {
     failure_rate_threshold: Option<f64>,
     slow_call_rate_threshold: Option<f64>,
     slow_call_duration: Option<ConfigDuration>,
-    minimum_number_of_calls: Option<Bounded<1, { u32::MAX as u64 }>>,
+    minimum_number_of_calls: Option<Bounded<1, { u32::MAX }>>,
     sliding_window: Option<RawWindow>,
     wait_duration_in_open: Option<ConfigDuration>,
-    permitted_calls_in_half_open: Option<Bounded<1, { MAX_PROBES as u64 }>>,
+    permitted_calls_in_half_open: Option<Bounded<1, MAX_PROBES>>,
     max_wait_in_half_open: Option<ConfigDuration>,
 }
 
@@ -148,7 +148,7 @@ enum RawMode {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWindow {
-    count: Option<Bounded<1, { MAX_CALLS as u64 }>>,
+    count: Option<Bounded<1, MAX_CALLS>>,
     time: Option<ConfigDuration>,
 }
 
@@ -222,7 +222,7 @@ fn policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
         }
     }
     let max = match (raw.max, allow.is_empty()) {
-        (Some(max), _) => max.get() as u32,
+        (Some(max), _) => max.get(),
         (None, true) => DEFAULT_MAX_LABELS,
         (None, false) => 0,
     };
@@ -270,7 +270,7 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
         )?,
         minimum_number_of_calls: raw
             .minimum_number_of_calls
-            .map_or(defaults.minimum_number_of_calls, |n| n.get() as u32),
+            .map_or(defaults.minimum_number_of_calls, |n| n.get()),
         window: match raw.sliding_window {
             None => defaults.window,
             Some(window) => sliding_window(window).map_err(|e| e.within("sliding_window"))?,
@@ -282,7 +282,7 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
         )?,
         permitted_calls_in_half_open: raw
             .permitted_calls_in_half_open
-            .map_or(defaults.permitted_calls_in_half_open, |n| n.get() as u32),
+            .map_or(defaults.permitted_calls_in_half_open, |n| n.get()),
         max_wait_in_half_open: match raw.max_wait_in_half_open {
             None => defaults.max_wait_in_half_open,
             Some(ConfigDuration(wait)) if wait.is_zero() => None,
@@ -328,7 +328,7 @@ fn positive(
 fn sliding_window(raw: RawWindow) -> Result<Spec, ConfigError> {
     match (raw.count, raw.time) {
         (Some(calls), None) => Ok(Spec::Count {
-            calls: calls.get() as u32,
+            calls: calls.get(),
         }),
         (None, Some(ConfigDuration(span))) if span < Duration::from_secs(1) || span > MAX_SPAN => {
             Err(ConfigError::new(

@@ -98,7 +98,7 @@ struct RawConfig {
     host_crypto: Option<bool>,
     #[serde(default)]
     max_wasm_rsa_bits:
-        Option<Bounded<{ jwks::MIN_RSA_BITS as u64 }, { jwks::MAX_RSA_BITS as u64 }>>,
+        Option<Bounded<{ jwks::MIN_RSA_BITS as u32 }, { jwks::MAX_RSA_BITS as u32 }>>,
 }
 
 #[derive(Deserialize)]

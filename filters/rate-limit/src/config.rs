@@ -3,6 +3,7 @@
 
 use crate::bucket::{Limit, MAX_PERIOD, MAX_TOKENS, MIN_PERIOD};
 use crate::keys::KeyPart;
+use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use crate::table::Table;
 use meshward_shared::config::{
@@ -103,6 +104,19 @@ pub struct Rule {
     /// In shadow mode, a request header added upstream to requests that would have been
     /// limited, with the rule name as its value.
     pub shadow_header: Option<String>,
+    /// What the rule reports. Parsing leaves the handles inert; the adapter defines them
+    /// when the proxy accepts the configuration ([`Config::define_metrics`]).
+    pub metrics: RuleMetrics,
+}
+
+impl Config {
+    /// Defines each rule's metrics in the proxy (global-mode ones only for rules with a
+    /// service). Once, when the configuration is accepted.
+    pub fn define_metrics(&mut self) {
+        for rule in &mut self.rules {
+            rule.metrics = RuleMetrics::define(&rule.name, rule.global.is_some());
+        }
+    }
 }
 
 impl Rule {
@@ -183,7 +197,7 @@ struct RawRule {
     key: Vec<RawKeyPart>,
     limit: Option<RawLimit>,
     global: Option<RawGlobal>,
-    buckets: Option<Bounded<1, { MAX_BUCKETS as u64 }>>,
+    buckets: Option<Bounded<1, MAX_BUCKETS>>,
     missing_key: Option<MissingKey>,
     #[serde(default)]
     mode: Mode,
@@ -217,7 +231,7 @@ struct RawGlobal {
     cluster: String,
     domain: String,
     timeout: Option<BoundedDuration<MS, { 60_000 * MS }>>,
-    hits_addend: Option<Bounded<1, { u32::MAX as u64 }>>,
+    hits_addend: Option<Bounded<1, { u32::MAX }>>,
     #[serde(default)]
     failure_mode: FailureMode,
 }
@@ -225,8 +239,8 @@ struct RawGlobal {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimit {
-    capacity: Bounded<1, MAX_TOKENS>,
-    refill: Option<Bounded<1, MAX_TOKENS>>,
+    capacity: Bounded<1, { MAX_TOKENS as u32 }>,
+    refill: Option<Bounded<1, { MAX_TOKENS as u32 }>>,
     per: ConfigDuration,
 }
 
@@ -261,9 +275,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         rules,
         status: raw.status,
         failure_mode: raw.failure_mode,
-        cas_attempts: raw
-            .cas_attempts
-            .map_or(DEFAULT_CAS_ATTEMPTS, |n| n.get() as u32),
+        cas_attempts: raw.cas_attempts.map_or(DEFAULT_CAS_ATTEMPTS, |n| n.get()),
         response_headers: raw.response_headers,
     })
 }
@@ -305,7 +317,7 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
         }
         (true, None) => 1,
         (false, None) => DEFAULT_BUCKETS,
-        (false, Some(n)) => n.get() as u32,
+        (false, Some(n)) => n.get(),
     };
     if key.is_empty() && raw.missing_key.is_some() {
         return Err(ConfigError::new(
@@ -335,6 +347,7 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
         missing_key: raw.missing_key.unwrap_or_default(),
         mode: raw.mode,
         shadow_header,
+        metrics: RuleMetrics::default(),
     })
 }
 
@@ -361,7 +374,7 @@ fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
             format!("expected a period from 1ms to 366 days, got {per:?}"),
         ));
     }
-    Limit::new(capacity, refill, per)
+    Limit::new(u64::from(capacity), u64::from(refill), per)
         .ok_or_else(|| ConfigError::new("", "limit out of the supported range"))
 }
 
@@ -378,7 +391,7 @@ fn global(raw: RawGlobal) -> Result<Global, ConfigError> {
         domain,
         timeout,
         timeout_millis,
-        hits_addend: raw.hits_addend.map_or(1, |n| n.get() as u32),
+        hits_addend: raw.hits_addend.map_or(1, |n| n.get()),
         failure_mode: raw.failure_mode,
     })
 }
@@ -387,9 +400,9 @@ fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
     Ok(match raw {
         RawKeyPart::ClientAddress => KeyPart::ClientAddress,
         RawKeyPart::XForwardedFor(RawForwardedFor { trusted_hops }) => KeyPart::ForwardedFor {
-            trusted_hops: trusted_hops.get() as u32,
+            trusted_hops: trusted_hops.get(),
         },
-        RawKeyPart::Header(name) => KeyPart::Header(name.as_str().to_string()),
+        RawKeyPart::Header(name) => KeyPart::Header(name.into_string()),
         RawKeyPart::Path => KeyPart::Path,
         RawKeyPart::Method => KeyPart::Method,
         RawKeyPart::Query(name) => KeyPart::Query(non_empty("query", name)?),

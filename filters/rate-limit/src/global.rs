@@ -5,9 +5,11 @@
 use crate::config::{Config, FailureMode, Global, MissingKey, Mode, Rule};
 use crate::keys::{self, KeyPart};
 use crate::limiter::{Outcome, Verdict};
+use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use crate::rls::{Code, RateLimitRequest, RateLimitResponse};
 use meshward_shared::host::Status;
+use meshward_shared::metrics::Counter;
 use meshward_shared::GrpcEvent;
 use std::time::Duration;
 
@@ -70,6 +72,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Its counter among `metrics` (`global_failed_<kind>`).
+    pub fn counter(&self, metrics: &RuleMetrics) -> Counter {
+        match self {
+            Failure::Timeout => metrics.global_failed_timeout,
+            Failure::Unreachable => metrics.global_failed_unreachable,
+            Failure::Error { .. } => metrics.global_failed_error,
+            Failure::UnknownCluster(_) => metrics.global_failed_unknown_cluster,
+            Failure::BadReply(_) => metrics.global_failed_bad_reply,
+        }
+    }
+
     /// The metric suffix: `global_failed_<kind>`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -24,7 +24,6 @@ use crate::answer::Allowance;
 use crate::config::{Config, Mode, Rule};
 use crate::global::{Answer, Failure, Header};
 use crate::limiter::{Outcome, Refusal};
-use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
@@ -41,16 +40,10 @@ meshward_shared::register_filters! {
     "rate-limit" => || Box::new(Root::default()),
 }
 
-/// The configured plugin, shared read-only by its streams.
-struct Plugin {
-    config: Config,
-    metrics: Vec<RuleMetrics>,
-}
-
 /// The root context: parses the configuration and makes a stream filter per request.
 #[derive(Default)]
 pub struct Root {
-    plugin: Option<Rc<Plugin>>,
+    config: Option<Rc<Config>>,
 }
 
 impl RootFilter for Root {
@@ -59,7 +52,7 @@ impl RootFilter for Root {
     }
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
-        let config = config::parse(bytes)?;
+        let mut config = config::parse(bytes)?;
         if host::NATIVE {
             if let Some(i) = config.rules.iter().position(|r| r.global.is_some()) {
                 return Err(ConfigError::new(
@@ -70,19 +63,15 @@ impl RootFilter for Root {
                 ));
             }
         }
-        let metrics = config
-            .rules
-            .iter()
-            .map(|r| RuleMetrics::define(&r.name, r.global.is_some()))
-            .collect();
-        self.plugin = Some(Rc::new(Plugin { config, metrics }));
+        config.define_metrics();
+        self.config = Some(Rc::new(config));
         Ok(())
     }
 
     fn new_http_filter(&mut self, _context_id: u32) -> Option<Box<dyn HttpFilter>> {
-        let plugin = Rc::clone(self.plugin.as_ref()?);
+        let config = Rc::clone(self.config.as_ref()?);
         Some(Box::new(Stream {
-            plugin,
+            config,
             allowances: Vec::new(),
             pending: Vec::new(),
             service_headers: Vec::new(),
@@ -93,7 +82,7 @@ impl RootFilter for Root {
 
 /// One request.
 struct Stream {
-    plugin: Rc<Plugin>,
+    config: Rc<Config>,
     /// Enforced rules that let the request through, for the response's headers.
     allowances: Vec<(usize, u64, Duration)>,
     /// Calls to rate limit services still waiting for their answer.
@@ -114,19 +103,17 @@ struct Pending {
 
 impl HttpFilter for Stream {
     fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
-        let plugin = Rc::clone(&self.plugin);
-        let config = &plugin.config;
+        let shared = Rc::clone(&self.config);
+        let config = &*shared;
         let request = HostRequest::default();
         let clock = || time::now().and_then(|t| u64::try_from(t.as_nanos()).ok());
         let verdict = limiter::check(config, &request, clock, &mut HostStore);
 
         for result in &verdict.results {
-            let (Some(rule), Some(m)) = (
-                config.rules.get(result.rule),
-                plugin.metrics.get(result.rule),
-            ) else {
+            let Some(rule) = config.rules.get(result.rule) else {
                 continue;
             };
+            let m = &rule.metrics;
             if result.reclaimed {
                 m.reclaimed.inc();
             }
@@ -234,15 +221,11 @@ impl HttpFilter for Stream {
             return;
         };
         let call = self.pending.swap_remove(at);
-        let plugin = Rc::clone(&self.plugin);
-        let (Some(service), Some(m)) = (
-            plugin
-                .config
-                .rules
-                .get(call.rule)
-                .and_then(|r| r.global.as_ref()),
-            plugin.metrics.get(call.rule),
-        ) else {
+        let config = Rc::clone(&self.config);
+        let Some(rule) = config.rules.get(call.rule) else {
+            return;
+        };
+        let (Some(service), m) = (&rule.global, &rule.metrics) else {
             return;
         };
         let elapsed = call
@@ -270,7 +253,7 @@ impl HttpFilter for Stream {
             // A header that cannot be added leaves the response as the upstream sent it.
             let _ = host::add_header(Map::ResponseHeaders, name, value);
         }
-        let config = &self.plugin.config;
+        let config = &self.config;
         if !config.response_headers.on_allowed || self.allowances.is_empty() {
             return Action::Continue;
         }
@@ -298,11 +281,12 @@ impl HttpFilter for Stream {
 impl Stream {
     /// Applies what rule `index`'s service answered; true if the request was refused.
     fn apply_answer(&mut self, index: usize, answer: Answer) -> bool {
-        let plugin = Rc::clone(&self.plugin);
-        let config = &plugin.config;
-        let (Some(rule), Some(m)) = (config.rules.get(index), plugin.metrics.get(index)) else {
+        let shared = Rc::clone(&self.config);
+        let config = &*shared;
+        let Some(rule) = config.rules.get(index) else {
             return false;
         };
+        let m = &rule.metrics;
         let Some(service) = &rule.global else {
             return false;
         };
@@ -343,7 +327,7 @@ impl Stream {
                 }
             }
             Answer::Failed(failure) => {
-                m.global_failed(&failure).inc();
+                failure.counter(m).inc();
                 let deny = effect == global::Effect::FailedClosed;
                 log::warn(&format!(
                     "rate-limit: rule {}: {failure}; request {} (global.failure_mode {}{})",

@@ -5,7 +5,6 @@
 //! `meshward_rate_limit_rule_<rule>_<stat>`, or `meshward_rate_limit_rule_<stat>{rule="<rule>"}`
 //! with the stats tag of `envoy-config/rate-limit.yaml`.
 
-use crate::global::Failure;
 use meshward_shared::metrics::{Counter, Histogram};
 
 macro_rules! rule_stats {
@@ -66,19 +65,6 @@ rule_stats! {
     }
     global histograms {
         global_latency_ms: "Milliseconds from the call to its answer or failure.",
-    }
-}
-
-impl RuleMetrics {
-    /// The counter of a failure's kind (`global_failed_<kind>`).
-    pub fn global_failed(&self, failure: &Failure) -> Counter {
-        match failure {
-            Failure::Timeout => self.global_failed_timeout,
-            Failure::Unreachable => self.global_failed_unreachable,
-            Failure::Error { .. } => self.global_failed_error,
-            Failure::UnknownCluster(_) => self.global_failed_unknown_cluster,
-            Failure::BadReply(_) => self.global_failed_bad_reply,
-        }
     }
 }
 

@@ -79,7 +79,7 @@ struct RawSticky {
 #[serde(deny_unknown_fields)]
 struct RawHealth {
     window: Option<Period>,
-    min_requests: Option<Bounded<1, { crate::health::MAX_MIN_REQUESTS as u64 }>>,
+    min_requests: Option<Bounded<1, { crate::health::MAX_MIN_REQUESTS as u32 }>>,
     failure_threshold_percent: Option<Bounded<1, 100>>,
     cool_down: Option<Period>,
     probe_percent: Option<Bounded<1, 100>>,
