@@ -16,8 +16,10 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use meshward_harness::{Host, Request, Response, Upstream};
+use meshward_harness::{GrpcCallReply, Host, Request, Response, Upstream};
+use meshward_rate_limit::rls::{Code, CurrentLimit, DescriptorStatus, RateLimitResponse};
 use serde_json::Value;
+use std::time::Duration;
 
 /// Requests sent before the measured one: enough for state that builds over requests to
 /// reach what it is under the bench's load (region-router's outcome ring holds up to 64).
@@ -132,6 +134,30 @@ pub fn config_from_envoy(path: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{path}: no Wasm filter with a string configuration"))
 }
 
+/// The cluster of the Rate Limit Service in the bench's configs.
+const RATE_LIMIT_SERVICE: &str = "rate_limit_service";
+
+/// The answer the bench's Rate Limit Service gives a request under its limit: OK, with the
+/// descriptor's status (the limit, what is left, when the window resets), so a global rule
+/// is measured encoding its call and decoding the answer, as under the bench's load.
+fn rate_limit_service_ok() -> Vec<u8> {
+    RateLimitResponse {
+        overall_code: Code::Ok,
+        statuses: vec![DescriptorStatus {
+            code: Code::Ok,
+            current_limit: Some(CurrentLimit {
+                requests_per_unit: 1_000_000,
+                unit: 3,
+                name: String::new(),
+            }),
+            limit_remaining: 999_999,
+            duration_until_reset: Some(Duration::from_secs(3_599)),
+        }],
+        ..RateLimitResponse::default()
+    }
+    .encode()
+}
+
 /// What one bench request through the filter costs once warmed up.
 pub fn measure(filter: &Filter) -> Result<RequestCost, String> {
     let module = &filter.module;
@@ -142,6 +168,9 @@ pub fn measure(filter: &Filter) -> Result<RequestCost, String> {
         .config_json(&filter.config)
         .start_time(SystemTime::now())
         .envoy_foreign_functions()
+        .grpc_responder(RATE_LIMIT_SERVICE, |_| {
+            GrpcCallReply::Respond(rate_limit_service_ok())
+        })
         .build()
         .map_err(|e| format!("{module}: {e}"))?;
     let mut tokens = filter.tokens.iter().map(String::as_str).cycle();

@@ -1,5 +1,5 @@
-//! Envoy's `verify_signature` foreign function: its protobuf argument and result, encoded
-//! and decoded by hand (two small messages do not justify a protobuf crate).
+//! Envoy's `verify_signature` foreign function: its protobuf argument and result, declared
+//! with `prost`'s derive (as rate-limit's Rate Limit Service messages are).
 //!
 //! Envoy (`source/extensions/common/wasm/foreign.cc`) parses `VerifySignatureArguments`,
 //! imports the key with BoringSSL's `EVP_parse_public_key` (DER SubjectPublicKeyInfo), and
@@ -21,150 +21,65 @@
 //! HMAC. A host without the function answers `NotFound`; a key it cannot import,
 //! `BadArgument`.
 
+use prost::Message;
+
 /// The name Envoy registers the function under.
 pub const VERIFY_SIGNATURE: &str = "verify_signature";
 
-/// The arguments of one verification.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The arguments of one verification: `VerifySignatureArguments` itself (prost's derive
+/// also gives `Debug` and `Default`), so encoding copies nothing.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Arguments {
     /// `sha256`, `sha384` or `sha512`.
+    #[prost(string, tag = "1")]
     pub hash_function: String,
     /// The public key as DER SubjectPublicKeyInfo.
+    #[prost(bytes = "vec", tag = "2")]
     pub public_key: Vec<u8>,
     /// The signature in the form BoringSSL verifies.
+    #[prost(bytes = "vec", tag = "3")]
     pub signature: Vec<u8>,
     /// The signed bytes.
+    #[prost(bytes = "vec", tag = "4")]
     pub text: Vec<u8>,
-}
-
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn push_bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return; // proto3 leaves default values out
-    }
-    out.push(field << 3 | 2);
-    push_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 /// Encodes `VerifySignatureArguments`.
 pub fn encode_arguments(args: &Arguments) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        16 + args.hash_function.len()
-            + args.public_key.len()
-            + args.signature.len()
-            + args.text.len(),
-    );
-    push_bytes_field(&mut out, 1, args.hash_function.as_bytes());
-    push_bytes_field(&mut out, 2, &args.public_key);
-    push_bytes_field(&mut out, 3, &args.signature);
-    push_bytes_field(&mut out, 4, &args.text);
-    out
-}
-
-/// A field read from the protobuf wire format.
-enum Field<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Fixed,
-}
-
-/// Reads protobuf fields one by one; `None` on malformed input.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = self.bytes.split_first()?;
-            self.bytes = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn skip(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.bytes.len() {
-            return None;
-        }
-        let (taken, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(taken)
-    }
-
-    fn next(&mut self) -> Option<Option<(u64, Field<'a>)>> {
-        if self.bytes.is_empty() {
-            return Some(None);
-        }
-        let key = self.varint()?;
-        let field = match key & 7 {
-            0 => Field::Varint(self.varint()?),
-            1 => {
-                self.skip(8)?;
-                Field::Fixed
-            }
-            2 => {
-                let len = usize::try_from(self.varint()?).ok()?;
-                Field::Bytes(self.skip(len)?)
-            }
-            5 => {
-                self.skip(4)?;
-                Field::Fixed
-            }
-            _ => return None,
-        };
-        Some(Some((key >> 3, field)))
-    }
+    args.encode_to_vec()
 }
 
 /// Decodes `VerifySignatureArguments` (the host side, for test hosts that offer it).
 pub fn decode_arguments(bytes: &[u8]) -> Option<Arguments> {
-    let mut reader = Reader { bytes };
-    let mut args = Arguments::default();
-    while let Some((number, field)) = reader.next()? {
-        match (number, field) {
-            (1, Field::Bytes(b)) => args.hash_function = String::from_utf8(b.to_vec()).ok()?,
-            (2, Field::Bytes(b)) => args.public_key = b.to_vec(),
-            (3, Field::Bytes(b)) => args.signature = b.to_vec(),
-            (4, Field::Bytes(b)) => args.text = b.to_vec(),
-            _ => {}
-        }
-    }
-    Some(args)
+    Arguments::decode(bytes).ok()
 }
 
 /// Encodes `VerifySignatureResult` (the host side, for test hosts that offer it).
 pub fn encode_result(valid: bool, error: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    if valid {
-        out.extend_from_slice(&[0x08, 0x01]);
+    wire::VerifySignatureResult {
+        result: valid,
+        error: error.to_string(),
     }
-    push_bytes_field(&mut out, 2, error.as_bytes());
-    out
+    .encode_to_vec()
 }
 
 /// Decodes `VerifySignatureResult`: `Some(valid)`, or `None` when the bytes are not one.
 pub fn decode_result(bytes: &[u8]) -> Option<bool> {
-    let mut reader = Reader { bytes };
-    let mut valid = false;
-    while let Some((number, field)) = reader.next()? {
-        if let (1, Field::Varint(v)) = (number, field) {
-            valid = v != 0;
-        }
+    wire::VerifySignatureResult::decode(bytes)
+        .ok()
+        .map(|r| r.result)
+}
+
+/// `VerifySignatureResult`, as prost declares it.
+mod wire {
+    /// `VerifySignatureResult`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct VerifySignatureResult {
+        #[prost(bool, tag = "1")]
+        pub result: bool,
+        #[prost(string, tag = "2")]
+        pub error: String,
     }
-    Some(valid)
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! The Envoy Rate Limit Service protocol (`envoy.service.ratelimit.v3`), by hand: encoding
-//! a `RateLimitRequest` and decoding a `RateLimitResponse` in the protobuf wire format,
-//! with no generated code and no protoc. Decoding takes untrusted bytes: it skips fields it
-//! does not know (every wire type, groups included), refuses truncated input and lengths
-//! past the end, and never panics.
+//! The Envoy Rate Limit Service protocol (`envoy.service.ratelimit.v3`): the filter's view
+//! of a `RateLimitRequest` and a `RateLimitResponse`, and their protobuf wire form through
+//! `prost` (message structs declared here with its derive: no protoc, no generated files).
+//! Decoding takes untrusted bytes and never panics: prost skips unknown fields (groups to a
+//! bounded depth) and refuses truncated input, lengths past the end, a known field of the
+//! wrong wire type and strings that are not UTF-8. Why `prost` and not a codec of our own:
+//! BENCHMARKS.md, "The protobuf codec".
 
+use prost::Message;
 use std::time::Duration;
 
 /// The gRPC service the filter calls.
@@ -11,8 +14,21 @@ pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 /// Its one method.
 pub const METHOD: &str = "ShouldRateLimit";
 
-/// How deeply groups (a deprecated wire type) may nest inside a skipped field.
-const MAX_GROUP_DEPTH: u32 = 32;
+/// Why bytes are not a `RateLimitResponse` the filter can use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<prost::DecodeError> for DecodeError {
+    fn from(error: prost::DecodeError) -> Self {
+        DecodeError(error.to_string())
+    }
+}
 
 /// `envoy.service.ratelimit.v3.RateLimitRequest`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -98,391 +114,260 @@ pub struct RateLimitResponse {
     pub raw_body: Vec<u8>,
 }
 
-/// Why bytes are not a valid message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DecodeError {
-    /// The input ends inside a field.
-    Truncated,
-    /// A length runs past the end of its message.
-    LengthTooLong,
-    /// A varint longer than ten bytes.
-    BadVarint,
-    /// Wire type 6 or 7, field number 0, or an unmatched end of group.
-    BadTag,
-    /// Groups nested deeper than the decoder follows.
-    TooDeep,
-    /// A string field that is not UTF-8.
-    NotUtf8,
-    /// A number out of the range of its field.
-    OutOfRange,
-}
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DecodeError::Truncated => "the message ends inside a field",
-            DecodeError::LengthTooLong => "a length runs past the end of the message",
-            DecodeError::BadVarint => "a varint is longer than ten bytes",
-            DecodeError::BadTag => "a field tag is invalid",
-            DecodeError::TooDeep => "groups nest too deeply",
-            DecodeError::NotUtf8 => "a string field is not UTF-8",
-            DecodeError::OutOfRange => "a number is out of its field's range",
-        })
-    }
-}
-
-// Encoding.
-
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const START_GROUP: u8 = 3;
-const END_GROUP: u8 = 4;
-const FIXED32: u8 = 5;
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n & 0x7f) as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn put_tag(out: &mut Vec<u8>, field: u32, wire: u8) {
-    put_varint(out, (u64::from(field) << 3) | u64::from(wire));
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_tag(out, field, LEN);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// Proto3 leaves out fields at their default.
-fn put_uint(out: &mut Vec<u8>, field: u32, n: u64) {
-    if n != 0 {
-        put_tag(out, field, VARINT);
-        put_varint(out, n);
-    }
-}
-
-fn put_string(out: &mut Vec<u8>, field: u32, text: &[u8]) {
-    if !text.is_empty() {
-        put_bytes(out, field, text);
-    }
-}
+// The wire form: the protocol's messages as prost declares them, and the conversions.
 
 impl RateLimitRequest {
     /// The message in the protobuf wire format.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, 1, self.domain.as_bytes());
-        for descriptor in &self.descriptors {
-            // envoy.extensions.common.ratelimit.v3.RateLimitDescriptor { entries = 1 }
-            let mut d = Vec::new();
-            for (key, value) in descriptor {
-                let mut entry = Vec::new();
-                put_string(&mut entry, 1, key.as_bytes());
-                put_string(&mut entry, 2, value.as_bytes());
-                put_bytes(&mut d, 1, &entry);
-            }
-            put_bytes(&mut out, 2, &d);
+        wire::RateLimitRequest {
+            domain: self.domain.clone(),
+            descriptors: self
+                .descriptors
+                .iter()
+                .map(|entries| wire::RateLimitDescriptor {
+                    entries: entries
+                        .iter()
+                        .map(|(key, value)| wire::Entry {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            hits_addend: self.hits_addend,
         }
-        put_uint(&mut out, 3, u64::from(self.hits_addend));
-        out
+        .encode_to_vec()
     }
 
     /// Reads a request (what a service would do; the tests check what the filter sent).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut request = RateLimitRequest::default();
-        for field in Fields::new(bytes) {
-            match field? {
-                (1, Value::Len(b)) => request.domain = utf8(b)?,
-                (2, Value::Len(b)) => {
-                    let mut entries = Vec::new();
-                    for field in Fields::new(b) {
-                        if let (1, Value::Len(e)) = field? {
-                            let (mut key, mut value) = (String::new(), String::new());
-                            for field in Fields::new(e) {
-                                match field? {
-                                    (1, Value::Len(k)) => key = utf8(k)?,
-                                    (2, Value::Len(v)) => value = utf8(v)?,
-                                    _ => {}
-                                }
-                            }
-                            entries.push((key, value));
-                        }
-                    }
-                    request.descriptors.push(entries);
-                }
-                (3, Value::Varint(n)) => request.hits_addend = u32_of(n)?,
-                _ => {}
-            }
-        }
-        Ok(request)
+        let request = wire::RateLimitRequest::decode(bytes)?;
+        Ok(RateLimitRequest {
+            domain: request.domain,
+            descriptors: request
+                .descriptors
+                .into_iter()
+                .map(|d| d.entries.into_iter().map(|e| (e.key, e.value)).collect())
+                .collect(),
+            hits_addend: request.hits_addend,
+        })
     }
 }
 
 impl RateLimitResponse {
     /// Reads a service's answer.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut response = RateLimitResponse::default();
-        for field in Fields::new(bytes) {
-            match field? {
-                (1, Value::Varint(n)) => response.overall_code = Code::from_wire(n),
-                (2, Value::Len(b)) => response.statuses.push(descriptor_status(b)?),
-                (3, Value::Len(b)) => response.response_headers_to_add.push(header_value(b)?),
-                (4, Value::Len(b)) => response.request_headers_to_add.push(header_value(b)?),
-                (5, Value::Len(b)) => response.raw_body = b.to_vec(),
-                _ => {}
-            }
-        }
-        Ok(response)
+        let response = wire::RateLimitResponse::decode(bytes)?;
+        Ok(RateLimitResponse {
+            overall_code: Code::from_wire(response.overall_code),
+            statuses: response
+                .statuses
+                .into_iter()
+                .map(descriptor_status)
+                .collect::<Result<_, _>>()?,
+            response_headers_to_add: response
+                .response_headers_to_add
+                .into_iter()
+                .map(header_value)
+                .collect(),
+            request_headers_to_add: response
+                .request_headers_to_add
+                .into_iter()
+                .map(header_value)
+                .collect(),
+            raw_body: response.raw_body,
+        })
     }
 
     /// The message in the protobuf wire format (what a service sends; for tests).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_uint(&mut out, 1, self.overall_code.to_wire());
-        for status in &self.statuses {
-            let mut s = Vec::new();
-            put_uint(&mut s, 1, status.code.to_wire());
-            if let Some(limit) = &status.current_limit {
-                let mut l = Vec::new();
-                put_uint(&mut l, 1, u64::from(limit.requests_per_unit));
-                put_uint(&mut l, 2, limit.unit);
-                put_string(&mut l, 3, limit.name.as_bytes());
-                put_bytes(&mut s, 2, &l);
-            }
-            put_uint(&mut s, 3, u64::from(status.limit_remaining));
-            if let Some(reset) = status.duration_until_reset {
-                let mut d = Vec::new();
-                put_uint(&mut d, 1, reset.as_secs());
-                put_uint(&mut d, 2, u64::from(reset.subsec_nanos()));
-                put_bytes(&mut s, 4, &d);
-            }
-            put_bytes(&mut out, 2, &s);
-        }
-        for (field, headers) in [
-            (3, &self.response_headers_to_add),
-            (4, &self.request_headers_to_add),
-        ] {
-            for (key, value) in headers {
-                let mut h = Vec::new();
-                put_string(&mut h, 1, key.as_bytes());
-                put_string(&mut h, 2, value);
-                put_bytes(&mut out, field, &h);
-            }
-        }
-        put_string(&mut out, 5, &self.raw_body);
-        out
-    }
-}
-
-fn descriptor_status(bytes: &[u8]) -> Result<DescriptorStatus, DecodeError> {
-    let mut status = DescriptorStatus::default();
-    for field in Fields::new(bytes) {
-        match field? {
-            (1, Value::Varint(n)) => status.code = Code::from_wire(n),
-            (2, Value::Len(b)) => {
-                let mut limit = CurrentLimit::default();
-                for field in Fields::new(b) {
-                    match field? {
-                        (1, Value::Varint(n)) => limit.requests_per_unit = u32_of(n)?,
-                        (2, Value::Varint(n)) => limit.unit = n,
-                        (3, Value::Len(s)) => limit.name = utf8(s)?,
-                        _ => {}
-                    }
-                }
-                status.current_limit = Some(limit);
-            }
-            (3, Value::Varint(n)) => status.limit_remaining = u32_of(n)?,
-            (4, Value::Len(b)) => status.duration_until_reset = Some(duration(b)?),
-            _ => {}
-        }
-    }
-    Ok(status)
-}
-
-/// `google.protobuf.Duration { int64 seconds = 1; int32 nanos = 2; }`. A negative duration
-/// reads as zero: the window has already reset.
-fn duration(bytes: &[u8]) -> Result<Duration, DecodeError> {
-    let (mut seconds, mut nanos) = (0i64, 0i64);
-    for field in Fields::new(bytes) {
-        match field? {
-            // Negative int64s are sent as their two's-complement varint.
-            (1, Value::Varint(n)) => seconds = n as i64,
-            (2, Value::Varint(n)) => nanos = i64::from(n as i32),
-            _ => {}
-        }
-    }
-    if !(-999_999_999..=999_999_999).contains(&nanos) {
-        return Err(DecodeError::OutOfRange);
-    }
-    if seconds < 0 || nanos < 0 {
-        return Ok(Duration::ZERO);
-    }
-    // Both are non-negative and nanos is under a second.
-    Ok(Duration::new(
-        seconds.unsigned_abs(),
-        nanos.unsigned_abs() as u32,
-    ))
-}
-
-/// `envoy.config.core.v3.HeaderValue { key = 1; value = 2; raw_value = 3 }`; `raw_value`
-/// (bytes) stands in for an empty `value`, as Envoy reads it.
-fn header_value(bytes: &[u8]) -> Result<(String, Vec<u8>), DecodeError> {
-    let (mut key, mut value, mut raw) = (String::new(), Vec::new(), Vec::new());
-    for field in Fields::new(bytes) {
-        match field? {
-            (1, Value::Len(k)) => key = utf8(k)?,
-            (2, Value::Len(v)) => value = utf8(v)?.into_bytes(),
-            (3, Value::Len(r)) => raw = r.to_vec(),
-            _ => {}
-        }
-    }
-    Ok((key, if value.is_empty() { raw } else { value }))
-}
-
-fn utf8(bytes: &[u8]) -> Result<String, DecodeError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8)
-}
-
-fn u32_of(n: u64) -> Result<u32, DecodeError> {
-    u32::try_from(n).map_err(|_| DecodeError::OutOfRange)
-}
-
-// Decoding.
-
-/// A field's value, by wire type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Value<'a> {
-    Varint(u64),
-    Fixed64,
-    Len(&'a [u8]),
-    Fixed32,
-    Group,
-}
-
-/// The fields of one message, in order; stops at the first error.
-struct Fields<'a> {
-    rest: &'a [u8],
-    failed: bool,
-}
-
-impl<'a> Fields<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Fields {
-            rest: bytes,
-            failed: false,
-        }
-    }
-
-    fn next_field(&mut self) -> Result<(u32, Value<'a>), DecodeError> {
-        let (field, wire) = tag(&mut self.rest)?;
-        if wire == END_GROUP {
-            return Err(DecodeError::BadTag);
-        }
-        let value = value(&mut self.rest, field, wire, 0)?;
-        Ok((field, value))
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u32, Value<'a>), DecodeError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.rest.is_empty() {
-            return None;
-        }
-        let field = self.next_field();
-        self.failed = field.is_err();
-        Some(field)
-    }
-}
-
-fn varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
-    let mut n = 0u64;
-    for i in 0..10 {
-        let Some((&byte, rest)) = input.split_first() else {
-            return Err(DecodeError::Truncated);
+        let header = |(key, value): &(String, Vec<u8>)| match String::from_utf8(value.clone()) {
+            Ok(value) => wire::HeaderValue {
+                key: key.clone(),
+                value,
+                raw_value: Vec::new(),
+            },
+            Err(raw) => wire::HeaderValue {
+                key: key.clone(),
+                value: String::new(),
+                raw_value: raw.into_bytes(),
+            },
         };
-        *input = rest;
-        n |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok(n);
+        wire::RateLimitResponse {
+            overall_code: self.overall_code.to_wire(),
+            statuses: self
+                .statuses
+                .iter()
+                .map(|status| wire::DescriptorStatus {
+                    code: status.code.to_wire(),
+                    current_limit: status.current_limit.as_ref().map(|limit| wire::RateLimit {
+                        requests_per_unit: limit.requests_per_unit,
+                        unit: limit.unit,
+                        name: limit.name.clone(),
+                    }),
+                    limit_remaining: status.limit_remaining,
+                    duration_until_reset: status.duration_until_reset.map(|reset| {
+                        prost_types::Duration {
+                            seconds: i64::try_from(reset.as_secs()).unwrap_or(i64::MAX),
+                            nanos: i32::try_from(reset.subsec_nanos()).unwrap_or(0),
+                        }
+                    }),
+                })
+                .collect(),
+            response_headers_to_add: self.response_headers_to_add.iter().map(header).collect(),
+            request_headers_to_add: self.request_headers_to_add.iter().map(header).collect(),
+            raw_body: self.raw_body.clone(),
         }
+        .encode_to_vec()
     }
-    Err(DecodeError::BadVarint)
 }
 
-fn tag(input: &mut &[u8]) -> Result<(u32, u8), DecodeError> {
-    let key = varint(input)?;
-    let field = u32::try_from(key >> 3).map_err(|_| DecodeError::BadTag)?;
-    let wire = (key & 7) as u8;
-    if field == 0 || wire > FIXED32 {
-        return Err(DecodeError::BadTag);
-    }
-    Ok((field, wire))
-}
-
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
-    if input.len() < n {
-        return Err(DecodeError::Truncated);
-    }
-    let (taken, rest) = input.split_at(n);
-    *input = rest;
-    Ok(taken)
-}
-
-/// Reads the value of field `field` of wire type `wire`; a group is read up to its end.
-fn value<'a>(
-    input: &mut &'a [u8],
-    field: u32,
-    wire: u8,
-    depth: u32,
-) -> Result<Value<'a>, DecodeError> {
-    Ok(match wire {
-        VARINT => Value::Varint(varint(input)?),
-        FIXED64 => {
-            take(input, 8)?;
-            Value::Fixed64
-        }
-        LEN => {
-            let len = varint(input)?;
-            let len = usize::try_from(len).map_err(|_| DecodeError::LengthTooLong)?;
-            if len > input.len() {
-                return Err(DecodeError::LengthTooLong);
-            }
-            Value::Len(take(input, len)?)
-        }
-        FIXED32 => {
-            take(input, 4)?;
-            Value::Fixed32
-        }
-        START_GROUP => {
-            if depth >= MAX_GROUP_DEPTH {
-                return Err(DecodeError::TooDeep);
-            }
-            loop {
-                let (inner, inner_wire) = tag(input)?;
-                if inner_wire == END_GROUP {
-                    if inner != field {
-                        return Err(DecodeError::BadTag);
-                    }
-                    break;
-                }
-                value(input, inner, inner_wire, depth + 1)?;
-            }
-            Value::Group
-        }
-        _ => return Err(DecodeError::BadTag),
+fn descriptor_status(status: wire::DescriptorStatus) -> Result<DescriptorStatus, DecodeError> {
+    Ok(DescriptorStatus {
+        code: Code::from_wire(status.code),
+        current_limit: status.current_limit.map(|limit| CurrentLimit {
+            requests_per_unit: limit.requests_per_unit,
+            unit: limit.unit,
+            name: limit.name,
+        }),
+        limit_remaining: status.limit_remaining,
+        duration_until_reset: status.duration_until_reset.map(duration).transpose()?,
     })
+}
+
+/// A `google.protobuf.Duration`; a negative one reads as zero: the window has already reset.
+fn duration(d: prost_types::Duration) -> Result<Duration, DecodeError> {
+    if !(-999_999_999..=999_999_999).contains(&d.nanos) {
+        return Err(DecodeError(format!(
+            "duration_until_reset: nanos {} is out of range",
+            d.nanos
+        )));
+    }
+    Ok(match (u64::try_from(d.seconds), u32::try_from(d.nanos)) {
+        (Ok(seconds), Ok(nanos)) => Duration::new(seconds, nanos),
+        _ => Duration::ZERO,
+    })
+}
+
+/// `raw_value` (bytes) stands in for an empty `value`, as Envoy reads it.
+fn header_value(header: wire::HeaderValue) -> (String, Vec<u8>) {
+    let value = if header.value.is_empty() {
+        header.raw_value
+    } else {
+        header.value.into_bytes()
+    };
+    (header.key, value)
+}
+
+/// The messages as the protocol defines them, fields the filter ignores left out (prost
+/// skips them when decoding). Enums are read as their numbers (`Code::from_wire`), so a
+/// code this version does not know is kept, not refused.
+mod wire {
+    /// `envoy.service.ratelimit.v3.RateLimitRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitRequest {
+        #[prost(string, tag = "1")]
+        pub domain: String,
+        #[prost(message, repeated, tag = "2")]
+        pub descriptors: Vec<RateLimitDescriptor>,
+        #[prost(uint32, tag = "3")]
+        pub hits_addend: u32,
+    }
+
+    /// `envoy.extensions.common.ratelimit.v3.RateLimitDescriptor`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitDescriptor {
+        #[prost(message, repeated, tag = "1")]
+        pub entries: Vec<Entry>,
+    }
+
+    /// `RateLimitDescriptor.Entry`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Entry {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    /// `envoy.service.ratelimit.v3.RateLimitResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitResponse {
+        #[prost(uint64, tag = "1")]
+        pub overall_code: u64,
+        #[prost(message, repeated, tag = "2")]
+        pub statuses: Vec<DescriptorStatus>,
+        #[prost(message, repeated, tag = "3")]
+        pub response_headers_to_add: Vec<HeaderValue>,
+        #[prost(message, repeated, tag = "4")]
+        pub request_headers_to_add: Vec<HeaderValue>,
+        #[prost(bytes = "vec", tag = "5")]
+        pub raw_body: Vec<u8>,
+    }
+
+    /// `RateLimitResponse.DescriptorStatus`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DescriptorStatus {
+        #[prost(uint64, tag = "1")]
+        pub code: u64,
+        #[prost(message, optional, tag = "2")]
+        pub current_limit: Option<RateLimit>,
+        #[prost(uint32, tag = "3")]
+        pub limit_remaining: u32,
+        #[prost(message, optional, tag = "4")]
+        pub duration_until_reset: Option<prost_types::Duration>,
+    }
+
+    /// `RateLimitResponse.RateLimit`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimit {
+        #[prost(uint32, tag = "1")]
+        pub requests_per_unit: u32,
+        #[prost(uint64, tag = "2")]
+        pub unit: u64,
+        #[prost(string, tag = "3")]
+        pub name: String,
+    }
+
+    /// `envoy.config.core.v3.HeaderValue`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HeaderValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+        #[prost(bytes = "vec", tag = "3")]
+        pub raw_value: Vec<u8>,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::encoding::{encode_key, encode_varint, WireType};
+
+    fn key(out: &mut Vec<u8>, field: u32, wire: WireType) {
+        encode_key(field, wire, out);
+    }
+
+    fn varint(out: &mut Vec<u8>, n: u64) {
+        encode_varint(n, out);
+    }
+
+    fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+        key(out, field, WireType::LengthDelimited);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+
+    /// A response with one status whose field 4 (the reset duration) is `duration`.
+    fn status_with_reset(duration: &[u8]) -> Vec<u8> {
+        let mut status = Vec::new();
+        bytes_field(&mut status, 4, duration);
+        let mut response = Vec::new();
+        bytes_field(&mut response, 2, &status);
+        response
+    }
 
     fn over_limit_reply() -> RateLimitResponse {
         RateLimitResponse {
@@ -540,26 +425,32 @@ mod tests {
     fn unknown_fields_of_every_wire_type_are_skipped() {
         let known = over_limit_reply().encode();
         let mut bytes = Vec::new();
-        put_tag(&mut bytes, 9, VARINT);
-        put_varint(&mut bytes, u64::MAX);
-        put_tag(&mut bytes, 10, FIXED64);
+        key(&mut bytes, 9, WireType::Varint);
+        varint(&mut bytes, u64::MAX);
+        key(&mut bytes, 10, WireType::SixtyFourBit);
         bytes.extend_from_slice(&[1; 8]);
-        put_tag(&mut bytes, 6, LEN); // dynamic_metadata, a Struct we skip
-        put_varint(&mut bytes, 3);
+        key(&mut bytes, 6, WireType::LengthDelimited); // dynamic_metadata, a Struct we skip
+        varint(&mut bytes, 3);
         bytes.extend_from_slice(&[0x08, 0x01, 0x00]);
-        put_tag(&mut bytes, 11, FIXED32);
+        key(&mut bytes, 11, WireType::ThirtyTwoBit);
         bytes.extend_from_slice(&[2; 4]);
-        put_tag(&mut bytes, 12, START_GROUP);
-        put_tag(&mut bytes, 1, VARINT);
-        put_varint(&mut bytes, 5);
-        put_tag(&mut bytes, 2, START_GROUP);
-        put_tag(&mut bytes, 2, END_GROUP);
-        put_tag(&mut bytes, 12, END_GROUP);
+        key(&mut bytes, 12, WireType::StartGroup);
+        key(&mut bytes, 1, WireType::Varint);
+        varint(&mut bytes, 5);
+        key(&mut bytes, 2, WireType::StartGroup);
+        key(&mut bytes, 2, WireType::EndGroup);
+        key(&mut bytes, 12, WireType::EndGroup);
         bytes.extend_from_slice(&known);
-        // A known field number with an unexpected wire type is skipped too.
-        put_tag(&mut bytes, 1, FIXED32);
-        bytes.extend_from_slice(&[9; 4]);
         assert_eq!(RateLimitResponse::decode(&bytes), Ok(over_limit_reply()));
+    }
+
+    #[test]
+    fn a_known_field_of_the_wrong_wire_type_is_refused() {
+        // overall_code (a varint) sent as four bytes: not a reply the filter can trust.
+        let mut bytes = over_limit_reply().encode();
+        key(&mut bytes, 1, WireType::ThirtyTwoBit);
+        bytes.extend_from_slice(&[9; 4]);
+        assert!(RateLimitResponse::decode(&bytes).is_err());
     }
 
     #[test]
@@ -572,97 +463,89 @@ mod tests {
                 assert_ne!(partial, over_limit_reply(), "cut at {cut}");
             }
         }
-        assert_eq!(
-            RateLimitResponse::decode(&[0x08]),
-            Err(DecodeError::Truncated)
-        );
-        assert_eq!(
-            RateLimitResponse::decode(&[0x12, 0x05, 0x08]),
-            Err(DecodeError::LengthTooLong)
-        );
-        assert_eq!(
-            RateLimitResponse::decode(&[0x29, 1, 2]),
-            Err(DecodeError::Truncated)
-        );
+        for truncated in [&[0x08][..], &[0x12, 0x05, 0x08], &[0x29, 1, 2]] {
+            assert!(
+                RateLimitResponse::decode(truncated).is_err(),
+                "{truncated:?}"
+            );
+        }
         let mut unclosed = Vec::new();
-        put_tag(&mut unclosed, 7, START_GROUP);
-        assert_eq!(
-            RateLimitResponse::decode(&unclosed),
-            Err(DecodeError::Truncated)
-        );
+        key(&mut unclosed, 7, WireType::StartGroup);
+        assert!(RateLimitResponse::decode(&unclosed).is_err());
     }
 
     #[test]
-    fn huge_lengths_and_malformed_tags_are_refused() {
+    fn huge_lengths_malformed_tags_and_deep_groups_are_refused() {
         let mut huge = Vec::new();
-        put_tag(&mut huge, 3, LEN);
-        put_varint(&mut huge, u64::MAX);
-        assert_eq!(
-            RateLimitResponse::decode(&huge),
-            Err(DecodeError::LengthTooLong)
-        );
-        assert_eq!(
-            RateLimitResponse::decode(&[
-                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
-            ]),
-            Err(DecodeError::BadVarint)
-        );
-        assert_eq!(RateLimitResponse::decode(&[0x07]), Err(DecodeError::BadTag));
-        assert_eq!(
-            RateLimitResponse::decode(&[0x00, 0x00]),
-            Err(DecodeError::BadTag)
-        );
-        assert_eq!(RateLimitResponse::decode(&[0x0c]), Err(DecodeError::BadTag));
-        let mut mismatched = Vec::new();
-        put_tag(&mut mismatched, 7, START_GROUP);
-        put_tag(&mut mismatched, 8, END_GROUP);
-        assert_eq!(
-            RateLimitResponse::decode(&mismatched),
-            Err(DecodeError::BadTag)
-        );
-        let mut deep = Vec::new();
-        for _ in 0..100 {
-            put_tag(&mut deep, 7, START_GROUP);
+        key(&mut huge, 3, WireType::LengthDelimited);
+        varint(&mut huge, u64::MAX);
+        assert!(RateLimitResponse::decode(&huge).is_err());
+        let eleven_byte_varint = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert!(RateLimitResponse::decode(&eleven_byte_varint).is_err());
+        // Wire type 7, field 0, an end of group never opened.
+        for bad in [&[0x07][..], &[0x00, 0x00], &[0x0c]] {
+            assert!(RateLimitResponse::decode(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(RateLimitResponse::decode(&deep), Err(DecodeError::TooDeep));
-        // A status whose nested header is not UTF-8.
+        let mut mismatched = Vec::new();
+        key(&mut mismatched, 7, WireType::StartGroup);
+        key(&mut mismatched, 8, WireType::EndGroup);
+        assert!(RateLimitResponse::decode(&mismatched).is_err());
+        let mut deep = Vec::new();
+        for _ in 0..200 {
+            key(&mut deep, 7, WireType::StartGroup);
+        }
+        for _ in 0..200 {
+            key(&mut deep, 7, WireType::EndGroup);
+        }
+        assert!(RateLimitResponse::decode(&deep).is_err(), "bounded depth");
+        // A header whose key is not UTF-8.
         let mut bad = Vec::new();
-        put_bytes(&mut bad, 3, &[0x0a, 1, 0xff]);
-        assert_eq!(RateLimitResponse::decode(&bad), Err(DecodeError::NotUtf8));
-        // limit_remaining past u32.
-        let mut big = Vec::new();
-        put_bytes(&mut big, 2, &[0x18, 0x80, 0x80, 0x80, 0x80, 0x10]);
-        assert_eq!(
-            RateLimitResponse::decode(&big),
-            Err(DecodeError::OutOfRange)
-        );
+        bytes_field(&mut bad, 3, &[0x0a, 1, 0xff]);
+        assert!(RateLimitResponse::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn a_uint32_past_32_bits_is_truncated_as_envoy_reads_it() {
+        // limit_remaining = 2^32 + 7: protobuf's C++ parser (Envoy's) keeps the low 32 bits.
+        let mut status = vec![0x18];
+        varint(&mut status, (1 << 32) + 7);
+        let mut response = Vec::new();
+        bytes_field(&mut response, 2, &status);
+        let decoded = RateLimitResponse::decode(&response).unwrap();
+        assert_eq!(decoded.statuses[0].limit_remaining, 7);
     }
 
     #[test]
     fn durations_read_seconds_and_nanos_and_a_negative_one_as_zero() {
-        let status = |d: &[u8]| {
-            let mut s = Vec::new();
-            put_bytes(&mut s, 4, d);
-            descriptor_status(&s).unwrap().duration_until_reset
+        let reset = |d: &[u8]| {
+            RateLimitResponse::decode(&status_with_reset(d))
+                .map(|r| r.statuses[0].duration_until_reset)
         };
-        assert_eq!(status(&[0x08, 3]), Some(Duration::from_secs(3)));
-        assert_eq!(status(&[0x10, 5]), Some(Duration::from_nanos(5)));
+        assert_eq!(reset(&[0x08, 3]), Ok(Some(Duration::from_secs(3))));
+        assert_eq!(reset(&[0x10, 5]), Ok(Some(Duration::from_nanos(5))));
         let mut negative = vec![0x08];
-        put_varint(&mut negative, (-2i64) as u64);
-        assert_eq!(status(&negative), Some(Duration::ZERO));
-        let mut s = Vec::new();
-        let mut d = vec![0x10];
-        put_varint(&mut d, 2_000_000_000);
-        put_bytes(&mut s, 4, &d);
-        assert_eq!(descriptor_status(&s), Err(DecodeError::OutOfRange));
+        varint(&mut negative, (-2i64) as u64);
+        assert_eq!(reset(&negative), Ok(Some(Duration::ZERO)));
+        let mut out_of_range = vec![0x10];
+        varint(&mut out_of_range, 2_000_000_000);
+        assert!(reset(&out_of_range).is_err());
     }
 
     #[test]
     fn a_raw_value_header_stands_in_for_an_empty_value() {
-        let mut h = Vec::new();
-        put_string(&mut h, 1, b"x-raw");
-        put_string(&mut h, 3, &[0xc3, 0x28]);
-        assert_eq!(header_value(&h), Ok(("x-raw".into(), vec![0xc3, 0x28])));
+        let mut header = Vec::new();
+        bytes_field(&mut header, 1, b"x-raw");
+        bytes_field(&mut header, 3, &[0xc3, 0x28]);
+        let mut response = Vec::new();
+        bytes_field(&mut response, 3, &header);
+        assert_eq!(
+            RateLimitResponse::decode(&response)
+                .unwrap()
+                .response_headers_to_add,
+            [("x-raw".to_string(), vec![0xc3, 0x28])]
+        );
     }
 
     #[test]
