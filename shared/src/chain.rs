@@ -23,9 +23,13 @@
 
 use crate::config::{self, ConfigError};
 use crate::filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
+use crate::host;
+use crate::log::Log;
 use crate::{abi, context};
-use crate::{host, log};
 use serde::Deserialize;
+
+/// Where this filter logs: every message starts with `chain: `.
+const LOG: Log = Log::new("chain");
 
 /// A filter a chain can run: its name in the chain's configuration and its root's factory.
 pub type Member = (&'static str, fn() -> Box<dyn RootFilter>);
@@ -96,8 +100,8 @@ impl ChainRoot {
         self.tick_millis = period;
         self.ticks = 0;
         if let Err(status) = host::set_tick_period_millis(period) {
-            log::warn(&format!(
-                "chain: the host refused a tick every {period} ms ({status}); members that tick will not"
+            LOG.warn(format_args!(
+                "the host refused a tick every {period} ms ({status}); members that tick will not"
             ));
         }
     }
@@ -188,7 +192,7 @@ impl RootFilter for ChainRoot {
         self.configure_members(bytes)
             .inspect_err(|_| self.members.clear())?;
         let names: Vec<&str> = self.members.iter().map(|m| m.name).collect();
-        log::info(&format!("chain: configured: {}", names.join(" -> ")));
+        LOG.info(format_args!("configured: {}", names.join(" -> ")));
         Ok(())
     }
 
@@ -461,7 +465,7 @@ impl HttpFilter for ChainStream {
         };
         if let Run::Continued = run {
             if let Err(status) = abi::continue_host_stream(response_side) {
-                log::error(&format!("chain: cannot resume the stream: {status}"));
+                LOG.error(format_args!("cannot resume the stream: {status}"));
             }
         }
     }

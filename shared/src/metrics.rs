@@ -1,28 +1,53 @@
 //! Metrics defined once at configure time and used by handle on the request path.
 //!
-//! Envoy keeps custom metrics under `wasmcustom.` in `/stats` (`wasmcustom.<name>`), and
-//! `/stats/prometheus` prints them by their own name, without the prefix. A handle whose definition failed (for example outside a proxy)
-//! does nothing, so a metric never breaks a request.
+//! Every meshward metric is declared with [`metrics!`](crate::metrics!) and named one way:
+//! `meshward_<filter>.<stat>`, with its labels written into the name as
+//! `meshward_<filter>.<label>=.=<value>;.;<stat>` ([`tagged_name`]). That is the form
+//! Istio's `extraStatTags` (and the `stats_tags` regex `(<label>=\.=(.*?);\.;)`) lift into
+//! labels, so `/stats/prometheus` shows `meshward_<filter>_<stat>{<label>="<value>"}`.
+//! Envoy keeps custom metrics under `wasmcustom.` in `/stats`, and `/stats/prometheus`
+//! prints them without that prefix. A handle whose definition failed (for example outside
+//! a proxy) does nothing, so a metric never breaks a request.
 
 use crate::host::{self, MetricKind};
 
-/// Declares a filter's metrics in one place: each is a field (its handle), named by the
-/// prefix and the field's name, documented once. It makes the struct, `NAMES` (every full
-/// name, in order) and `define()`, which defines them all at configure time:
+/// One metric of a group declared with [`metrics!`](crate::metrics!): its name after the
+/// filter's prefix, its kind and what it counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// The name after `meshward_<filter>.`.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// What it counts (the field's documentation).
+    pub doc: &'static str,
+}
+
+/// Declares a group of metrics in one place: each is a field (its handle) named by the
+/// field, documented once, under the filter's prefix. It makes the struct, `PREFIX`,
+/// `STATS` (every metric, in order), `define(labels)`, which defines them all with the
+/// given label values, and `declare(label_names)` for a group whose members are defined
+/// later (see [`declare_family`]):
 ///
 /// ```
 /// meshward_shared::metrics! {
 ///     /// The filter's metrics, defined once at configure time and copied into each stream.
 ///     pub struct Metrics {
-///         prefix: "meshward_hello_",
+///         prefix: "meshward_hello",
 ///         /// Responses the filter tagged.
 ///         responses_tagged: Counter,
 ///         /// Requests in flight.
 ///         in_flight: Gauge,
 ///     }
 /// }
-/// assert_eq!(Metrics::NAMES, ["meshward_hello_responses_tagged", "meshward_hello_in_flight"]);
-/// let metrics = Metrics::define(); // outside a proxy the handles do nothing
+/// let names: Vec<_> = Metrics::STATS.iter().map(|s| s.name).collect();
+/// assert_eq!(names, ["responses_tagged", "in_flight"]);
+/// assert_eq!(Metrics::name(&[], "in_flight"), "meshward_hello.in_flight");
+/// assert_eq!(
+///     Metrics::name(&[("route", "r1")], "in_flight"),
+///     "meshward_hello.route=.=r1;.;in_flight"
+/// );
+/// let metrics = Metrics::define(&[]); // outside a proxy the handles do nothing
 /// metrics.responses_tagged.inc();
 /// ```
 #[macro_export]
@@ -31,23 +56,54 @@ macro_rules! metrics {
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
             prefix: $prefix:literal,
-            $($(#[$field_meta:meta])* $field:ident: $kind:ident),+ $(,)?
+            $($(#[doc = $doc:literal])+ $field:ident: $kind:ident),+ $(,)?
         }
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, Default)]
         $vis struct $name {
-            $($(#[$field_meta])* pub $field: $crate::metrics::$kind,)+
+            $($(#[doc = $doc])+ pub $field: $crate::metrics::$kind,)+
         }
 
         impl $name {
-            /// Every metric's full name, in the order declared.
-            pub const NAMES: &'static [&'static str] = &[$(concat!($prefix, stringify!($field))),+];
+            /// The filter's prefix: `meshward_<filter>`.
+            pub const PREFIX: &'static str = $prefix;
 
-            /// Defines (or finds) every metric.
-            pub fn define() -> Self {
+            /// Every metric of the group, in the order declared.
+            pub const STATS: &'static [$crate::metrics::Stat] = &[$($crate::metrics::Stat {
+                name: stringify!($field),
+                kind: $crate::metrics::$kind::KIND,
+                doc: concat!($($doc),+),
+            }),+];
+
+            /// The full name of `stat` with `labels` (name, value), in order.
+            pub fn name(labels: &[(&str, &str)], stat: &str) -> String {
+                $crate::metrics::tagged_name($prefix, labels, stat)
+            }
+
+            /// Declares every metric as a family labelled by `label_names`, for members
+            /// defined after configuration (see `metrics::declare_family`).
+            pub fn declare(label_names: &[&str]) {
+                if !label_names.is_empty() {
+                    $($crate::metrics::declare_family(
+                        $crate::metrics::$kind::KIND,
+                        $prefix,
+                        label_names,
+                        stringify!($field),
+                    );)+
+                }
+            }
+
+            /// Defines (or finds) every metric with `labels` (name, value), in order.
+            pub fn define(labels: &[(&str, &str)]) -> Self {
+                $($crate::metrics::declare_family_of(
+                    $crate::metrics::$kind::KIND,
+                    $prefix,
+                    labels,
+                    stringify!($field),
+                );)+
                 $name {
-                    $($field: $crate::metrics::$kind::define(concat!($prefix, stringify!($field))),)+
+                    $($field: $crate::metrics::$kind::define(&Self::name(labels, stringify!($field))),)+
                 }
             }
         }
@@ -125,14 +181,31 @@ impl Histogram {
     }
 }
 
+/// The metrics of `stats` that `readme` does not name as `` `<prefix>_<stat>` `` (the name
+/// `/stats/prometheus` shows), for each filter's test that its README lists every metric.
+pub fn unlisted(readme: &str, prefix: &str, stats: &[Stat]) -> Vec<String> {
+    stats
+        .iter()
+        .map(|stat| format!("{prefix}_{}", stat.name))
+        .filter(|name| !readme.contains(&format!("`{name}`")))
+        .collect()
+}
+
 /// The most labels a family may have.
 pub const MAX_LABELS: usize = 8;
 
 /// The name of metric `stat` under `prefix` with labels `tags`, in the form Istio's
 /// `extraStatTags` (and a `stats_tags` regex) lift into labels:
-/// `prefix.tag=.=value;.;tag=.=value;.;stat`.
+/// `prefix.tag=.=value;.;tag=.=value;.;stat` (`prefix.stat` without labels).
 pub fn tagged_name(prefix: &str, tags: &[(&str, &str)], stat: &str) -> String {
-    let mut out = String::with_capacity(64);
+    let length = prefix.len()
+        + 1
+        + tags
+            .iter()
+            .map(|(tag, value)| tag.len() + value.len() + 6)
+            .sum::<usize>()
+        + stat.len();
+    let mut out = String::with_capacity(length);
     out.push_str(prefix);
     out.push('.');
     for (tag, value) in tags {
@@ -161,6 +234,19 @@ pub fn parse_tagged(name: &str) -> Option<(String, Vec<&str>, Vec<&str>)> {
         rest = after;
     }
     (!labels.is_empty()).then(|| (format!("{prefix}.{rest}"), labels, values))
+}
+
+/// [`declare_family`] with the label names of `labels` (name, value), for a group defined
+/// with its label values at configure time; nothing without labels. The Wasm build does
+/// nothing here (and allocates nothing).
+pub fn declare_family_of(kind: MetricKind, prefix: &str, labels: &[(&str, &str)], stat: &str) {
+    #[cfg(feature = "native")]
+    if !labels.is_empty() {
+        let names: Vec<&str> = labels.iter().map(|(name, _)| *name).collect();
+        declare_family(kind, prefix, &names, stat);
+    }
+    #[cfg(not(feature = "native"))]
+    let _ = (kind, prefix, labels, stat);
 }
 
 /// Declares, at configure time, the family of labelled metrics `prefix.stat` with label

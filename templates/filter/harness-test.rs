@@ -4,9 +4,9 @@
 use meshward_harness::{wasm_path, HarnessError, Host, LogLevel, Reply, Request, Upstream};
 use serde_json::json;
 
-const TAGGED: &str = "meshward___SNAKE___responses_tagged";
-const SKIPPED: &str = "meshward___SNAKE___responses_skipped";
-const REFUSED: &str = "meshward___SNAKE___requests_refused";
+const TAGGED: &str = "meshward___SNAKE__.responses_tagged";
+const SKIPPED: &str = "meshward___SNAKE__.responses_skipped";
+const REFUSED: &str = "meshward___SNAKE__.requests_refused";
 
 /// A host running the filter with this plugin configuration.
 fn host(config: serde_json::Value) -> Host {

@@ -124,6 +124,29 @@ impl WasmFilter {
     }
 }
 
+/// The labels meshward filters write into their stat names (`<tag>=.=<value>;.;`,
+/// docs/configuration.md#metrics): what a user lists in Istio's `extraStatTags`.
+pub const STAT_TAGS: [&str; 7] = [
+    "rule",
+    "region",
+    "reason",
+    "cluster",
+    "route",
+    "code_class",
+    "to_state",
+];
+
+/// The `stats_config` Istio's bootstrap makes of `extraStatTags: STAT_TAGS`: for each tag
+/// the unanchored regex `(<tag>=\.=(.*?);\.;)`. The configs [`EnvoyConfig::with_filters`]
+/// makes have it, as `envoy-config/meshward.yaml` does.
+pub fn istio_stats_config() -> Value {
+    let tags: Vec<Value> = STAT_TAGS
+        .iter()
+        .map(|tag| json!({"tag_name": tag, "regex": format!("({tag}=\\.=(.*?);\\.;)")}))
+        .collect();
+    json!({"stats_tags": tags})
+}
+
 /// An Envoy bootstrap config plus the upstream ports a test mapped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EnvoyConfig {
@@ -195,6 +218,7 @@ impl EnvoyConfig {
         }));
         let value = json!({
             "admin": {"address": socket_address(ADMIN_PORT)},
+            "stats_config": istio_stats_config(),
             "static_resources": {
                 "listeners": [{
                     "name": "ingress",

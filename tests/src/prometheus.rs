@@ -7,7 +7,7 @@
 //! use meshward_tests::prometheus::Prometheus;
 //! let rules = meshward_tests::repo_root().join("k8s/monitoring/meshward.rules.yaml");
 //! let prometheus = Prometheus::start(&[envoy.admin_addr()], &[rules]).await?;
-//! let series = prometheus.query("meshward_region_router_region_state").await?;
+//! let series = prometheus.query("meshward_region_router_state").await?;
 //! # Ok(())
 //! # }
 //! ```

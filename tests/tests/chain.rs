@@ -376,7 +376,7 @@ fn the_chain_answers_every_scenario_as_the_five_separate_filters_do() {
     // The request durations too: Envoy gives `request.duration` in every on_log, so each
     // logged request records one (the harness derives it since it answers as Envoy does).
     let traffic = |(_, name, _): &(MetricKind, String, MetricValue)| {
-        name.starts_with("meshward_circuit.cluster=")
+        name.starts_with("meshward_circuit_metrics.cluster=")
             && (name.ends_with(";responses")
                 || name.ends_with(";requests")
                 || name.ends_with(";duration_ms"))
@@ -415,8 +415,8 @@ fn the_chain_answers_every_scenario_as_the_five_separate_filters_do() {
         assert!(statuses.contains(&status), "no {status} in {statuses:?}");
     }
     let counter = |name: &str| chain.hosts[0].counter(name).unwrap_or(0);
-    assert_eq!(counter("meshward_jwt_auth_jwks_fetch_ok"), 1);
-    assert!(counter("meshward_security_headers_responses_decorated") > 0);
+    assert_eq!(counter("meshward_jwt_auth.jwks_fetch_ok"), 1);
+    assert!(counter("meshward_security_headers.responses_decorated") > 0);
 }
 
 #[test]

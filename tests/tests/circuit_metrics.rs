@@ -71,7 +71,7 @@ fn stat(labels: &[(&str, &str)], name: &str) -> String {
         .iter()
         .map(|(tag, value)| format!("{tag}=.={value};.;"))
         .collect();
-    format!("meshward_circuit.{tags}{name}")
+    format!("meshward_circuit_metrics.{tags}{name}")
 }
 
 fn counter(host: &Host, labels: &[(&str, &str)], name: &str) -> u64 {

@@ -74,7 +74,13 @@ async fn retry_counts_equal_envoys_own_per_cluster_counters() {
     assert_eq!(statuses, [200, 200, 200, 200, 200, 503, 503, 503]);
     assert_eq!(upstream.received().len(), 19);
 
-    wait_for(&envoy, "meshward_circuit_requests", RETRY_ROUTE, 8.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_requests",
+        RETRY_ROUTE,
+        8.0,
+    )
+    .await;
     let stats = stats(&envoy).await;
     let envoy_retries = value(&stats, "envoy_cluster_upstream_rq_retry", ENVOY_CLUSTER);
     let envoy_exhausted = value(
@@ -84,27 +90,37 @@ async fn retry_counts_equal_envoys_own_per_cluster_counters() {
     );
     assert_eq!(envoy_retries, 11.0);
     assert_eq!(
-        value(&stats, "meshward_circuit_retries", RETRY_ROUTE),
+        value(&stats, "meshward_circuit_metrics_retries", RETRY_ROUTE),
         envoy_retries
     );
     assert_eq!(envoy_exhausted, 3.0);
     assert_eq!(
-        value(&stats, "meshward_circuit_retries_exhausted", RETRY_ROUTE),
+        value(
+            &stats,
+            "meshward_circuit_metrics_retries_exhausted",
+            RETRY_ROUTE
+        ),
         envoy_exhausted
     );
     let responses = |class| {
         let mut labels = RETRY_ROUTE.to_vec();
         labels.push(("code_class", class));
-        value(&stats, "meshward_circuit_responses", &labels)
+        value(&stats, "meshward_circuit_metrics_responses", &labels)
     };
     assert_eq!((responses("2xx"), responses("5xx")), (5.0, 3.0));
     // Histograms reach /stats/prometheus when Envoy flushes its stats (every 5 s).
-    wait_for(&envoy, "meshward_circuit_attempts_count", RETRY_ROUTE, 8.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_attempts_count",
+        RETRY_ROUTE,
+        8.0,
+    )
+    .await;
     let mut two_attempts = RETRY_ROUTE.to_vec();
     two_attempts.push(("le", "2"));
     wait_for(
         &envoy,
-        "meshward_circuit_attempts_bucket",
+        "meshward_circuit_metrics_attempts_bucket",
         &two_attempts,
         5.0,
     )
@@ -118,20 +134,29 @@ async fn metrics_reach_prometheus_with_cluster_and_route_labels() {
 
     envoy.get("/retry/a").await.unwrap();
     envoy.get("/b").await.unwrap();
-    wait_for(&envoy, "meshward_circuit_requests", DEFAULT_ROUTE, 1.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_requests",
+        DEFAULT_ROUTE,
+        1.0,
+    )
+    .await;
 
     let stats = stats(&envoy).await;
-    assert_eq!(value(&stats, "meshward_circuit_requests", RETRY_ROUTE), 1.0);
     assert_eq!(
-        value(&stats, "meshward_circuit_retries", DEFAULT_ROUTE),
+        value(&stats, "meshward_circuit_metrics_requests", RETRY_ROUTE),
+        1.0
+    );
+    assert_eq!(
+        value(&stats, "meshward_circuit_metrics_retries", DEFAULT_ROUTE),
         0.0
     );
     assert_eq!(
-        value(&stats, "meshward_circuit_breaker_state", BREAKER),
+        value(&stats, "meshward_circuit_metrics_breaker_state", BREAKER),
         0.0
     );
     assert_eq!(
-        value(&stats, "meshward_circuit_breaker_calls", BREAKER),
+        value(&stats, "meshward_circuit_metrics_breaker_calls", BREAKER),
         2.0
     );
     // Histograms reach /stats/prometheus when Envoy flushes its stats (every 5 s), in the
@@ -140,7 +165,7 @@ async fn metrics_reach_prometheus_with_cluster_and_route_labels() {
     one_attempt.push(("le", "1"));
     wait_for(
         &envoy,
-        "meshward_circuit_attempts_bucket",
+        "meshward_circuit_metrics_attempts_bucket",
         &one_attempt,
         1.0,
     )
@@ -149,16 +174,16 @@ async fn metrics_reach_prometheus_with_cluster_and_route_labels() {
     let ours: Vec<_> = stats
         .samples()
         .iter()
-        .filter(|s| s.name.contains("meshward_circuit"))
+        .filter(|s| s.name.contains("meshward_circuit_metrics"))
         .collect();
     assert!(ours.len() > 20, "{ours:?}");
     for sample in ours {
         assert!(
-            sample.name.starts_with("meshward_circuit_") && !sample.name.contains("=."),
+            sample.name.starts_with("meshward_circuit_metrics_") && !sample.name.contains("=."),
             "{sample:?}"
         );
         let has = |label: &str| sample.labels.iter().any(|(k, _)| k == label);
-        let unlabelled = sample.name == "meshward_circuit_store_failures";
+        let unlabelled = sample.name == "meshward_circuit_metrics_store_failures";
         assert!(unlabelled || has("cluster"), "{sample:?}");
     }
 }
@@ -184,13 +209,20 @@ async fn istios_extra_stat_tags_lift_the_same_labels() {
     let mut failed = DEFAULT_ROUTE.to_vec();
     failed[1] = ("route", "retry");
     failed.push(("code_class", "5xx"));
-    wait_for(&envoy, "meshward_circuit_responses", &failed, 1.0).await;
+    wait_for(&envoy, "meshward_circuit_metrics_responses", &failed, 1.0).await;
     let stats = stats(&envoy).await;
-    assert_eq!(value(&stats, "meshward_circuit_retries", RETRY_ROUTE), 2.0);
+    assert_eq!(
+        value(&stats, "meshward_circuit_metrics_retries", RETRY_ROUTE),
+        2.0
+    );
     let mut to_open = BREAKER.to_vec();
     to_open.push(("to_state", "open"));
     assert_eq!(
-        value(&stats, "meshward_circuit_breaker_transitions", &to_open),
+        value(
+            &stats,
+            "meshward_circuit_metrics_breaker_transitions",
+            &to_open
+        ),
         0.0
     );
 }
@@ -219,7 +251,13 @@ async fn the_breaker_opens_fails_fast_probes_and_closes_when_the_upstream_recove
     for _ in 0..4 {
         assert_eq!(envoy.get("/down").await.unwrap().status, 500);
     }
-    wait_for(&envoy, "meshward_circuit_breaker_state", BREAKER, 1.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_breaker_state",
+        BREAKER,
+        1.0,
+    )
+    .await;
 
     // Open: requests fail fast, without reaching the upstream.
     let refused = envoy.get("/down").await.unwrap();
@@ -234,10 +272,28 @@ async fn the_breaker_opens_fails_fast_probes_and_closes_when_the_upstream_recove
     upstream.reply_with(Reply::ok());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(envoy.get("/up").await.unwrap().status, 200);
-    wait_for(&envoy, "meshward_circuit_breaker_state", BREAKER, 2.0).await;
-    wait_for(&envoy, "meshward_circuit_breaker_calls", BREAKER, 1.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_breaker_state",
+        BREAKER,
+        2.0,
+    )
+    .await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_breaker_calls",
+        BREAKER,
+        1.0,
+    )
+    .await;
     assert_eq!(envoy.get("/up").await.unwrap().status, 200);
-    wait_for(&envoy, "meshward_circuit_breaker_state", BREAKER, 0.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_breaker_state",
+        BREAKER,
+        0.0,
+    )
+    .await;
 
     // Closed: traffic flows again.
     for _ in 0..3 {
@@ -248,7 +304,11 @@ async fn the_breaker_opens_fails_fast_probes_and_closes_when_the_upstream_recove
     let transitions = |to| {
         let mut labels = BREAKER.to_vec();
         labels.push(("to_state", to));
-        value(&stats, "meshward_circuit_breaker_transitions", &labels)
+        value(
+            &stats,
+            "meshward_circuit_metrics_breaker_transitions",
+            &labels,
+        )
     };
     assert_eq!(
         (
@@ -259,7 +319,7 @@ async fn the_breaker_opens_fails_fast_probes_and_closes_when_the_upstream_recove
         (1.0, 1.0, 1.0)
     );
     assert_eq!(
-        value(&stats, "meshward_circuit_not_permitted", BREAKER),
+        value(&stats, "meshward_circuit_metrics_not_permitted", BREAKER),
         1.0
     );
 }
@@ -273,7 +333,13 @@ async fn connection_failures_equal_envoys_connect_failures() {
         assert_eq!(envoy.get("/x").await.unwrap().status, 503);
     }
 
-    wait_for(&envoy, "meshward_circuit_requests", DEFAULT_ROUTE, 3.0).await;
+    wait_for(
+        &envoy,
+        "meshward_circuit_metrics_requests",
+        DEFAULT_ROUTE,
+        3.0,
+    )
+    .await;
     let stats = stats(&envoy).await;
     let envoy_failures = value(
         &stats,
@@ -284,13 +350,17 @@ async fn connection_failures_equal_envoys_connect_failures() {
     assert_eq!(
         value(
             &stats,
-            "meshward_circuit_connection_failures",
+            "meshward_circuit_metrics_connection_failures",
             DEFAULT_ROUTE
         ),
         envoy_failures
     );
     assert_eq!(
-        value(&stats, "meshward_circuit_breaker_failure_rate", BREAKER),
+        value(
+            &stats,
+            "meshward_circuit_metrics_breaker_failure_rate",
+            BREAKER
+        ),
         100.0
     );
 }

@@ -512,10 +512,7 @@ async fn the_demo_token_of_make_run_works_under_jwt_only() {
     assert_eq!(denied("insufficient_claims"), Some(1.0));
     // The two requests jwt-auth let through (its refusals end before rate-limit).
     assert_eq!(
-        stats.get(
-            "meshward_rate_limit_rule_allowed",
-            &[("rule", "per_client")]
-        ),
+        stats.get("meshward_rate_limit_allowed", &[("rule", "per_client")]),
         Some(2.0)
     );
 }

@@ -324,11 +324,8 @@ async fn native_local_buckets_are_exact_across_two_workers() {
     let stats = envoy.stats().await.unwrap();
     let stat = |name: &str| {
         stats.get(
-            &parity::metric_name(
-                Backend::Native,
-                &format!("meshward_rate_limit_rule_burst_{name}"),
-            ),
-            &[],
+            &parity::metric_name(Backend::Native, &format!("meshward_rate_limit_{name}")),
+            &[("rule", "burst")],
         )
     };
     assert_eq!(stat("allowed"), Some(ok as f64));
@@ -525,7 +522,7 @@ async fn circuit_metrics_counts_the_same_on_both_backends() {
         run.metrics
             .iter()
             .filter(|m| {
-                !(m.starts_with("meshward_circuit_duration_ms")
+                !(m.starts_with("meshward_circuit_metrics_duration_ms")
                     && (m.contains("_bucket{") || m.contains("_sum{")))
             })
             .cloned()

@@ -28,7 +28,7 @@ fn from_client(path: &str, address: &str) -> Request {
 
 /// The value of a stat of the example's rules, with the rule as a tag (its `stats_tags`).
 async fn rule_stat(envoy: &Envoy, stat: &str, rule: &str) -> Option<f64> {
-    let name = format!("meshward_rate_limit_rule_{stat}");
+    let name = format!("meshward_rate_limit_{stat}");
     envoy.stats().await.unwrap().get(&name, &[("rule", rule)])
 }
 
@@ -84,7 +84,7 @@ async fn four_workers_under_concurrent_load_let_through_no_more_than_the_bound()
 
     // The counters agree with what the clients saw, and nothing fell back.
     let stats = envoy.stats().await.unwrap();
-    let stat = |name: &str| stats.get(&format!("meshward_rate_limit_rule_burst_{name}"), &[]);
+    let stat = |name: &str| stats.get(&format!("meshward_rate_limit_{name}"), &[("rule", "burst")]);
     assert_eq!(stat("allowed"), Some(ok as f64));
     assert_eq!(stat("limited"), Some(limited as f64));
     assert_eq!(stat("failed_open"), Some(0.0));
@@ -241,7 +241,7 @@ async fn every_stat_of_every_rule_is_in_prometheus_with_the_rule_as_a_tag() {
         ] {
             assert!(
                 rule_stat(&envoy, stat, rule).await.is_some(),
-                "no meshward_rate_limit_rule_{stat}{{rule=\"{rule}\"}}"
+                "no meshward_rate_limit_{stat}{{rule=\"{rule}\"}}"
             );
         }
     }

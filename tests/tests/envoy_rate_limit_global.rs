@@ -75,10 +75,15 @@ async fn send(addr: SocketAddr, request: Request) -> Response {
     meshward_tests::http1::send(addr, &request).await.unwrap()
 }
 
-/// `meshward_rate_limit.rule.<rule>.<stat>` of `envoy`, 0 when not there yet.
+/// `meshward_rate_limit_<stat>{rule="<rule>"}` of `envoy`, 0 when not there yet.
 async fn stat(envoy: &Envoy, rule: &str, stat: &str) -> f64 {
-    let name = format!("meshward_rate_limit_rule_{rule}_{stat}");
-    envoy.stats().await.unwrap().get(&name, &[]).unwrap_or(0.0)
+    let name = format!("meshward_rate_limit_{stat}");
+    envoy
+        .stats()
+        .await
+        .unwrap()
+        .get(&name, &[("rule", rule)])
+        .unwrap_or(0.0)
 }
 
 /// Every global counter of `rule`, by name, for a failure message.
@@ -184,8 +189,8 @@ async fn two_envoys_share_one_quota_through_the_service_and_other_keys_are_unaff
     {
         envoy
             .wait_for_stat(
-                "meshward_rate_limit_rule_per_user_global_latency_ms_count",
-                &[],
+                "meshward_rate_limit_global_latency_ms_count",
+                &[("rule", "per_user")],
                 f64::from(calls),
             )
             .await
@@ -420,10 +425,7 @@ async fn the_example_config_limits_per_user_and_per_client_address_through_the_s
     assert_eq!(send(envoy.addr(), from("203.0.113.8")).await.status, 200);
     let stats = envoy.stats().await.unwrap();
     let rule_stat = |stat: &str, rule: &str| {
-        stats.get(
-            &format!("meshward_rate_limit_rule_{stat}"),
-            &[("rule", rule)],
-        )
+        stats.get(&format!("meshward_rate_limit_{stat}"), &[("rule", rule)])
     };
     assert_eq!(rule_stat("global_ok", "per_user"), Some(4.0));
     assert_eq!(rule_stat("global_over_limit", "per_user"), Some(1.0));

@@ -89,7 +89,7 @@ async fn preferences_and_latency_sensitive_requests_reach_the_right_region() {
 
     envoy
         .wait_for_stat(
-            "meshward_region_router_region_decisions",
+            "meshward_region_router_decisions",
             &[("region", "us-east-1"), ("reason", "preference")],
             1.0,
         )
@@ -174,7 +174,7 @@ async fn when_a_region_stops_mid_load_traffic_moves_away_and_comes_back() {
     // restore it.
     envoy
         .wait_for_stat(
-            "meshward_region_router_region_restored",
+            "meshward_region_router_restored",
             &[("region", "eu-west-1")],
             1.0,
         )
@@ -216,21 +216,15 @@ async fn when_a_region_stops_mid_load_traffic_moves_away_and_comes_back() {
     let stats = envoy.stats().await.unwrap();
     let eu = [("region", "eu-west-1")];
     assert_eq!(
-        stats.get("meshward_region_router_region_failovers", &eu),
+        stats.get("meshward_region_router_failovers", &eu),
         Some(1.0)
     );
-    assert_eq!(
-        stats.get("meshward_region_router_region_restored", &eu),
-        Some(1.0)
-    );
-    assert_eq!(
-        stats.get("meshward_region_router_region_state", &eu),
-        Some(0.0)
-    );
+    assert_eq!(stats.get("meshward_region_router_restored", &eu), Some(1.0));
+    assert_eq!(stats.get("meshward_region_router_state", &eu), Some(0.0));
     assert!(
         stats
             .get(
-                "meshward_region_router_region_decisions",
+                "meshward_region_router_decisions",
                 &[("region", "us-east-1"), ("reason", "failover")]
             )
             .unwrap_or(0.0)
@@ -240,7 +234,7 @@ async fn when_a_region_stops_mid_load_traffic_moves_away_and_comes_back() {
     assert_eq!(
         stats
             .get(
-                "meshward_region_router_region_decisions",
+                "meshward_region_router_decisions",
                 &[("region", "ap-south-1"), ("reason", "failover")]
             )
             .unwrap_or(0.0),

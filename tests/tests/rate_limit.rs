@@ -48,7 +48,7 @@ fn allowed(host: &Host, request: &Request, n: usize) -> usize {
 }
 
 fn counter(host: &Host, rule: &str, stat: &str) -> u64 {
-    host.counter(&format!("meshward_rate_limit.rule.{rule}.{stat}"))
+    host.counter(&format!("meshward_rate_limit.rule=.={rule};.;{stat}"))
         .unwrap_or_else(|| panic!("no counter for {rule}.{stat}"))
 }
 

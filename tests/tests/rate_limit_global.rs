@@ -87,7 +87,7 @@ fn ok() -> Upstream {
 }
 
 fn stat(host: &Host, rule: &str, stat: &str) -> Option<u64> {
-    host.counter(&format!("meshward_rate_limit.rule.{rule}.{stat}"))
+    host.counter(&format!("meshward_rate_limit.rule=.={rule};.;{stat}"))
 }
 
 fn counter(host: &Host, stat_name: &str) -> u64 {
@@ -532,7 +532,7 @@ fn the_call_latency_is_recorded_in_milliseconds() {
     worker.respond_grpc_call(worker.pending_grpc_calls()[0].token, ok_reply().encode());
     assert_eq!(stream.respond(ok()), StreamState::Complete);
     assert_eq!(
-        host.histogram("meshward_rate_limit.rule.per_user.global_latency_ms"),
+        host.histogram("meshward_rate_limit.rule=.=per_user;.;global_latency_ms"),
         Some(vec![7])
     );
 }
@@ -545,7 +545,7 @@ fn rules_without_a_service_define_no_global_metrics() {
     assert_eq!(stat(&host, "local", "allowed"), Some(1));
     assert_eq!(stat(&host, "local", "global_ok"), None);
     assert!(host
-        .histogram("meshward_rate_limit.rule.local.global_latency_ms")
+        .histogram("meshward_rate_limit.rule=.=local;.;global_latency_ms")
         .is_none());
 }
 

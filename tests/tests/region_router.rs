@@ -59,11 +59,11 @@ fn cluster_of(region: &str) -> &'static str {
 }
 
 fn decisions(region: &str, reason: &str) -> String {
-    format!("meshward_region_router.region.{region}.reason.{reason}.decisions")
+    format!("meshward_region_router.region=.={region};.;reason=.={reason};.;decisions")
 }
 
 fn region_stat(region: &str, stat: &str) -> String {
-    format!("meshward_region_router.region.{region}.{stat}")
+    format!("meshward_region_router.region=.={region};.;{stat}")
 }
 
 fn host_with(config: Value, workers: usize) -> Host {

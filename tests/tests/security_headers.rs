@@ -40,8 +40,8 @@ const DEFAULT_HEADERS: &[(&str, &str)] = &[
 
 const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data: https:";
 
-const DECORATED: &str = "meshward_security_headers_responses_decorated";
-const REMOVED: &str = "meshward_security_headers_headers_removed";
+const DECORATED: &str = "meshward_security_headers.responses_decorated";
+const REMOVED: &str = "meshward_security_headers.headers_removed";
 
 /// A host running the filter with this plugin configuration.
 fn host(config: Value) -> Host {

@@ -27,13 +27,16 @@ use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::metrics::Counter;
 use meshward_shared::shared_data::{self, HostStore};
-use meshward_shared::{log, reply, time, Action, HttpFilter, RootFilter};
+use meshward_shared::{log::Log, reply, time, Action, HttpFilter, RootFilter};
 use outcome::{Facts, Verdict};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use window::Totals;
+
+/// Where this filter logs: every message starts with `circuit-metrics: `.
+const LOG: Log = Log::new("circuit-metrics");
 
 #[cfg(feature = "entry-point")]
 meshward_shared::register_filters! {
@@ -67,10 +70,7 @@ impl RootFilter for Root {
     fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
         let config = config::parse(bytes)?;
         metrics::declare_families();
-        log::info(&format!(
-            "circuit-metrics: configured: {}",
-            config.summary()
-        ));
+        LOG.info(format_args!("configured: {}", config.summary()));
         self.plugin = Some(Rc::new(Plugin {
             config,
             worker: RefCell::new(Worker::new()),
@@ -314,9 +314,7 @@ fn refuse(circuit: &Circuit, state: State, retry_after: Option<Duration>) {
         headers.push(("retry-after", wait.as_str()));
     }
     if let Err(status) = reply::send_json_error(503, "circuit_open", &message, &headers) {
-        log::error(&format!(
-            "circuit-metrics: could not send the refusal: {status}"
-        ));
+        LOG.error(format_args!("could not send the refusal: {status}"));
     }
 }
 
@@ -354,8 +352,8 @@ impl Shown {
     fn show(&mut self, state: State, transition: Option<Transition>, totals: Option<Totals>) {
         if let Some(transition) = transition {
             self.metrics.transitioned(transition.to);
-            log::info(&format!(
-                "circuit-metrics: circuit {} went from {} to {}",
+            LOG.info(format_args!(
+                "circuit {} went from {} to {}",
                 self.name,
                 transition.from.name(),
                 transition.to.name()
@@ -400,7 +398,7 @@ impl Worker {
 
     fn store_failed(&self, error: &shared_data::UpdateError) {
         self.store_failures.inc();
-        log::warn(&format!("circuit-metrics: {error}"));
+        LOG.warn(format_args!("{error}"));
     }
 
     /// Gives back a probe permit of `circuit`'s breaker.

@@ -1,23 +1,16 @@
 //! Everything the filter reports, in one list.
 //!
 //! Labels are written into the stat name in the form Istio's `extraStatTags` extract:
-//! `meshward_circuit.cluster=.=<cluster>;.;route=.=<route>;.;retries`. The `stats_tags` in
-//! `envoy-config/circuit-metrics.yaml` (or, in Istio, `extraStatTags: [cluster, route,
-//! code_class, to_state]`) lift each `<tag>=.=<value>;.;` out of the name into a label, so
-//! `/stats/prometheus` shows `meshward_circuit_retries{cluster="...",route="..."}`.
+//! `meshward_circuit_metrics.cluster=.=<cluster>;.;route=.=<route>;.;retries`. The
+//! `stats_tags` in `envoy-config/circuit-metrics.yaml` (or, in Istio, `extraStatTags:
+//! [cluster, route, code_class, to_state]`) lift each `<tag>=.=<value>;.;` out of the name
+//! into a label, so `/stats/prometheus` shows
+//! `meshward_circuit_metrics_retries{cluster="...",route="..."}`.
 
 use crate::breaker::State;
 use crate::outcome::{CodeClass, Outcome};
-use meshward_shared::metrics::{Counter, Gauge, Histogram};
+use meshward_shared::metrics::Counter;
 use std::time::Duration;
-
-/// The first part of every stat name.
-pub const PREFIX: &str = "meshward_circuit";
-
-/// The stat name of `stat` with `tags`, in order.
-pub fn name(tags: &[(&str, &str)], stat: &str) -> String {
-    meshward_shared::metrics::tagged_name(PREFIX, tags, stat)
-}
 
 /// The label names of a breaker's metrics: by cluster, or by cluster and route.
 const BREAKER_LABELS: [&[&str]; 2] = [&["cluster"], &["cluster", "route"]];
@@ -25,96 +18,88 @@ const BREAKER_LABELS: [&[&str]; 2] = [&["cluster"], &["cluster", "route"]];
 /// Declares every labelled family at configure time, for the native build (which can
 /// define no metric later; see [`meshward_shared::metrics::declare_family`]).
 pub fn declare_families() {
-    let family = |kind, labels: &[&str], stat| {
-        meshward_shared::metrics::declare_family(kind, PREFIX, labels, stat);
-    };
-    RouteMetrics::declare_families(&["cluster", "route"]);
-    family(
-        Counter::KIND,
-        &["cluster", "route", "code_class"],
-        RESPONSES,
-    );
+    RouteMetrics::declare(&["cluster", "route"]);
+    Responses::declare(&["cluster", "route", "code_class"]);
     for labels in BREAKER_LABELS {
-        BreakerMetrics::declare_families(labels);
-        family(
-            Counter::KIND,
-            &[labels, &["to_state"]].concat(),
-            TRANSITIONS,
-        );
+        BreakerMetrics::declare(labels);
+        Transitions::declare(&[labels, &["to_state"]].concat());
     }
 }
 
-macro_rules! declare {
-    (
-        $(#[$meta:meta])*
-        $vis:vis struct $name:ident {
-            $($field:ident: $kind:ident = $doc:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, Default)]
-        $vis struct $name {
-            $(#[doc = $doc] pub $field: $kind,)+
-        }
-
-        impl $name {
-            /// The stats, as (name, kind, meaning), in the order declared.
-            pub const STATS: &'static [(&'static str, &'static str, &'static str)] =
-                &[$((stringify!($field), stringify!($kind), $doc)),+];
-
-            /// Declares each stat as a family labelled by `labels` (for the native build).
-            fn declare_families(labels: &[&str]) {
-                $(meshward_shared::metrics::declare_family(
-                    $kind::KIND,
-                    PREFIX,
-                    labels,
-                    stringify!($field),
-                );)+
-            }
-
-            fn define_with(tags: &[(&str, &str)]) -> Self {
-                $name {
-                    $($field: $kind::define(&name(tags, stringify!($field))),)+
-                }
-            }
-        }
-    };
-}
-
-declare! {
+meshward_shared::metrics! {
     /// What every request to a (cluster, route) did. Labels: `cluster`, `route`.
     pub struct RouteMetrics {
-        requests: Counter = "Requests that ended (any outcome, this filter's own refusals included).",
-        retries: Counter = "Retries: upstream attempts after the first, summed over requests.",
-        attempts: Histogram = "Upstream attempts per request (0: never sent upstream).",
-        retries_exhausted: Counter = "Requests Envoy flagged URX: retries or the retry budget ran out.",
-        overflows: Counter = "Requests Envoy flagged UO: a cluster circuit breaker of Envoy's overflowed.",
-        timeouts: Counter = "Requests Envoy flagged UT: the upstream request timed out.",
-        connection_failures: Counter = "Requests Envoy flagged UF: no connection to the upstream could be made.",
-        no_healthy_upstream: Counter = "Requests Envoy flagged UH: the cluster had no healthy host.",
-        upstream_resets: Counter = "Requests Envoy flagged UR, UC or LR: the upstream stream or connection was reset.",
-        other_flags: Counter = "Requests with any other response flag (NR, DC, RL, ...).",
-        duration_ms: Histogram = "Request duration in milliseconds, first byte in to last byte out.",
+        prefix: "meshward_circuit_metrics",
+        /// Requests that ended (any outcome, this filter's own refusals included).
+        requests: Counter,
+        /// Retries: upstream attempts after the first, summed over requests.
+        retries: Counter,
+        /// Upstream attempts per request (0: never sent upstream).
+        attempts: Histogram,
+        /// Requests Envoy flagged URX: retries or the retry budget ran out.
+        retries_exhausted: Counter,
+        /// Requests Envoy flagged UO: a cluster circuit breaker of Envoy's overflowed.
+        overflows: Counter,
+        /// Requests Envoy flagged UT: the upstream request timed out.
+        timeouts: Counter,
+        /// Requests Envoy flagged UF: no connection to the upstream could be made.
+        connection_failures: Counter,
+        /// Requests Envoy flagged UH: the cluster had no healthy host.
+        no_healthy_upstream: Counter,
+        /// Requests Envoy flagged UR, UC or LR: the upstream stream or connection was reset.
+        upstream_resets: Counter,
+        /// Requests with any other response flag (NR, DC, RL, ...).
+        other_flags: Counter,
+        /// Request duration in milliseconds, first byte in to last byte out.
+        duration_ms: Histogram,
     }
 }
 
-/// Responses by class. Labels: `cluster`, `route`, `code_class` (`1xx` to `5xx`, `none`).
-pub const RESPONSES: &str = "responses";
-/// Shared-data reads or writes that failed; no labels. The request went on unmeasured by
-/// its breaker (or with its label as `other`).
-pub const STORE_FAILURES: &str = "store_failures";
-/// Breaker transitions, by the state entered. Labels: the breaker's, and `to_state`.
-pub const TRANSITIONS: &str = "breaker_transitions";
+meshward_shared::metrics! {
+    /// Responses by class. Labels: `cluster`, `route`, `code_class` (`1xx` to `5xx`, `none`).
+    pub struct Responses {
+        prefix: "meshward_circuit_metrics",
+        /// Requests that ended, by response class.
+        responses: Counter,
+    }
+}
 
-declare! {
+meshward_shared::metrics! {
+    /// Shared-data reads or writes that failed; no labels. The request went on unmeasured
+    /// by its breaker (or with its label as `other`).
+    pub struct StoreFailures {
+        prefix: "meshward_circuit_metrics",
+        /// Shared-data reads or writes that failed.
+        store_failures: Counter,
+    }
+}
+
+meshward_shared::metrics! {
+    /// Breaker transitions, by the state entered. Labels: the breaker's, and `to_state`.
+    pub struct Transitions {
+        prefix: "meshward_circuit_metrics",
+        /// Transitions into a state.
+        breaker_transitions: Counter,
+    }
+}
+
+meshward_shared::metrics! {
     /// One breaker's state. Labels: `cluster`, and `route` for a breaker per route.
     pub struct BreakerMetrics {
-        breaker_state: Gauge = "0 closed, 1 open, 2 half_open, 3 metrics_only, 4 forced_open.",
-        breaker_failure_rate: Gauge = "Failed calls in the window, percent (rounded down).",
-        breaker_slow_call_rate: Gauge = "Slow calls in the window, percent (rounded down).",
-        breaker_calls: Gauge = "Calls in the window (HALF_OPEN: probes finished); rates mean something from the minimum number of calls.",
-        not_permitted: Counter = "Requests the breaker refused with a 503 (enforcement on).",
-        not_permitted_dry_run: Counter = "Requests the breaker would have refused, let through because enforcement is off.",
+        prefix: "meshward_circuit_metrics",
+        /// 0 closed, 1 open, 2 half_open, 3 metrics_only, 4 forced_open.
+        breaker_state: Gauge,
+        /// Failed calls in the window, percent (rounded down).
+        breaker_failure_rate: Gauge,
+        /// Slow calls in the window, percent (rounded down).
+        breaker_slow_call_rate: Gauge,
+        /// Calls in the window (HALF_OPEN: probes finished); rates mean something from the
+        /// minimum number of calls.
+        breaker_calls: Gauge,
+        /// Requests the breaker refused with a 503 (enforcement on).
+        not_permitted: Counter,
+        /// Requests the breaker would have refused, let through because enforcement is off.
+        not_permitted_dry_run: Counter,
     }
 }
 
@@ -130,19 +115,16 @@ pub struct Traffic {
 impl Traffic {
     /// Defines (or finds) the stats of requests to `cluster` on `route` (label values).
     pub fn define(cluster: &str, route: &str) -> Traffic {
-        let tags = [("cluster", cluster), ("route", route)];
         let responses = CodeClass::ALL.map(|class| {
-            Counter::define(&name(
-                &[
-                    ("cluster", cluster),
-                    ("route", route),
-                    ("code_class", class.label()),
-                ],
-                RESPONSES,
-            ))
+            let labels = [
+                ("cluster", cluster),
+                ("route", route),
+                ("code_class", class.label()),
+            ];
+            Responses::define(&labels).responses
         });
         Traffic {
-            route: RouteMetrics::define_with(&tags),
+            route: RouteMetrics::define(&[("cluster", cluster), ("route", route)]),
             responses,
         }
     }
@@ -201,10 +183,10 @@ impl Breaker {
         let transition = |to: State| {
             let mut tags = labels.to_vec();
             tags.push(("to_state", to.name()));
-            Counter::define(&name(&tags, TRANSITIONS))
+            Transitions::define(&tags).breaker_transitions
         };
         Breaker {
-            stats: BreakerMetrics::define_with(labels),
+            stats: BreakerMetrics::define(labels),
             to_closed: transition(State::Closed),
             to_open: transition(State::Open),
             to_half_open: transition(State::HalfOpen),
@@ -224,22 +206,23 @@ impl Breaker {
 
 /// Defines (or finds) the unlabelled store-failure counter.
 pub fn store_failures() -> Counter {
-    Counter::define(&format!("{PREFIX}.{STORE_FAILURES}"))
+    StoreFailures::define(&[]).store_failures
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshward_shared::metrics::unlisted;
 
     #[test]
     fn names_carry_their_labels_in_the_form_a_tag_regex_lifts_out() {
         assert_eq!(
-            name(&[("cluster", "upstream"), ("route", "retry")], "retries"),
-            "meshward_circuit.cluster=.=upstream;.;route=.=retry;.;retries"
+            RouteMetrics::name(&[("cluster", "upstream"), ("route", "retry")], "retries"),
+            "meshward_circuit_metrics.cluster=.=upstream;.;route=.=retry;.;retries"
         );
         assert_eq!(
-            name(&[], "store_failures"),
-            "meshward_circuit.store_failures"
+            StoreFailures::name(&[], "store_failures"),
+            "meshward_circuit_metrics.store_failures"
         );
     }
 
@@ -253,16 +236,16 @@ mod tests {
     #[test]
     fn the_readme_lists_every_metric() {
         let readme = include_str!("../README.md");
-        let stats = RouteMetrics::STATS
-            .iter()
-            .chain(BreakerMetrics::STATS)
-            .map(|(name, _, _)| *name)
-            .chain([RESPONSES, STORE_FAILURES, TRANSITIONS]);
-        for stat in stats {
-            assert!(
-                readme.contains(&format!("`{PREFIX}_{stat}`")),
-                "README.md does not list {PREFIX}_{stat}"
-            );
-        }
+        let prefix = RouteMetrics::PREFIX;
+        let mut missing = unlisted(readme, prefix, RouteMetrics::STATS);
+        missing.extend(unlisted(readme, prefix, Responses::STATS));
+        missing.extend(unlisted(readme, prefix, StoreFailures::STATS));
+        missing.extend(unlisted(readme, prefix, Transitions::STATS));
+        missing.extend(unlisted(readme, prefix, BreakerMetrics::STATS));
+        assert_eq!(
+            missing,
+            Vec::<String>::new(),
+            "README.md does not list these"
+        );
     }
 }

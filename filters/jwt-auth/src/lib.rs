@@ -45,10 +45,15 @@ use crate::verify::{HostVerifier, NoHost};
 use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::shared_data::HostStore;
-use meshward_shared::{log, reply, time, Action, HttpCallReply, HttpFilter, RootFilter, Status};
+use meshward_shared::{
+    log::Log, reply, time, Action, HttpCallReply, HttpFilter, RootFilter, Status,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+
+/// Where this filter logs: every message starts with `jwt-auth: `.
+const LOG: Log = Log::new("jwt-auth");
 
 /// The module's entry point (`_initialize`), serving `Root` for every root id.
 #[cfg(feature = "entry-point")]
@@ -132,18 +137,18 @@ impl Worker {
         let answer = reply.status().map(|status| (status, reply.body.as_slice()));
         match remote.fetched(&mut HostStore, source, now_millis(), answer) {
             FetchResult::Published { skipped } => {
-                metrics.jwks_fetch_ok.inc();
+                metrics.counters.jwks_fetch_ok.inc();
                 if skipped > 0 {
-                    log::info(&format!(
-                        "jwt-auth: {}{}: skipped {skipped} keys that cannot verify signatures",
+                    LOG.info(format_args!(
+                        "{}{}: skipped {skipped} keys that cannot verify signatures",
                         source.authority, source.path
                     ));
                 }
             }
             FetchResult::Failed(why) => {
-                metrics.jwks_fetch_failed.inc();
-                log::warn(&format!(
-                    "jwt-auth: {}{}: {why}; keeping the last good keys",
+                metrics.counters.jwks_fetch_failed.inc();
+                LOG.warn(format_args!(
+                    "{}{}: {why}; keeping the last good keys",
                     source.authority, source.path
                 ));
             }
@@ -215,9 +220,9 @@ impl HostVerifier for EnvoyCrypto<'_> {
             }
             Err(Status::NotFound | Status::Unimplemented) => {
                 *self.0 = HostCrypto::Absent;
-                log::info(
-                    "jwt-auth: the host has no verify_signature; verifying signatures in Wasm",
-                );
+                LOG.info(format_args!(
+                    "the host has no verify_signature; verifying signatures in Wasm"
+                ));
                 None
             }
             // A key the host would not import: check it in Rust instead.
@@ -285,8 +290,8 @@ impl Gate {
                     match start_fetch(source) {
                         Ok(token) => return Handled::Fetching(token, index),
                         Err(status) => {
-                            log::warn(&format!(
-                                "jwt-auth: cannot call cluster {:?}: {status}",
+                            LOG.warn(format_args!(
+                                "cannot call cluster {:?}: {status}",
                                 source.cluster
                             ));
                             if let Ok(mut worker) = self.worker.try_borrow_mut() {
@@ -369,9 +374,7 @@ impl Gate {
             // A header that cannot be removed or set could let a forged claim or the token
             // through: refuse rather than forward a request we could not sanitise.
             if let Err(status) = applied {
-                log::error(&format!(
-                    "jwt-auth: cannot edit the request headers: {status}"
-                ));
+                LOG.error(format_args!("cannot edit the request headers: {status}"));
                 // Nothing more can be done if even the local reply fails.
                 let _ = reply::send_json_error(
                     500,
@@ -395,8 +398,8 @@ impl Gate {
             &denial.description,
             &[("www-authenticate", challenge.as_str())],
         ) {
-            log::error(&format!(
-                "jwt-auth: cannot send the {} reply: {status}",
+            LOG.error(format_args!(
+                "cannot send the {} reply: {status}",
                 denial.status()
             ));
         }
@@ -425,9 +428,7 @@ impl Gate {
             match self.handle(waiter.context_id, false, Some(waiter.deadline_ms)) {
                 Handled::Continue => {
                     if let Err(status) = host::continue_stream(false) {
-                        log::error(&format!(
-                            "jwt-auth: cannot resume a waiting request: {status}"
-                        ));
+                        LOG.error(format_args!("cannot resume a waiting request: {status}"));
                     }
                 }
                 Handled::Answered | Handled::Parked | Handled::Fetching(..) => {}
@@ -451,8 +452,8 @@ impl RootFilter for Root {
         let config = config::parse(bytes)?;
         if !config.sources.is_empty() {
             if let Err(status) = host::set_tick_period_millis(TICK_MILLIS) {
-                log::warn(&format!(
-                    "jwt-auth: no tick ({status}); remote keys refresh only on demand"
+                LOG.warn(format_args!(
+                    "no tick ({status}); remote keys refresh only on demand"
                 ));
             }
         }
@@ -506,8 +507,8 @@ impl RootFilter for Root {
                         worker.root_fetches.insert(token, index);
                     }
                     Err(status) => {
-                        log::warn(&format!(
-                            "jwt-auth: cannot call cluster {:?}: {status}",
+                        LOG.warn(format_args!(
+                            "cannot call cluster {:?}: {status}",
                             source.cluster
                         ));
                         worker.complete_fetch(
@@ -557,7 +558,7 @@ impl Filter {
             Handled::Continue => {
                 if resume {
                     if let Err(status) = host::continue_stream(false) {
-                        log::error(&format!("jwt-auth: cannot resume the request: {status}"));
+                        LOG.error(format_args!("cannot resume the request: {status}"));
                     }
                 }
                 Action::Continue

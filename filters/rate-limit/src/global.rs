@@ -75,11 +75,11 @@ impl Failure {
     /// Its counter among `metrics` (`global_failed_<kind>`).
     pub fn counter(&self, metrics: &RuleMetrics) -> Counter {
         match self {
-            Failure::Timeout => metrics.global_failed_timeout,
-            Failure::Unreachable => metrics.global_failed_unreachable,
-            Failure::Error { .. } => metrics.global_failed_error,
-            Failure::UnknownCluster(_) => metrics.global_failed_unknown_cluster,
-            Failure::BadReply(_) => metrics.global_failed_bad_reply,
+            Failure::Timeout => metrics.global.global_failed_timeout,
+            Failure::Unreachable => metrics.global.global_failed_unreachable,
+            Failure::Error { .. } => metrics.global.global_failed_error,
+            Failure::UnknownCluster(_) => metrics.global.global_failed_unknown_cluster,
+            Failure::BadReply(_) => metrics.global.global_failed_bad_reply,
         }
     }
 

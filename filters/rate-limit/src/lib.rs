@@ -29,10 +29,13 @@ use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::pairs::Pair;
 use meshward_shared::shared_data::{HostStore, UpdateError};
-use meshward_shared::{log, reply, time, Action, GrpcEvent, HttpFilter, RootFilter};
+use meshward_shared::{log::Log, reply, time, Action, GrpcEvent, HttpFilter, RootFilter};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// Where this filter logs: every message starts with `rate-limit: `.
+const LOG: Log = Log::new("rate-limit");
 
 #[cfg(feature = "entry-point")]
 meshward_shared::register_filters! {
@@ -115,27 +118,27 @@ impl HttpFilter for Stream {
             };
             let m = &rule.metrics;
             if result.reclaimed {
-                m.reclaimed.inc();
+                m.rule.reclaimed.inc();
             }
             if result.overflowed {
-                m.overflowed.inc();
+                m.rule.overflowed.inc();
             }
             match result.outcome {
                 Outcome::Allowed {
                     remaining,
                     next_token_in,
                 } => {
-                    m.allowed.inc();
+                    m.rule.allowed.inc();
                     if rule.mode == config::Mode::Enforce && config.response_headers.on_allowed {
                         self.allowances
                             .push((result.rule, remaining, next_token_in));
                     }
                 }
-                Outcome::Limited { .. } => m.limited.inc(),
+                Outcome::Limited { .. } => m.rule.limited.inc(),
                 Outcome::ShadowLimited { .. } => {
-                    m.shadow_limited.inc();
-                    log::info(&format!(
-                        "rate-limit: rule {} would limit {} {} (shadow mode, let through)",
+                    m.rule.shadow_limited.inc();
+                    LOG.info(format_args!(
+                        "rule {} would limit {} {} (shadow mode, let through)",
                         rule.name,
                         String::from_utf8_lossy(&request.method()),
                         String::from_utf8_lossy(&request.path()),
@@ -151,12 +154,12 @@ impl HttpFilter for Stream {
                         failure,
                         limiter::Failure::Store(UpdateError::Contention { .. })
                     ) {
-                        m.contention_fallbacks.inc();
+                        m.rule.contention_fallbacks.inc();
                     }
                     if deny {
-                        m.failed_closed.inc();
+                        m.rule.failed_closed.inc();
                     } else {
-                        m.failed_open.inc();
+                        m.rule.failed_open.inc();
                     }
                     let why = if deny {
                         "refused (failure_mode deny)"
@@ -165,10 +168,7 @@ impl HttpFilter for Stream {
                     } else {
                         "let through (failure_mode allow)"
                     };
-                    log::warn(&format!(
-                        "rate-limit: rule {}: {failure}; request {why}",
-                        rule.name
-                    ));
+                    LOG.warn(format_args!("rule {}: {failure}; request {why}", rule.name));
                 }
             }
         }
@@ -233,7 +233,8 @@ impl HttpFilter for Stream {
             .zip(time::now())
             .and_then(|(sent, now)| now.checked_sub(sent));
         if let Some(elapsed) = elapsed {
-            m.global_latency_ms
+            m.global
+                .global_latency_ms
                 .record(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
         }
         let answer = global::answer(&event, elapsed, service.timeout);
@@ -242,8 +243,8 @@ impl HttpFilter for Stream {
         }
         self.decided = true;
         if let Err(status) = host::continue_stream(false) {
-            log::error(&format!(
-                "rate-limit: could not resume the request after the rate limit service answered: {status}"
+            LOG.error(format_args!(
+                "could not resume the request after the rate limit service answered: {status}"
             ));
         }
     }
@@ -297,7 +298,7 @@ impl Stream {
                 request_headers,
                 response_headers,
             } => {
-                m.global_ok.inc();
+                m.global.global_ok.inc();
                 for (name, value) in &request_headers {
                     // A header that cannot be added leaves the request as the client sent it.
                     let _ = host::add_header(Map::RequestHeaders, name, value);
@@ -308,14 +309,14 @@ impl Stream {
                 response_headers,
                 retry_after,
             } => {
-                m.global_over_limit.inc();
+                m.global.global_over_limit.inc();
                 if refused {
-                    m.limited.inc();
+                    m.rule.limited.inc();
                     refuse_over_limit(config, rule, &response_headers, retry_after);
                 } else {
-                    m.shadow_limited.inc();
-                    log::info(&format!(
-                        "rate-limit: rule {}: the rate limit service would limit {} {} (shadow mode, let through)",
+                    m.rule.shadow_limited.inc();
+                    LOG.info(format_args!(
+                        "rule {}: the rate limit service would limit {} {} (shadow mode, let through)",
                         rule.name,
                         String::from_utf8_lossy(&host::header(Map::RequestHeaders, ":method").unwrap_or_default()),
                         String::from_utf8_lossy(&host::header(Map::RequestHeaders, ":path").unwrap_or_default()),
@@ -329,8 +330,8 @@ impl Stream {
             Answer::Failed(failure) => {
                 failure.counter(m).inc();
                 let deny = effect == global::Effect::FailedClosed;
-                log::warn(&format!(
-                    "rate-limit: rule {}: {failure}; request {} (global.failure_mode {}{})",
+                LOG.warn(format_args!(
+                    "rule {}: {failure}; request {} (global.failure_mode {}{})",
                     rule.name,
                     if refused { "refused" } else { "let through" },
                     if deny { "deny" } else { "allow" },
@@ -379,7 +380,7 @@ fn refuse_over_limit(
     };
     if let Err(status) = reply::send_json_error(config.status, "rate_limited", &message, &borrowed)
     {
-        log::error(&format!("rate-limit: could not send the refusal: {status}"));
+        LOG.error(format_args!("could not send the refusal: {status}"));
     }
 }
 
@@ -457,6 +458,6 @@ fn refuse(config: &Config, refusal: Refusal) {
         ),
     };
     if let Err(status) = sent {
-        log::error(&format!("rate-limit: could not send the refusal: {status}"));
+        LOG.error(format_args!("could not send the refusal: {status}"));
     }
 }

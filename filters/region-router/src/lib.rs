@@ -23,11 +23,14 @@ use health::{Effect, Transition};
 use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map, Status};
 use meshward_shared::shared_data::HostStore;
-use meshward_shared::{log, time, Action, HttpFilter, RootFilter};
+use meshward_shared::{log::Log, time, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
+
+/// Where this filter logs: every message starts with `region-router: `.
+const LOG: Log = Log::new("region-router");
 
 #[cfg(feature = "entry-point")]
 meshward_shared::register_filters! {
@@ -77,17 +80,15 @@ impl RootFilter for Root {
         let config = Config::parse(bytes, node_region().as_deref())?;
         if let Err(error) = health_store::create_missing(&mut HostStore, &config) {
             // Not fatal: the first outcome creates the record instead.
-            log::warn(&format!(
-                "region-router: cannot create health records: {error}"
-            ));
+            LOG.warn(format_args!("cannot create health records: {error}"));
         }
-        log::info(&format!("region-router configured: {}", config.summary()));
+        LOG.info(format_args!("configured: {}", config.summary()));
         self.metrics = Rc::new(Metrics::define(&config));
         self.config = Some(Rc::new(config));
         self.refresh_gauges();
         if let Err(status) = host::set_tick_period_millis(GAUGE_REFRESH_MILLIS) {
-            log::debug(&format!(
-                "region-router: no ticks ({status}); gauges update on transitions only"
+            LOG.debug(format_args!(
+                "no ticks ({status}); gauges update on transitions only"
             ));
         }
         Ok(())
@@ -222,8 +223,8 @@ impl HttpFilter for Stream {
         let decision = decide::decide_with(config, state_of, &inputs);
         if let Some(status) = error.get() {
             self.metrics.filter.health_errors.inc();
-            log::debug(&format!(
-                "region-router: health unreadable ({status}); counted healthy"
+            LOG.debug(format_args!(
+                "health unreadable ({status}); counted healthy"
             ));
         }
         if self.apply(decision) {
@@ -248,7 +249,7 @@ impl HttpFilter for Stream {
                 .map_or("", |r| r.name.as_str());
             let value = format!("region={region}; reason={}", routed.decision.reason.name());
             if host::set_header(Map::ResponseHeaders, name, value.as_bytes()).is_err() {
-                log::debug("region-router: the proxy refused the decision header");
+                LOG.debug(format_args!("the proxy refused the decision header"));
             }
         }
         Action::Continue
@@ -299,7 +300,7 @@ impl HttpFilter for Stream {
             Ok(_) => {}
             Err(error) => {
                 self.metrics.filter.health_errors.inc();
-                log::debug(&format!("region-router: outcome not recorded: {error}"));
+                LOG.debug(format_args!("outcome not recorded: {error}"));
             }
         }
     }
@@ -317,24 +318,24 @@ impl Stream {
         let state = match transition {
             Transition::Opened => {
                 stats.failovers.inc();
-                log::warn(&format!(
-                    "region-router: region {name} is unhealthy: traffic moves away for {:?}",
+                LOG.warn(format_args!(
+                    "region {name} is unhealthy: traffic moves away for {:?}",
                     self.config.health.cool_down
                 ));
                 health::State::Unhealthy
             }
             Transition::Reopened => {
                 stats.failovers.inc();
-                log::warn(&format!(
-                    "region-router: region {name} failed a probe: unhealthy again for {:?}",
+                LOG.warn(format_args!(
+                    "region {name} failed a probe: unhealthy again for {:?}",
                     self.config.health.cool_down
                 ));
                 health::State::Unhealthy
             }
             Transition::Restored => {
                 stats.restored.inc();
-                log::info(&format!(
-                    "region-router: region {name} passed its probes and is healthy"
+                LOG.info(format_args!(
+                    "region {name} passed its probes and is healthy"
                 ));
                 health::State::Healthy
             }

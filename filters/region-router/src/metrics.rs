@@ -1,91 +1,65 @@
-//! Everything the filter reports, in one list. Per-region stats are named
-//! `meshward_region_router.region.<region>.<stat>` (decisions as
-//! `meshward_region_router.region.<region>.reason.<reason>.decisions`) so that `stats_tags`
-//! regexes can lift the region and the reason into tags; the README gives them.
+//! Everything the filter reports. Per-region stats carry the region as a label
+//! (`meshward_region_router.region=.=<region>;.;<stat>`), and decisions the reason too
+//! (`meshward_region_router.region=.=<region>;.;reason=.=<reason>;.;decisions`): the form
+//! in which Istio's `extraStatTags: [region, reason]` (or the stats tags of
+//! `envoy-config/region-router.yaml`) lift them into labels, so `/stats/prometheus` shows
+//! `meshward_region_router_decisions{region="eu-west-1",reason="split"}`.
 
 use crate::config::Config;
 use crate::decide::Reason;
 use crate::health::State;
-use meshward_shared::metrics::{Counter, Gauge};
 
-/// The prefix of every metric name.
-pub const PREFIX: &str = "meshward_region_router";
-
-macro_rules! region_stats {
-    ($($stat:ident: $kind:ident, $doc:literal;)+) => {
-        /// One region's stats, besides its decisions.
-        #[derive(Clone, Copy, Debug, Default)]
-        pub struct RegionStats {
-            $(#[doc = $doc] pub $stat: $kind,)+
-        }
-
-        impl RegionStats {
-            /// The stat names, in the order declared.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($stat)),+];
-
-            fn define(region: &str) -> Self {
-                RegionStats {
-                    $($stat: $kind::define(&region_metric(region, stringify!($stat))),)+
-                }
-            }
-        }
-    };
+meshward_shared::metrics! {
+    /// One region's stats, besides its decisions. Label: `region`.
+    pub struct RegionStats {
+        prefix: "meshward_region_router",
+        /// Times the region was marked unhealthy and its traffic moved away (a failed
+        /// probe included).
+        failovers: Counter,
+        /// Times the region's probes succeeded and it took its share again.
+        restored: Counter,
+        /// Requests routed to the region that it answered (any status below 500).
+        successes: Counter,
+        /// Requests routed to the region that failed: 5xx from it, or Envoy could not
+        /// reach it.
+        failures: Counter,
+        /// The region's state: 0 healthy, 1 probing, 2 unhealthy.
+        state: Gauge,
+    }
 }
 
-region_stats! {
-    failovers: Counter, "Times the region was marked unhealthy and its traffic moved away (a failed probe included).";
-    restored: Counter, "Times the region's probes succeeded and it took its share again.";
-    successes: Counter, "Requests routed to the region that it answered (any status below 500).";
-    failures: Counter, "Requests routed to the region that failed: 5xx from it, or Envoy could not reach it.";
-    state: Gauge, "The region's state: 0 healthy, 1 probing, 2 unhealthy.";
+meshward_shared::metrics! {
+    /// Requests sent to a region. Labels: `region`, `reason`.
+    pub struct Decisions {
+        prefix: "meshward_region_router",
+        /// Requests sent to the region, by the reason it was chosen.
+        decisions: Counter,
+    }
 }
 
-macro_rules! filter_stats {
-    ($($stat:ident: $doc:literal;)+) => {
-        /// Counters about the filter as a whole.
-        #[derive(Clone, Copy, Debug, Default)]
-        pub struct FilterStats {
-            $(#[doc = $doc] pub $stat: Counter,)+
-        }
-
-        impl FilterStats {
-            /// The stat names, in the order declared.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($stat)),+];
-
-            fn define() -> Self {
-                FilterStats {
-                    $($stat: Counter::define(&format!("{PREFIX}.{}", stringify!($stat))),)+
-                }
-            }
-        }
-    };
-}
-
-filter_stats! {
-    route_header_stripped: "Requests that arrived with the routing header set: the client's value was removed.";
-    preference_ignored: "Requests whose preference list named a region that is not configured.";
-    route_errors: "Requests whose routing header or route refresh the proxy refused; they took the route table's default.";
-    health_errors: "Health reads or updates that failed (shared data unavailable or contended); reads then count the region healthy.";
-}
-
-/// The full name of a per-region stat.
-pub fn region_metric(region: &str, stat: &str) -> String {
-    format!("{PREFIX}.region.{region}.{stat}")
-}
-
-/// The full name of a per-region, per-reason decision counter.
-pub fn decision_metric(region: &str, reason: Reason) -> String {
-    format!(
-        "{PREFIX}.region.{region}.reason.{}.decisions",
-        reason.name()
-    )
+meshward_shared::metrics! {
+    /// Counters about the filter as a whole.
+    pub struct FilterStats {
+        prefix: "meshward_region_router",
+        /// Requests that arrived with the routing header set: the client's value was
+        /// removed.
+        route_header_stripped: Counter,
+        /// Requests whose preference list named a region that is not configured.
+        preference_ignored: Counter,
+        /// Requests whose routing header or route refresh the proxy refused; they took the
+        /// route table's default.
+        route_errors: Counter,
+        /// Health reads or updates that failed (shared data unavailable or contended);
+        /// reads then count the region healthy.
+        health_errors: Counter,
+    }
 }
 
 /// One region's handles.
 #[derive(Clone, Debug, Default)]
 pub struct RegionMetrics {
     /// Decisions for this region, indexed by [`Reason::index`].
-    pub decisions: [Counter; Reason::ALL.len()],
+    pub decisions: [Decisions; Reason::ALL.len()],
     /// The other stats.
     pub stats: RegionStats,
 }
@@ -106,14 +80,15 @@ impl Metrics {
             .regions
             .iter()
             .map(|region| RegionMetrics {
-                decisions: Reason::ALL
-                    .map(|reason| Counter::define(&decision_metric(&region.name, reason))),
-                stats: RegionStats::define(&region.name),
+                decisions: Reason::ALL.map(|reason| {
+                    Decisions::define(&[("region", &region.name), ("reason", reason.name())])
+                }),
+                stats: RegionStats::define(&[("region", &region.name)]),
             })
             .collect();
         Metrics {
             regions,
-            filter: FilterStats::define(),
+            filter: FilterStats::define(&[]),
         }
     }
 
@@ -124,7 +99,7 @@ impl Metrics {
             .get(region)
             .and_then(|r| r.decisions.get(reason.index()))
         {
-            counter.inc();
+            counter.decisions.inc();
         }
     }
 
@@ -144,32 +119,43 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshward_shared::metrics::unlisted;
 
     #[test]
-    fn names_put_region_and_reason_where_tag_regexes_find_them() {
+    fn names_carry_region_and_reason_as_labels() {
         assert_eq!(
-            decision_metric("eu-west-1", Reason::PreferenceFallback),
-            "meshward_region_router.region.eu-west-1.reason.preference_fallback.decisions"
+            Decisions::name(
+                &[
+                    ("region", "eu-west-1"),
+                    ("reason", Reason::PreferenceFallback.name())
+                ],
+                "decisions"
+            ),
+            "meshward_region_router.region=.=eu-west-1;.;reason=.=preference_fallback;.;decisions"
         );
         assert_eq!(
-            region_metric("us-east-1", "state"),
-            "meshward_region_router.region.us-east-1.state"
+            RegionStats::name(&[("region", "us-east-1")], "state"),
+            "meshward_region_router.region=.=us-east-1;.;state"
         );
         assert_eq!(
-            RegionStats::NAMES,
-            &["failovers", "restored", "successes", "failures", "state"]
-        );
-        assert_eq!(
-            FilterStats::NAMES,
-            &[
-                "route_header_stripped",
-                "preference_ignored",
-                "route_errors",
-                "health_errors"
-            ]
+            FilterStats::name(&[], "health_errors"),
+            "meshward_region_router.health_errors"
         );
         // Handles defined outside a proxy do nothing.
         Metrics::default().decided(3, Reason::Split);
         Metrics::default().region(9).failovers.inc();
+    }
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../README.md");
+        let mut missing = unlisted(readme, RegionStats::PREFIX, RegionStats::STATS);
+        missing.extend(unlisted(readme, Decisions::PREFIX, Decisions::STATS));
+        missing.extend(unlisted(readme, FilterStats::PREFIX, FilterStats::STATS));
+        assert_eq!(
+            missing,
+            Vec::<String>::new(),
+            "README.md does not list these"
+        );
     }
 }

@@ -23,11 +23,14 @@ use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::matching::RequestView;
 use meshward_shared::snapshot::HeaderSnapshot;
-use meshward_shared::{log, Action, HttpFilter, RootFilter};
+use meshward_shared::{log::Log, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
 use policy::Edit;
 use request::RequestFacts;
 use std::rc::Rc;
+
+/// Where this filter logs: every message starts with `security-headers: `.
+const LOG: Log = Log::new("security-headers");
 
 #[cfg(feature = "entry-point")]
 meshward_shared::register_filters! {
@@ -49,8 +52,8 @@ impl RootFilter for Root {
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
         let config = Config::parse(bytes)?;
-        log::info(&format!("configured: {}", config.summary()));
-        self.metrics = Metrics::define();
+        LOG.info(format_args!("configured: {}", config.summary()));
+        self.metrics = Metrics::define(&[]);
         self.config = Some(Rc::new(config));
         Ok(())
     }
@@ -158,8 +161,8 @@ impl HttpFilter for Stream {
         self.metrics.headers_removed.add(removed);
         self.metrics.edit_failures.add(failed);
         if !readable || failed > 0 {
-            log::debug(&format!(
-                "security-headers: response headers readable: {readable}, edits refused: {failed}"
+            LOG.debug(format_args!(
+                "response headers readable: {readable}, edits refused: {failed}"
             ));
         }
         Action::Continue

@@ -1,35 +1,33 @@
-//! Everything the filter reports. Envoy shows each counter as `wasmcustom.<name>` in
-//! `/stats`, and under its bare `<name>` in `/stats/prometheus`, which drops the
-//! `wasmcustom` namespace.
+//! Everything the filter reports, named `meshward_security_headers.<stat>`: Envoy shows
+//! each as `wasmcustom.meshward_security_headers.<stat>` in `/stats`, and as
+//! `meshward_security_headers_<stat>` in `/stats/prometheus`.
 
-use meshward_shared::metrics::Counter;
-
-/// Responses that got at least one security header.
-pub const RESPONSES_DECORATED: &str = "meshward_security_headers_responses_decorated";
-/// Leaking headers removed (one per header name removed from a response).
-pub const HEADERS_REMOVED: &str = "meshward_security_headers_headers_removed";
-/// Header edits the proxy refused (for example on a response already sent); the response
-/// went out without that edit.
-pub const EDIT_FAILURES: &str = "meshward_security_headers_edit_failures";
-
-/// The filter's counters, defined once at configure time and copied into each stream.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Metrics {
-    /// See [`RESPONSES_DECORATED`].
-    pub responses_decorated: Counter,
-    /// See [`HEADERS_REMOVED`].
-    pub headers_removed: Counter,
-    /// See [`EDIT_FAILURES`].
-    pub edit_failures: Counter,
+meshward_shared::metrics! {
+    /// The filter's counters, defined once at configure time and copied into each stream.
+    pub struct Metrics {
+        prefix: "meshward_security_headers",
+        /// Responses that got at least one security header.
+        responses_decorated: Counter,
+        /// Leaking headers removed (one per header name removed from a response).
+        headers_removed: Counter,
+        /// Header edits the proxy refused (for example on a response already sent); the
+        /// response went out without that edit.
+        edit_failures: Counter,
+    }
 }
 
-impl Metrics {
-    /// Defines (or finds) every counter.
-    pub fn define() -> Self {
-        Metrics {
-            responses_decorated: Counter::define(RESPONSES_DECORATED),
-            headers_removed: Counter::define(HEADERS_REMOVED),
-            edit_failures: Counter::define(EDIT_FAILURES),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../README.md");
+        let unlisted = meshward_shared::metrics::unlisted(readme, Metrics::PREFIX, Metrics::STATS);
+        assert_eq!(
+            unlisted,
+            Vec::<String>::new(),
+            "README.md does not list these"
+        );
     }
 }

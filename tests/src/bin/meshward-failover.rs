@@ -74,7 +74,7 @@ async fn server(name: &str) -> Result<Upstream, RigError> {
 async fn restored(envoy: &Envoy) -> Result<bool, RigError> {
     let stats = envoy.stats().await?;
     Ok(stats.get(
-        "meshward_region_router_region_restored",
+        "meshward_region_router_restored",
         &[("region", "eu-west-1")],
     ) == Some(1.0))
 }

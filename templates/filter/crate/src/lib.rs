@@ -12,9 +12,12 @@ pub mod metrics;
 use config::Config;
 use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
-use meshward_shared::{log, reply, Action, HttpFilter, RootFilter};
+use meshward_shared::{log::Log, reply, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
 use std::rc::Rc;
+
+/// Where this filter logs: every message starts with `__NAME__: `.
+const LOG: Log = Log::new("__NAME__");
 
 #[cfg(feature = "entry-point")]
 meshward_shared::register_filters!("__NAME__" => || Box::new(Root::default()));
@@ -33,8 +36,8 @@ impl RootFilter for Root {
 
     fn configure(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
         let config = Config::parse(bytes)?;
-        log::info(&format!("__NAME__: configured, tagging with {}", config.header));
-        self.metrics = Metrics::define();
+        LOG.info(format_args!("configured, tagging with {}", config.header));
+        self.metrics = Metrics::define(&[]);
         self.config = Some(Rc::new(config));
         Ok(())
     }
