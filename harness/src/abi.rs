@@ -10,8 +10,8 @@ use crate::headers::{decode_pairs, lossy, HeaderMap};
 use crate::logs::{LogLevel, LogOrigin};
 use crate::properties;
 use crate::status::Status;
-use crate::stream::LocalReply;
-use crate::vm::{Tick, VmState, ROOT_CONTEXT_ID};
+use crate::stream_data::LocalReply;
+use crate::vm_state::{Tick, VmState, ROOT_CONTEXT_ID};
 
 type C<'a> = Caller<'a, VmState>;
 
@@ -644,7 +644,7 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
                 return code(Status::InvalidMemoryAccess);
             };
             let state = c.data();
-            let owner = state.shared.queue_owner(state.worker);
+            let owner = state.queue_owner();
             let token = state.shared.registry().lock().register_queue(
                 &state.shared.plugin.vm_id,
                 &name,
