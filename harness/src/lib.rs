@@ -15,6 +15,7 @@ mod cost;
 mod engine;
 pub mod envoy_foreign;
 mod error;
+mod guest_memory;
 mod headers;
 mod host;
 mod host_shared;
