@@ -6,77 +6,19 @@ use std::time::Duration;
 use wasmtime::{Caller, Linker, Result};
 
 use crate::callouts::{check_http_headers, grpc_service_cluster, GrpcCall, GrpcStream, HttpCall};
+use crate::guest_memory::{copy_out, read, write_u32, write_u64};
 use crate::headers::{decode_pairs, lossy, HeaderMap};
 use crate::logs::{LogLevel, LogOrigin};
 use crate::properties;
 use crate::status::Status;
-use crate::stream::LocalReply;
-use crate::vm::{Tick, VmState, ROOT_CONTEXT_ID};
+use crate::stream_data::LocalReply;
+use crate::vm_state::{Tick, VmState, ROOT_CONTEXT_ID};
 
 type C<'a> = Caller<'a, VmState>;
 
 /// Counts a host call of kind `name` against the current callback.
 fn enter(c: &mut C<'_>, name: &'static str) {
     c.data_mut().count_host_call(name);
-}
-
-fn range(ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
-    let start = ptr as u32 as usize;
-    let end = start.checked_add(len as u32 as usize)?;
-    Some(start..end)
-}
-
-/// Bytes from the VM's memory, or `None` if the range is out of bounds.
-pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let memory = c.data().memory?;
-    memory.data(&*c).get(range(ptr, len)?).map(<[u8]>::to_vec)
-}
-
-/// Writes bytes into the VM's memory; false if out of bounds.
-pub(crate) fn write(c: &mut C<'_>, ptr: i32, bytes: &[u8]) -> bool {
-    let Some(memory) = c.data().memory else {
-        return false;
-    };
-    let Some(span) = range(ptr, bytes.len() as i32) else {
-        return false;
-    };
-    match memory.data_mut(&mut *c).get_mut(span) {
-        Some(target) => {
-            target.copy_from_slice(bytes);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Writes a little-endian u32.
-pub(crate) fn write_u32(c: &mut C<'_>, ptr: i32, value: u32) -> bool {
-    write(c, ptr, &value.to_le_bytes())
-}
-
-/// Writes a little-endian u64.
-pub(crate) fn write_u64(c: &mut C<'_>, ptr: i32, value: u64) -> bool {
-    write(c, ptr, &value.to_le_bytes())
-}
-
-/// Hands bytes to the VM: allocates them with the module's allocator and writes the
-/// pointer and size, as proxy-wasm-cpp-host's `copyToPointerSize` (empty data gives a null
-/// pointer and size 0). A trap in the allocator propagates.
-pub(crate) fn copy_out(c: &mut C<'_>, bytes: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<Status> {
-    let mut address = 0;
-    if !bytes.is_empty() {
-        let Some(allocate) = c.data().allocate.clone() else {
-            return Ok(Status::InvalidMemoryAccess);
-        };
-        address = allocate.call(&mut *c, bytes.len() as i32)?;
-        if address == 0 || !write(c, address, bytes) {
-            return Ok(Status::InvalidMemoryAccess);
-        }
-    }
-    if !write_u32(c, ptr_ptr, address as u32) || !write_u32(c, size_ptr, bytes.len() as u32) {
-        return Ok(Status::InvalidMemoryAccess);
-    }
-    Ok(Status::Ok)
 }
 
 fn code(status: Status) -> Result<i32> {
@@ -644,7 +586,7 @@ fn define_queues(linker: &mut Linker<VmState>) -> Result<()> {
                 return code(Status::InvalidMemoryAccess);
             };
             let state = c.data();
-            let owner = state.shared.queue_owner(state.worker);
+            let owner = state.queue_owner();
             let token = state.shared.registry().lock().register_queue(
                 &state.shared.plugin.vm_id,
                 &name,

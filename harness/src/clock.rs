@@ -50,22 +50,3 @@ impl Clock {
         UNIX_EPOCH + Duration::from_nanos(self.now_ns)
     }
 }
-
-impl crate::vm::Vm {
-    /// When this VM's root context next ticks, if it set a tick period.
-    pub(crate) fn next_tick_ns(&self) -> Option<u64> {
-        self.store.data().tick.map(|t| t.next_ns)
-    }
-
-    /// Fires `proxy_on_tick` on the root context and schedules the next tick one period
-    /// later, as Envoy's tick timer does.
-    pub(crate) fn fire_tick(&mut self) {
-        if let Some(tick) = self.store.data_mut().tick.as_mut() {
-            tick.next_ns += tick.period_ns;
-        }
-        let root = crate::vm::ROOT_CONTEXT_ID as i32;
-        // A trap is logged and kills the VM inside `invoke`.
-        let _ = self.invoke(crate::cost::Callback::Tick, &[root]);
-        self.pump_all();
-    }
-}

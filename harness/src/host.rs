@@ -16,16 +16,19 @@ use crate::callouts::{
 use crate::clock::{Clock, DEFAULT_START};
 use crate::cost::{Callback, CostReport};
 use crate::error::HarnessError;
+use crate::host_shared::{lock, ForeignFunction, HostShared};
 use crate::logs::{LogEntry, LogLevel, LogOrigin};
 use crate::message::{Request, Response, Upstream};
-use crate::metrics::{MetricKind, MetricStore, MetricValue, ENVOY_PREFIX};
-use crate::properties::{path_key, PluginFacts, PropertyValue};
-use crate::shared_data::{QueueOwner, SharedData};
+use crate::metrics::{MetricKind, MetricValue, ENVOY_PREFIX};
+use crate::properties::PluginFacts;
+use crate::property_value::{path_key, PropertyValue};
+use crate::shared_data::SharedData;
 use crate::stats_tags::{self, TagRule};
 use crate::status::Status;
-use crate::stream::{StreamData, StreamState};
-use crate::vm::{ConfigWindow, Vm, VmState, ROOT_CONTEXT_ID};
-use crate::{abi, engine, wasi};
+use crate::stream_data::{StreamData, StreamState};
+use crate::vm::Vm;
+use crate::vm_state::{ConfigWindow, VmState, ROOT_CONTEXT_ID};
+use crate::{abi, engine, envoy_foreign, wasi};
 
 /// A metric as Envoy's admin shows it after stats tag extraction ([`Host::tagged_metrics`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,10 +43,6 @@ pub struct TaggedMetric {
     pub value: MetricValue,
 }
 
-/// A foreign function the filter can call with `proxy_call_foreign_function`: bytes in,
-/// bytes out, or a status.
-pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
-
 type HttpResponder = Arc<dyn Fn(&HttpCall) -> HttpCallReply + Send + Sync>;
 type GrpcResponder = Arc<dyn Fn(&GrpcCall) -> GrpcCallReply + Send + Sync>;
 
@@ -55,82 +54,6 @@ const MAX_QUEUE_READY_PER_DELIVERY: usize = 10_000;
 
 /// Tells hosts apart in a shared registry, so a queue notifies the VM that registered it.
 static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Takes a lock even if a panicking test poisoned it: the data stays consistent because
-/// every critical section here is a single operation.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// State every worker of a host shares, as Envoy shares it between worker threads.
-pub(crate) struct HostShared {
-    pub plugin: PluginFacts,
-    pub plugin_config: Vec<u8>,
-    pub vm_config: Vec<u8>,
-    pub fail_open: bool,
-    /// Bodies from the client and the upstream come as Envoy's HTTP/1 codec gives them.
-    pub http1_bodies: bool,
-    /// `FAIL_RELOAD`: a failed VM is started again, at most once per `reload_backoff`.
-    pub fail_reload: Option<Duration>,
-    pub log_level: LogLevel,
-    pub fuel_limit: u64,
-    pub clusters: BTreeSet<String>,
-    pub seed: u64,
-    /// This host's identity in the shared data registry.
-    pub host_id: u64,
-    clock: Mutex<Clock>,
-    shared_data: SharedData,
-    metrics: Mutex<MetricStore>,
-    /// `stats_config.stats_tags`, for reading metrics as Envoy's admin shows them.
-    stats_tags: Vec<TagRule>,
-    logs: Mutex<Vec<LogEntry>>,
-    foreign: Mutex<HashMap<String, ForeignFunction>>,
-    request_ids: AtomicU64,
-    connection_ids: AtomicU64,
-}
-
-impl HostShared {
-    pub(crate) fn clock(&self) -> MutexGuard<'_, Clock> {
-        lock(&self.clock)
-    }
-
-    /// The registry of shared data and queues (see [`SharedData`]).
-    pub(crate) fn registry(&self) -> &SharedData {
-        &self.shared_data
-    }
-
-    /// The queue owner for the root context of a worker of this host.
-    pub(crate) fn queue_owner(&self, worker: usize) -> QueueOwner {
-        QueueOwner {
-            host: self.host_id,
-            worker,
-            context_id: ROOT_CONTEXT_ID,
-        }
-    }
-
-    pub(crate) fn metrics(&self) -> MutexGuard<'_, MetricStore> {
-        lock(&self.metrics)
-    }
-
-    pub(crate) fn logs(&self) -> MutexGuard<'_, Vec<LogEntry>> {
-        lock(&self.logs)
-    }
-
-    pub(crate) fn foreign_function(&self, name: &str) -> Option<ForeignFunction> {
-        lock(&self.foreign).get(name).cloned()
-    }
-
-    /// A new downstream connection's id, counting from 0 as Envoy's do.
-    pub(crate) fn next_connection_id(&self) -> u64 {
-        self.connection_ids.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// A deterministic `x-request-id`, as a UUID.
-    pub(crate) fn next_request_id(&self) -> String {
-        let n = self.request_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("00000000-0000-4000-8000-{n:012x}")
-    }
-}
 
 enum Source {
     File(PathBuf),
@@ -410,7 +333,7 @@ impl HostBuilder {
     /// emulates (`verify_signature`), as Envoy does for every module. Off unless asked for,
     /// so a test can also see how a filter does on a host without them.
     pub fn envoy_foreign_functions(mut self) -> Self {
-        for (name, function) in crate::envoy_foreign::functions() {
+        for (name, function) in envoy_foreign::functions() {
             self.foreign.insert(name.to_string(), Arc::new(function));
         }
         self

@@ -15,17 +15,24 @@ mod cost;
 mod engine;
 pub mod envoy_foreign;
 mod error;
+mod guest_memory;
 mod headers;
 mod host;
+mod host_shared;
 mod logs;
+mod maps_and_buffers;
 mod message;
 mod metrics;
 mod properties;
+mod property_value;
+mod root_events;
 mod shared_data;
 mod stats_tags;
 mod status;
 mod stream;
+mod stream_data;
 mod vm;
+mod vm_state;
 mod wasi;
 
 use std::path::PathBuf;
@@ -36,14 +43,15 @@ pub use callouts::{
 pub use cost::{CallCost, Callback, Cost, CostReport, HostCalls};
 pub use error::HarnessError;
 pub use headers::HeaderMap;
-pub use host::{ForeignFunction, Host, HostBuilder, Outcome, Stream, TaggedMetric, Worker};
+pub use host::{Host, HostBuilder, Outcome, Stream, TaggedMetric, Worker};
+pub use host_shared::ForeignFunction;
 pub use logs::{LogEntry, LogLevel, LogOrigin};
 pub use message::{response_flags, Reply, Request, Response, Upstream};
 pub use metrics::{MetricKind, MetricValue, ENVOY_PREFIX};
-pub use properties::PropertyValue;
+pub use property_value::PropertyValue;
 pub use shared_data::SharedData;
 pub use status::Status;
-pub use stream::{Phase, StreamState};
+pub use stream_data::{Phase, StreamState};
 
 /// Where `make build` puts the `.wasm` of a filter or fixture: `$MESHWARD_OUT/<name>.wasm`
 /// if `MESHWARD_OUT` is set, else `<workspace root>/out/<name>.wasm`, e.g.

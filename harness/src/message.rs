@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::headers::{HeaderMap, Slots};
-use crate::properties::PropertyValue;
+use crate::property_value::PropertyValue;
 
 /// A request as Envoy's HTTP connection manager hands it to the filter chain.
 ///
@@ -368,10 +368,7 @@ impl Response {
             for (name, value) in extra.iter_bytes() {
                 headers.add(name, value);
             }
-            let code = grpc_status.map_or_else(
-                || crate::properties::grpc_status_of_http(status as u16),
-                i64::from,
-            );
+            let code = grpc_status.map_or_else(|| grpc_status_of_http(status as u16), i64::from);
             headers.set("content-type", "application/grpc");
             headers.set("grpc-status", code.to_string());
             if !body.is_empty() {
@@ -404,6 +401,18 @@ impl fmt::Debug for Response {
 /// What an upstream answers, by the Envoy rig's name: `Reply::new(200).with_header(..)`
 /// reads the same in a harness test and in an Envoy test.
 pub type Reply = Response;
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+pub(crate) fn grpc_status_of_http(status: u16) -> i64 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
+    }
+}
 
 /// Envoy's response flags (`response.flags`), as the bits of its `ResponseFlag` enum.
 pub mod response_flags {

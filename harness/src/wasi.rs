@@ -4,10 +4,10 @@
 
 use wasmtime::{Caller, Error, ExternType, Linker, Module, Result, Val, ValType};
 
-use crate::abi::{read, write, write_u32, write_u64};
+use crate::guest_memory::{read, write, write_u32, write_u64};
 use crate::headers::lossy;
 use crate::logs::{LogLevel, LogOrigin};
-use crate::vm::VmState;
+use crate::vm_state::VmState;
 
 const WASI: &str = "wasi_snapshot_preview1";
 
