@@ -1,7 +1,7 @@
 //! Envoy's stats tag extraction (`stats_config.stats_tags` with a `regex`), applied to the
 //! metrics a filter defines, so a test can read a metric as `/stats/prometheus` shows it:
-//! `meshward_rate_limit.rule.login.allowed` with the tag `rule` lifted out is
-//! `meshward_rate_limit.rule.allowed{rule="login"}`.
+//! `meshward_rate_limit.rule=.=login;.;allowed` with the tag `rule` lifted out is
+//! `meshward_rate_limit.allowed{rule="login"}`.
 //!
 //! The rules are those of Envoy's `TagExtractorStdRegexImpl`: each regex is searched in the
 //! stat's full name (`wasmcustom.<name>`), in the order configured; its first capture group
