@@ -82,12 +82,12 @@ fn ok() -> Upstream {
 }
 
 fn counter(host: &Host, name: &str) -> u64 {
-    host.counter(&format!("meshward_jwt_auth_{name}"))
+    host.counter(&format!("meshward_jwt_auth.{name}"))
         .unwrap_or(0)
 }
 
 fn denied(host: &Host, reason: &str) -> u64 {
-    counter(host, &format!("denied_{reason}"))
+    counter(host, &format!("reason=.={reason};.;denied"))
 }
 
 fn challenge(out: &Outcome) -> &str {
