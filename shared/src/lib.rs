@@ -39,5 +39,8 @@ pub mod snapshot;
 mod sys;
 pub mod time;
 
+#[doc(hidden)]
+pub use serde as __serde;
+
 pub use filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
 pub use host::{Map, Status};

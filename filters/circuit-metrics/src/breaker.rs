@@ -21,7 +21,8 @@ use crate::window::{Call, Spec, Totals, Window};
 use std::time::Duration;
 
 /// How a breaker is run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The state machine: CLOSED, OPEN, HALF_OPEN.
     #[default]

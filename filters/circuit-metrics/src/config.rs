@@ -6,9 +6,9 @@ use crate::breaker::{Mode, Settings};
 use crate::labels::Policy;
 use crate::outcome::StatusPattern;
 use crate::record;
-use crate::window::{Spec, MAX_BUCKETS, MAX_CALLS, MAX_SPAN};
+use crate::window::{Spec, MAX_CALLS, MAX_SPAN};
 use meshward_shared::config::{
-    check_header_value, parse_json, Bounded, ConfigDuration, ConfigError,
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderValue,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -93,11 +93,16 @@ impl Config {
 struct RawConfig {
     #[serde(default)]
     enforce: bool,
-    failure_statuses: Option<Vec<String>>,
+    #[serde(default = "default_failure_statuses")]
+    failure_statuses: Vec<StatusPattern>,
     #[serde(default)]
     labels: RawLabels,
     #[serde(default)]
     breakers: Vec<RawBreaker>,
+}
+
+fn default_failure_statuses() -> Vec<StatusPattern> {
+    vec![StatusPattern::Class(5)]
 }
 
 #[derive(Default, Deserialize)]
@@ -112,9 +117,13 @@ struct RawLabels {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    allow: Option<Vec<String>>,
+    #[serde(default)]
+    allow: Vec<String>,
     max: Option<Bounded<0, MAX_LABELS>>,
 }
+
+/// A second, in the nanoseconds a [`BoundedDuration`] is given in.
+const SECOND: u64 = 1_000_000_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,54 +131,59 @@ struct RawBreaker {
     cluster: String,
     #[serde(default)]
     per_route: bool,
-    name: Option<String>,
+    name: Option<HeaderValue>,
     enforce: Option<bool>,
     #[serde(default)]
-    mode: RawMode,
-    failure_rate_threshold: Option<f64>,
-    slow_call_rate_threshold: Option<f64>,
-    slow_call_duration: Option<ConfigDuration>,
+    mode: Mode,
+    failure_rate_threshold: Option<Percent>,
+    slow_call_rate_threshold: Option<Percent>,
+    slow_call_duration: Option<Positive>,
     minimum_number_of_calls: Option<Bounded<1, { u32::MAX }>>,
-    sliding_window: Option<RawWindow>,
-    wait_duration_in_open: Option<ConfigDuration>,
+    sliding_window: Option<Window>,
+    wait_duration_in_open: Option<Positive>,
     permitted_calls_in_half_open: Option<Bounded<1, MAX_PROBES>>,
     max_wait_in_half_open: Option<ConfigDuration>,
 }
 
-#[derive(Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawMode {
-    #[default]
-    Auto,
-    MetricsOnly,
-    ForcedOpen,
+meshward_shared::one_of! {
+    /// `sliding_window`: the last N calls, or the calls of the last span.
+    enum Window {
+        "count" => Count(Bounded<1, MAX_CALLS>),
+        "time" => Time(BoundedDuration<SECOND, { MAX_SPAN.as_secs() * SECOND }>),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWindow {
-    count: Option<Bounded<1, MAX_CALLS>>,
-    time: Option<ConfigDuration>,
+/// A rate threshold: a percentage above 0 and at most 100.
+struct Percent(f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match f64::deserialize(deserializer)? {
+            v if v > 0.0 && v <= 100.0 => Ok(Percent(v)),
+            v => Err(serde::de::Error::custom(format!(
+                "expected a percentage above 0 and at most 100, got {v}"
+            ))),
+        }
+    }
+}
+
+/// A duration above zero.
+struct Positive(Duration);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match ConfigDuration::deserialize(deserializer)? {
+            ConfigDuration(d) if d.is_zero() => Err(serde::de::Error::custom(
+                "expected a duration above zero, such as \"1s\" or \"500ms\"",
+            )),
+            ConfigDuration(d) => Ok(Positive(d)),
+        }
+    }
 }
 
 /// Parses and validates the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     let raw: RawConfig = parse_json(bytes)?;
-    let failure_statuses = match raw.failure_statuses {
-        None => vec![StatusPattern::Class(5)],
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                StatusPattern::parse(text).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("failure_statuses[{i}]"),
-                        format!("expected a status such as \"503\" or a class such as \"5xx\", got {text:?}"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
     if raw.breakers.len() > MAX_BREAKERS {
         return Err(ConfigError::new(
             "breakers",
@@ -198,7 +212,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         breakers.push(breaker);
     }
     Ok(Config {
-        failure_statuses,
+        failure_statuses: raw.failure_statuses,
         clusters: policy(raw.labels.clusters).map_err(|e| e.within("labels.clusters"))?,
         routes: policy(raw.labels.routes).map_err(|e| e.within("labels.routes"))?,
         breakers,
@@ -206,7 +220,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
 }
 
 fn policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
-    let allow = raw.allow.unwrap_or_default();
+    let allow = raw.allow;
     for (i, name) in allow.iter().enumerate() {
         if name.is_empty() {
             return Err(ConfigError::new(
@@ -240,49 +254,39 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
         "*" => ClusterMatch::Any,
         name => ClusterMatch::Exact(name.to_string()),
     };
-    if let Some(name) = &raw.name {
-        if name.is_empty() {
-            return Err(ConfigError::new("name", "expected a non-empty name"));
-        }
-        check_header_value("name", name)?;
+    if raw
+        .name
+        .as_ref()
+        .is_some_and(|name| name.as_str().is_empty())
+    {
+        return Err(ConfigError::new("name", "expected a non-empty name"));
     }
     let defaults = Settings::default();
     let settings = Settings {
-        mode: match raw.mode {
-            RawMode::Auto => Mode::Auto,
-            RawMode::MetricsOnly => Mode::MetricsOnly,
-            RawMode::ForcedOpen => Mode::ForcedOpen,
-        },
-        failure_rate_threshold: rate(
-            "failure_rate_threshold",
-            raw.failure_rate_threshold,
-            defaults.failure_rate_threshold,
-        )?,
-        slow_call_rate_threshold: rate(
-            "slow_call_rate_threshold",
-            raw.slow_call_rate_threshold,
-            defaults.slow_call_rate_threshold,
-        )?,
-        slow_call_duration: positive(
-            "slow_call_duration",
-            raw.slow_call_duration,
-            defaults.slow_call_duration,
-        )?,
+        mode: raw.mode,
+        failure_rate_threshold: raw
+            .failure_rate_threshold
+            .map_or(defaults.failure_rate_threshold, |p| p.0),
+        slow_call_rate_threshold: raw
+            .slow_call_rate_threshold
+            .map_or(defaults.slow_call_rate_threshold, |p| p.0),
+        slow_call_duration: raw
+            .slow_call_duration
+            .map_or(defaults.slow_call_duration, |d| d.0),
         minimum_number_of_calls: raw
             .minimum_number_of_calls
-            .map_or(defaults.minimum_number_of_calls, |n| n.get()),
+            .map_or(defaults.minimum_number_of_calls, Bounded::get),
         window: match raw.sliding_window {
             None => defaults.window,
-            Some(window) => sliding_window(window).map_err(|e| e.within("sliding_window"))?,
+            Some(Window::Count(calls)) => Spec::Count { calls: calls.get() },
+            Some(Window::Time(span)) => Spec::time(span.get()),
         },
-        wait_duration_in_open: positive(
-            "wait_duration_in_open",
-            raw.wait_duration_in_open,
-            defaults.wait_duration_in_open,
-        )?,
+        wait_duration_in_open: raw
+            .wait_duration_in_open
+            .map_or(defaults.wait_duration_in_open, |d| d.0),
         permitted_calls_in_half_open: raw
             .permitted_calls_in_half_open
-            .map_or(defaults.permitted_calls_in_half_open, |n| n.get()),
+            .map_or(defaults.permitted_calls_in_half_open, Bounded::get),
         max_wait_in_half_open: match raw.max_wait_in_half_open {
             None => defaults.max_wait_in_half_open,
             Some(ConfigDuration(wait)) if wait.is_zero() => None,
@@ -292,58 +296,11 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
     Ok(BreakerConfig {
         cluster,
         per_route: raw.per_route,
-        name: raw.name,
+        name: raw.name.map(HeaderValue::into_string),
         enforce: raw.enforce.unwrap_or(enforce_default),
         fingerprint: record::fingerprint(&settings),
         settings,
     })
-}
-
-fn rate(field: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) if v > 0.0 && v <= 100.0 => Ok(v),
-        Some(v) => Err(ConfigError::new(
-            field,
-            format!("expected a percentage above 0 and at most 100, got {v}"),
-        )),
-    }
-}
-
-fn positive(
-    field: &str,
-    value: Option<ConfigDuration>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(ConfigDuration(d)) if d.is_zero() => Err(ConfigError::new(
-            field,
-            "expected a duration above zero, such as \"1s\" or \"500ms\"",
-        )),
-        Some(ConfigDuration(d)) => Ok(d),
-    }
-}
-
-fn sliding_window(raw: RawWindow) -> Result<Spec, ConfigError> {
-    match (raw.count, raw.time) {
-        (Some(calls), None) => Ok(Spec::Count {
-            calls: calls.get(),
-        }),
-        (None, Some(ConfigDuration(span))) if span < Duration::from_secs(1) || span > MAX_SPAN => {
-            Err(ConfigError::new(
-                "time",
-                format!(
-                    "expected a duration from \"1s\" to \"1h\" (split into at most {MAX_BUCKETS} buckets), got {span:?}"
-                ),
-            ))
-        }
-        (None, Some(ConfigDuration(span))) => Ok(Spec::time(span)),
-        _ => Err(ConfigError::new(
-            "",
-            "set exactly one of count (the last N calls, e.g. {\"count\": 100}) or time (the calls of the last span, e.g. {\"time\": \"60s\"})",
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -478,19 +435,19 @@ mod tests {
         );
         let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {"time": "0s"}}]}"#);
         assert!(
-            err.starts_with("breakers[0].sliding_window.time: expected a duration from"),
+            err.starts_with("breakers[0].sliding_window.time: expected 1s to 1h, got 0ns"),
             "{err}"
         );
         let err = refusal(r#"{"breakers": [{"cluster": "a", "sliding_window": {}}]}"#);
         assert!(
-            err.starts_with("breakers[0].sliding_window: set exactly one of count"),
+            err.starts_with("breakers[0].sliding_window: give exactly one of count or time"),
             "{err}"
         );
         let err = refusal(
             r#"{"breakers": [{"cluster": "a", "sliding_window": {"count": 5, "time": "5s"}}]}"#,
         );
         assert!(
-            err.starts_with("breakers[0].sliding_window: set exactly one"),
+            err.starts_with("breakers[0].sliding_window: give exactly one of count or time"),
             "{err}"
         );
     }

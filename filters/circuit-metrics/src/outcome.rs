@@ -165,6 +165,17 @@ impl StatusPattern {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for StatusPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        StatusPattern::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected a status such as \"503\" or a class such as \"5xx\", got {text:?}"
+            ))
+        })
+    }
+}
+
 /// How a finished request counts for a circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
