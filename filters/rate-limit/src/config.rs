@@ -7,7 +7,7 @@ use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use crate::table::Table;
 use meshward_shared::config::{
-    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderName, NonEmpty,
+    parse_json, Bounded, BoundedDuration, ConfigError, HeaderName, NonEmpty,
 };
 use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
@@ -171,17 +171,12 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     rules: NonEmpty<RawRule>,
-    #[serde(default = "default_status")]
-    status: u32,
+    status: Option<Bounded<400, 599>>,
     #[serde(default)]
     failure_mode: FailureMode,
     cas_attempts: Option<Bounded<1, 100>>,
     #[serde(default)]
     response_headers: ResponseHeaders,
-}
-
-fn default_status() -> u32 {
-    429
 }
 
 /// Compare-and-swap attempts per bucket update when `cas_attempts` is not given.
@@ -241,7 +236,7 @@ struct RawGlobal {
 struct RawLimit {
     capacity: Bounded<1, { MAX_TOKENS as u32 }>,
     refill: Option<Bounded<1, { MAX_TOKENS as u32 }>>,
-    per: ConfigDuration,
+    per: BoundedDuration<{ MIN_PERIOD.as_nanos() as u64 }, { MAX_PERIOD.as_nanos() as u64 }>,
 }
 
 /// Parses and validates the plugin configuration.
@@ -252,12 +247,6 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         return Err(ConfigError::new(
             "rules",
             format!("at most {MAX_RULES} rules, got {}", raw_rules.len()),
-        ));
-    }
-    if !(400..=599).contains(&raw.status) {
-        return Err(ConfigError::new(
-            "status",
-            format!("expected a 4xx or 5xx status, got {}", raw.status),
         ));
     }
     let mut rules: Vec<Rule> = Vec::with_capacity(raw_rules.len());
@@ -273,7 +262,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         rules,
-        status: raw.status,
+        status: raw.status.map_or(429, Bounded::get),
         failure_mode: raw.failure_mode,
         cas_attempts: raw.cas_attempts.map_or(DEFAULT_CAS_ATTEMPTS, |n| n.get()),
         response_headers: raw.response_headers,
@@ -367,14 +356,7 @@ fn check_name(name: &str) -> Result<(), ConfigError> {
 fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
     let capacity = raw.capacity.get();
     let refill = raw.refill.map_or(capacity, Bounded::get);
-    let per = raw.per.0;
-    if per < MIN_PERIOD || per > MAX_PERIOD {
-        return Err(ConfigError::new(
-            "per",
-            format!("expected a period from 1ms to 366 days, got {per:?}"),
-        ));
-    }
-    Limit::new(u64::from(capacity), u64::from(refill), per)
+    Limit::new(u64::from(capacity), u64::from(refill), raw.per.get())
         .ok_or_else(|| ConfigError::new("", "limit out of the supported range"))
 }
 
@@ -662,7 +644,7 @@ pub(crate) mod tests {
             (r#"{"rules":[]}"#.to_string(), "rules: expected at least one item"),
             (
                 r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}}],"status":200}"#.into(),
-                "status: expected a 4xx or 5xx status, got 200",
+                "status: expected 400 to 599, got 200",
             ),
             (
                 r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1s"}}],"cas_attempts":0}"#.into(),
@@ -678,7 +660,7 @@ pub(crate) mod tests {
             ),
             (
                 r#"{"rules":[{"name":"a","limit":{"capacity":1,"per":"1us"}}]}"#.into(),
-                "rules[0].limit.per: expected a period from 1ms",
+                "rules[0].limit.per: expected 1ms to 8784h, got 1µs",
             ),
             (
                 r#"{"rules":[{"name":"a","limit":{"capacity":1,"refill":0,"per":"1s"}}]}"#.into(),
