@@ -31,7 +31,7 @@ pub mod metrics;
 #[cfg(feature = "native")]
 pub mod native;
 pub mod pairs;
-#[cfg(any(test, feature = "native"))]
+#[cfg(any(test, feature = "native", feature = "fuzzing"))]
 pub(crate) mod process_store;
 pub mod reply;
 pub mod shared_data;

@@ -9,6 +9,7 @@
 //! configuration of it shares the store, as every plugin of one Wasm `vm_id` shares its.
 
 use std::collections::HashMap;
+#[cfg(any(test, feature = "native"))]
 use std::sync::{Mutex, OnceLock};
 
 /// A stored value and the version its last write got.
@@ -17,15 +18,66 @@ struct Entry {
     version: u32,
 }
 
+/// Keys, their values and versions, with Envoy's rules; the process-wide store is one of
+/// these behind a lock, and `shared_data::MemoryStore` (for tests) is one of its own.
 #[derive(Default)]
-struct Store {
+pub(crate) struct Versioned {
     entries: HashMap<String, Entry>,
     /// The last version handed out.
     last_version: u32,
 }
 
-fn store() -> &'static Mutex<Store> {
-    static STORE: OnceLock<Mutex<Store>> = OnceLock::new();
+impl Versioned {
+    /// The value of `key` and its version, `None` when absent.
+    pub(crate) fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.get(key).map(|e| (e.bytes.clone(), e.version))
+    }
+
+    /// Writes `key` if its version is still `cas` (0: unconditionally; an absent key:
+    /// always).
+    pub(crate) fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), WriteError> {
+        if let Some(entry) = self.entries.get(key) {
+            if cas != 0 && cas != entry.version {
+                return Err(WriteError::CasMismatch);
+            }
+        }
+        // Version 0 means "no version" to a writer: skip it when the counter wraps.
+        let version = self.last_version.wrapping_add(1).max(1);
+        self.last_version = version;
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                bytes: value.to_vec(),
+                version,
+            },
+        );
+        Ok(())
+    }
+
+    /// The value of `key`, without a copy.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn value(&self, key: &str) -> Option<&[u8]> {
+        self.entries.get(key).map(|e| e.bytes.as_slice())
+    }
+
+    /// The version the last write got: how many writes there were, short of a wrap.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn last_version(&self) -> u32 {
+        self.last_version
+    }
+
+    /// Every key with its value.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn values(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.as_str(), e.bytes.as_slice()))
+    }
+}
+
+#[cfg(any(test, feature = "native"))]
+fn store() -> &'static Mutex<Versioned> {
+    static STORE: OnceLock<Mutex<Versioned>> = OnceLock::new();
     STORE.get_or_init(Mutex::default)
 }
 
@@ -37,32 +89,20 @@ pub enum WriteError {
 }
 
 /// The value of `key` and its version, `None` when absent.
+#[cfg(any(test, feature = "native"))]
 pub fn get(key: &str) -> Option<(Vec<u8>, u32)> {
     // A poisoned lock means a panic while holding it; the map itself is still whole (every
     // write is one insert), so keep serving it.
-    let store = store().lock().unwrap_or_else(|p| p.into_inner());
-    store.entries.get(key).map(|e| (e.bytes.clone(), e.version))
+    store().lock().unwrap_or_else(|p| p.into_inner()).get(key)
 }
 
 /// Writes `key` if its version is still `cas` (0: unconditionally; an absent key: always).
+#[cfg(any(test, feature = "native"))]
 pub fn set(key: &str, value: &[u8], cas: u32) -> Result<(), WriteError> {
-    let mut store = store().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(entry) = store.entries.get(key) {
-        if cas != 0 && cas != entry.version {
-            return Err(WriteError::CasMismatch);
-        }
-    }
-    // Version 0 means "no version" to a writer: skip it when the counter wraps.
-    let version = store.last_version.wrapping_add(1).max(1);
-    store.last_version = version;
-    store.entries.insert(
-        key.to_owned(),
-        Entry {
-            bytes: value.to_vec(),
-            version,
-        },
-    );
-    Ok(())
+    store()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .set(key, value, cas)
 }
 
 #[cfg(test)]

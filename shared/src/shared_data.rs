@@ -129,43 +129,74 @@ impl<S: Store> Store for CreateOnce<'_, S> {
     }
 }
 
+/// Envoy's shared data in memory, for tests: a write with a stale version fails, version 0
+/// writes unconditionally, a key that does not exist yet can always be written, and every
+/// write takes a fresh version from one counter (the rules the process-wide store of the
+/// native build keeps, with the same code). Two knobs play the other workers and the host.
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: crate::process_store::Versioned,
+    /// While set, every read and write fails as a host call that failed.
+    pub failing: bool,
+    /// This many reads are each followed by another worker's write of `other` to the key,
+    /// before the reader can write.
+    pub interfering: u32,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl MemoryStore {
+    /// The value of `key`.
+    pub fn value(&self, key: &str) -> Option<&[u8]> {
+        self.entries.value(key)
+    }
+
+    /// Every key with its value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.values()
+    }
+
+    /// How many writes succeeded (less any that `interfering` made).
+    pub fn writes(&self) -> u32 {
+        self.entries.last_version()
+    }
+
+    /// Whether nothing was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.values().next().is_none()
+    }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Store for MemoryStore {
+    fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
+        if self.failing {
+            return Err(Status::InternalFailure);
+        }
+        let found = self
+            .entries
+            .get(key)
+            .map(|(bytes, cas)| SharedValue { bytes, cas });
+        if self.interfering > 0 {
+            self.interfering -= 1;
+            self.set(key, b"other", 0)?;
+        }
+        Ok(found)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+        if self.failing {
+            return Err(Status::InternalFailure);
+        }
+        self.entries
+            .set(key, value, cas)
+            .map_err(|crate::process_store::WriteError::CasMismatch| Status::CasMismatch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    /// Envoy's shared-data rules, in memory. `interfere` writes between a read and a write.
-    #[derive(Default)]
-    struct MemoryStore {
-        data: HashMap<String, (Vec<u8>, u32)>,
-        next_cas: u32,
-        interfere: u32,
-    }
-
-    impl Store for MemoryStore {
-        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
-            let found = self.data.get(key).map(|(b, c)| SharedValue {
-                bytes: b.clone(),
-                cas: *c,
-            });
-            if self.interfere > 0 {
-                self.interfere -= 1;
-                self.set(key, b"other", 0)?;
-            }
-            Ok(found)
-        }
-        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
-            if let Some((_, current)) = self.data.get(key) {
-                if cas != 0 && cas != *current {
-                    return Err(Status::CasMismatch);
-                }
-            }
-            self.next_cas += 1;
-            self.data
-                .insert(key.to_string(), (value.to_vec(), self.next_cas));
-            Ok(())
-        }
-    }
 
     fn increment(bytes: Option<&[u8]>) -> Decision<u8> {
         let n = bytes.and_then(|b| b.first().copied()).unwrap_or(0) + 1;
@@ -183,7 +214,7 @@ mod tests {
     fn retries_when_another_worker_wrote_in_between() {
         let mut store = MemoryStore::default();
         update(&mut store, "k", 1, increment).unwrap();
-        store.interfere = 2;
+        store.interfering = 2;
         // Two lost races, then the third attempt sees "other" and writes on top of it.
         assert_eq!(update(&mut store, "k", 3, increment), Ok(b'o' + 1));
     }
@@ -192,7 +223,7 @@ mod tests {
     fn gives_up_after_the_configured_attempts() {
         let mut store = MemoryStore::default();
         update(&mut store, "k", 1, increment).unwrap();
-        store.interfere = 10;
+        store.interfering = 10;
         assert_eq!(
             update(&mut store, "k", 3, increment),
             Err(UpdateError::Contention { attempts: 3 })
@@ -204,12 +235,12 @@ mod tests {
         // Another worker creates "k" between our read (absent) and our write. A plain
         // creating write (CAS 0) wipes its value; CreateOnce loses the race and builds on it.
         let mut plain = MemoryStore {
-            interfere: 1,
+            interfering: 1,
             ..MemoryStore::default()
         };
         assert_eq!(update(&mut plain, "k", 3, increment), Ok(1));
         let mut store = MemoryStore {
-            interfere: 1,
+            interfering: 1,
             ..MemoryStore::default()
         };
         let mut once = CreateOnce::new(&mut store, "anchor");
@@ -220,6 +251,6 @@ mod tests {
     fn keep_writes_nothing() {
         let mut store = MemoryStore::default();
         assert_eq!(update(&mut store, "k", 1, |_| Decision::Keep(7)), Ok(7));
-        assert!(store.data.is_empty());
+        assert!(store.is_empty());
     }
 }

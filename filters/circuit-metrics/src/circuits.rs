@@ -183,34 +183,7 @@ fn store_if_changed<T>(
 mod tests {
     use super::*;
     use crate::config;
-    use meshward_shared::host::{HostResult, SharedValue, Status};
-    use std::collections::HashMap;
-
-    /// Envoy's shared-data rules, in memory.
-    #[derive(Default)]
-    struct Memory {
-        data: HashMap<String, (Vec<u8>, u32)>,
-        version: u32,
-    }
-
-    impl Store for Memory {
-        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
-            Ok(self.data.get(key).map(|(bytes, cas)| SharedValue {
-                bytes: bytes.clone(),
-                cas: *cas,
-            }))
-        }
-        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
-            if let Some((_, current)) = self.data.get(key) {
-                if cas != 0 && cas != *current {
-                    return Err(Status::CasMismatch);
-                }
-            }
-            self.version += 1;
-            self.data.insert(key.into(), (value.to_vec(), self.version));
-            Ok(())
-        }
-    }
+    use meshward_shared::shared_data::MemoryStore;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -255,19 +228,19 @@ mod tests {
     fn a_closed_breaker_is_read_but_not_written() {
         let config = config();
         let (circuit, entry) = Circuit::find(&config, "api", "r").unwrap();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         let first = acquire(&mut store, &circuit.key, entry, secs(0)).unwrap();
         assert_eq!(first.permission, Permission::Permitted { generation: 0 });
-        let version = store.version;
+        let writes = store.writes();
         acquire(&mut store, &circuit.key, entry, secs(1)).unwrap();
-        assert_eq!(store.version, version, "a CLOSED acquire writes nothing");
+        assert_eq!(store.writes(), writes, "a CLOSED acquire writes nothing");
     }
 
     #[test]
     fn outcomes_told_through_the_store_open_the_breaker_for_everyone() {
         let config = config();
         let (circuit, entry) = Circuit::find(&config, "api", "r").unwrap();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         record(&mut store, &circuit.key, entry, secs(1), Some(0), FAILED).unwrap();
         let opened = record(&mut store, &circuit.key, entry, secs(1), Some(0), FAILED).unwrap();
         assert_eq!(opened.transition.map(|t| t.to), Some(State::Open));
@@ -285,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_record_from_other_settings_starts_afresh() {
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         let before = config();
         let (circuit, entry) = Circuit::find(&before, "api", "r").unwrap();
         record(&mut store, &circuit.key, entry, secs(1), Some(0), FAILED).unwrap();

@@ -347,42 +347,6 @@ pub fn host_verify(args: &crate::foreign::Arguments) -> bool {
     false
 }
 
-/// Shared data in memory with Envoy's rules: every write bumps the version; a write with a
-/// stale version fails; version 0 writes unconditionally; a key that does not exist yet
-/// can always be written.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    data: std::collections::HashMap<String, (Vec<u8>, u32)>,
-    next_cas: u32,
-}
-
-impl meshward_shared::shared_data::Store for MemoryStore {
-    fn get(
-        &mut self,
-        key: &str,
-    ) -> meshward_shared::host::HostResult<Option<meshward_shared::host::SharedValue>> {
-        Ok(self
-            .data
-            .get(key)
-            .map(|(bytes, cas)| meshward_shared::host::SharedValue {
-                bytes: bytes.clone(),
-                cas: *cas,
-            }))
-    }
-
-    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> meshward_shared::host::HostResult<()> {
-        if let Some((_, current)) = self.data.get(key) {
-            if cas != 0 && cas != *current {
-                return Err(meshward_shared::Status::CasMismatch);
-            }
-        }
-        self.next_cas += 1;
-        self.data
-            .insert(key.to_string(), (value.to_vec(), self.next_cas));
-        Ok(())
-    }
-}
-
 /// One token of the verdict corpus and what the filter must make of it.
 #[derive(Clone, Debug)]
 pub struct Case {

@@ -395,7 +395,8 @@ fn release<S: Store>(store: &mut S, source: &RemoteSource, until_ms: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{self, MemoryStore};
+    use crate::fixtures;
+    use meshward_shared::shared_data::MemoryStore;
 
     fn source() -> RemoteSource {
         RemoteSource {

@@ -313,7 +313,7 @@ mod tests {
     use crate::limiter;
     use crate::request::tests::request;
     use crate::rls::DescriptorStatus;
-    use crate::table::tests::EnvoyStore;
+    use meshward_shared::shared_data::MemoryStore;
 
     const TIMEOUT: Duration = Duration::from_millis(20);
 
@@ -325,7 +325,7 @@ mod tests {
         RateLimitRequest::decode(&call.message).unwrap()
     }
 
-    fn plan_for(c: &Config, headers: &[(&str, &str)], store: &mut EnvoyStore) -> Vec<Call> {
+    fn plan_for(c: &Config, headers: &[(&str, &str)], store: &mut MemoryStore) -> Vec<Call> {
         let mut all = vec![(":method", "GET"), (":path", "/a/b?page=2")];
         all.extend_from_slice(headers);
         let r = request(&all, Some("[::ffff:10.0.0.9]:5000"));
@@ -415,7 +415,7 @@ mod tests {
                 ("cookie", "sid=s1"),
                 ("x-forwarded-for", "1.2.3.4"),
             ],
-            &mut EnvoyStore::default(),
+            &mut MemoryStore::default(),
         );
         assert_eq!(calls.len(), 1);
         let request = sent(&calls[0]);
@@ -446,7 +446,7 @@ mod tests {
             r#"{"rules":[{"name":"k","key":[{"header":"x-api-key"}],
                 "global":{"cluster":"rls","domain":"d"}}]}"#,
         );
-        let calls = plan_for(&share, &[], &mut EnvoyStore::default());
+        let calls = plan_for(&share, &[], &mut MemoryStore::default());
         assert_eq!(
             sent(&calls[0]).descriptors[0][1],
             ("x-api-key".to_string(), String::new())
@@ -455,7 +455,7 @@ mod tests {
             r#"{"rules":[{"name":"k","key":[{"header":"x-api-key"}],"missing_key":"skip",
                 "global":{"cluster":"rls","domain":"d"}}]}"#,
         );
-        assert!(plan_for(&skip, &[], &mut EnvoyStore::default()).is_empty());
+        assert!(plan_for(&skip, &[], &mut MemoryStore::default()).is_empty());
     }
 
     #[test]
@@ -466,7 +466,7 @@ mod tests {
                 {"name":"login","match":{"path":{"exact":"/login"}},"global":{"cluster":"rls","domain":"d"}},
                 {"name":"all","global":{"cluster":"rls","domain":"d"}}]}"#,
         );
-        let calls = plan_for(&c, &[], &mut EnvoyStore::default());
+        let calls = plan_for(&c, &[], &mut MemoryStore::default());
         assert_eq!(calls.iter().map(|c| c.rule).collect::<Vec<_>>(), [2]);
     }
 
@@ -477,7 +477,7 @@ mod tests {
                 r#"{{"rules":[{{"name":"r","mode":"{mode}","limit":{{"capacity":2,"per":"1m"}},
                     "global":{{"cluster":"rls","domain":"d"}}}}]}}"#
             ));
-            let mut store = EnvoyStore::default();
+            let mut store = MemoryStore::default();
             let r = request(&[(":path", "/")], None);
             let asked = (0..5)
                 .filter(|_| {

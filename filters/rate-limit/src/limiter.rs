@@ -194,8 +194,8 @@ mod tests {
     use crate::config::parse;
     use crate::request::tests::request;
     use crate::request::HeaderList;
-    use crate::table::tests::EnvoyStore;
     use meshward_shared::host::{HostResult, SharedValue, Status};
+    use meshward_shared::shared_data::MemoryStore;
 
     const SECOND: u64 = 1_000_000_000;
 
@@ -215,7 +215,7 @@ mod tests {
 
     fn allowed_count(
         c: &Config,
-        store: &mut EnvoyStore,
+        store: &mut MemoryStore,
         r: &HeaderList,
         n: usize,
         now: u64,
@@ -231,10 +231,10 @@ mod tests {
             r#"{"rules":[{"name":"login","match":{"path":{"exact":"/login"}},
                 "limit":{"capacity":1,"per":"1m"}}]}"#,
         );
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let v = check(&c, &get("/other", &[]), || Some(0), &mut store);
         assert_eq!(v, Verdict::default());
-        assert!(store.data.is_empty());
+        assert!(store.is_empty());
     }
 
     #[test]
@@ -243,7 +243,7 @@ mod tests {
             r#"{"rules":[{"name":"per_user","key":[{"header":"x-user"}],
                 "limit":{"capacity":2,"per":"1m"}}]}"#,
         );
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let alice = get("/", &[("x-user", "alice")]);
         let bob = get("/", &[("x-user", "bob")]);
         assert_eq!(allowed_count(&c, &mut store, &alice, 5, 0), 2);
@@ -256,13 +256,13 @@ mod tests {
             r#"{"rules":[{"name":"k","key":[{"header":"x-api-key"}],
                 "limit":{"capacity":1,"per":"1m"}}]}"#,
         );
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         assert_eq!(allowed_count(&share, &mut store, &get("/", &[]), 3, 0), 1);
         let skip = config(
             r#"{"rules":[{"name":"k","key":[{"header":"x-api-key"}],"missing_key":"skip",
                 "limit":{"capacity":1,"per":"1m"}}]}"#,
         );
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         assert_eq!(allowed_count(&skip, &mut store, &get("/", &[]), 3, 0), 3);
     }
 
@@ -273,7 +273,7 @@ mod tests {
                 {"name":"first","limit":{"capacity":1,"per":"1m"}},
                 {"name":"second","limit":{"capacity":5,"per":"1m"}}]}"#,
         );
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let r = get("/", &[]);
         assert_eq!(check(&c, &r, || Some(0), &mut store).results.len(), 2);
         let v = check(&c, &r, || Some(0), &mut store);
@@ -291,7 +291,7 @@ mod tests {
     fn a_shadow_rule_lets_requests_through_and_reports_them() {
         let c =
             config(r#"{"rules":[{"name":"s","mode":"shadow","limit":{"capacity":1,"per":"1m"}}]}"#);
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let r = get("/", &[]);
         check(&c, &r, || Some(0), &mut store);
         let v = check(&c, &r, || Some(0), &mut store);
@@ -333,7 +333,7 @@ mod tests {
             let v = check(&closed, &r, || Some(0), &mut Broken(status));
             assert_eq!(v.refusal, Some(Refusal::Unavailable { rule: 0 }));
         }
-        let v = check(&closed, &r, || None, &mut EnvoyStore::default());
+        let v = check(&closed, &r, || None, &mut MemoryStore::default());
         assert_eq!(v.results[0].outcome, Outcome::Failed(Failure::NoClock));
     }
 
@@ -357,7 +357,7 @@ mod tests {
             r#"{"rules":[{"name":"trial","mode":"shadow","limit":{"capacity":10,"per":"1s"}}],
                 "failure_mode":"deny"}"#,
         );
-        let v = check(&shadow_only, &r, || None, &mut EnvoyStore::default());
+        let v = check(&shadow_only, &r, || None, &mut MemoryStore::default());
         assert_eq!(v.results[0].outcome, Outcome::Failed(Failure::NoClock));
         assert_eq!(v.refusal, None);
         assert!(!fails_closed(&shadow_only, &shadow_only.rules[0]));
@@ -399,7 +399,7 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 rng >> 33
             };
-            let mut store = EnvoyStore::default();
+            let mut store = MemoryStore::default();
             // Per worker: the clock it read and the snapshot it is deciding on.
             let mut pending: Vec<Option<(u64, Option<SharedValue>)>> = vec![None; 4];
             let (mut clock, mut admitted, mut limited) = (0u64, 0u64, 0u64);
@@ -447,7 +447,7 @@ mod tests {
             r#"{"rules":[{"name":"ip","key":["client_address"],"buckets":16,
                 "limit":{"capacity":1,"per":"1h"}}]}"#,
         );
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let mut overflowed = 0;
         for n in 0..2000u32 {
             let [a, b, ..] = n.to_le_bytes();
@@ -457,6 +457,6 @@ mod tests {
         }
         assert!(overflowed >= 2000 - 16, "{overflowed}");
         // Two sets of 8, the overflow bucket, the anchor.
-        assert_eq!(store.data.len(), 4);
+        assert_eq!(store.values().count(), 4);
     }
 }

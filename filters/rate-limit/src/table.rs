@@ -309,39 +309,10 @@ pub fn count<S: Store>(
 pub const ANCHOR: &str = "meshward_rate_limit.anchor";
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use meshward_shared::host::{HostResult, SharedValue};
-    use std::collections::HashMap;
+    use meshward_shared::shared_data::MemoryStore;
     use std::time::Duration;
-
-    /// Envoy's shared data: one process-wide version counter; a write to an existing key
-    /// with a non-zero CAS that is not its version fails; any write creates an absent key.
-    #[derive(Default)]
-    pub(crate) struct EnvoyStore {
-        pub data: HashMap<String, (Vec<u8>, u32)>,
-        next_cas: u32,
-    }
-
-    impl Store for EnvoyStore {
-        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
-            Ok(self.data.get(key).map(|(bytes, cas)| SharedValue {
-                bytes: bytes.clone(),
-                cas: *cas,
-            }))
-        }
-        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
-            if let Some((_, current)) = self.data.get(key) {
-                if cas != 0 && cas != *current {
-                    return Err(Status::CasMismatch);
-                }
-            }
-            self.next_cas += 1;
-            self.data
-                .insert(key.to_string(), (value.to_vec(), self.next_cas));
-            Ok(())
-        }
-    }
 
     const SECOND: u64 = 1_000_000_000;
 
@@ -523,7 +494,7 @@ pub(crate) mod tests {
         // Worker A reads "absent"; worker B creates the entry and takes its tokens; A's
         // create must then fail its CAS, re-read, and see B's bucket.
         let l = limit(1);
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let key = "k";
         let a_view = store.get(key).unwrap();
         assert!(a_view.is_none());
@@ -544,7 +515,7 @@ pub(crate) mod tests {
     fn counts_overflowing_keys_in_the_shared_overflow_bucket() {
         let l = limit(1);
         let table = Table::new("t", &l, 1);
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         let first = count(&mut store, &table, fp(1), &l, 0, 4).unwrap();
         assert!(!first.overflowed);
         let second = count(&mut store, &table, fp(2), &l, 0, 4).unwrap();
@@ -560,14 +531,15 @@ pub(crate) mod tests {
     fn memory_is_bounded_whatever_the_number_of_keys() {
         let l = limit(1);
         let table = Table::new("t", &l, 64);
-        let mut store = EnvoyStore::default();
+        let mut store = MemoryStore::default();
         for n in 0..100_000u32 {
             let fpn = Fingerprint::of(&n.to_le_bytes());
             count(&mut store, &table, fpn, &l, u64::from(n), 4).unwrap();
         }
         // 8 sets, the overflow bucket and the anchor.
-        assert!(store.data.len() <= 8 + 2, "{} entries", store.data.len());
-        let bytes: usize = store.data.values().map(|(v, _)| v.len()).sum();
+        let entries = store.values().count();
+        assert!(entries <= 8 + 2, "{entries} entries");
+        let bytes: usize = store.values().map(|(_, v)| v.len()).sum();
         assert!(bytes <= 8 * (HEADER + 8 * SLOT) + HEADER + SLOT);
     }
 }

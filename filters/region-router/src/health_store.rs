@@ -112,42 +112,8 @@ mod tests {
     use super::*;
     use crate::health::Transition;
     use meshward_shared::host::{HostResult, SharedValue};
+    use meshward_shared::shared_data::MemoryStore;
     use serde_json::json;
-    use std::collections::HashMap;
-
-    /// Envoy's shared-data rules in memory; `fail` makes every call fail.
-    #[derive(Default)]
-    struct Memory {
-        data: HashMap<String, (Vec<u8>, u32)>,
-        version: u32,
-        fail: bool,
-    }
-
-    impl Store for Memory {
-        fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
-            if self.fail {
-                return Err(Status::InternalFailure);
-            }
-            Ok(self.data.get(key).map(|(bytes, cas)| SharedValue {
-                bytes: bytes.clone(),
-                cas: *cas,
-            }))
-        }
-        fn set(&mut self, key: &str, value: &[u8], cas: u32) -> HostResult<()> {
-            if self.fail {
-                return Err(Status::InternalFailure);
-            }
-            if let Some((_, current)) = self.data.get(key) {
-                if cas != 0 && cas != *current {
-                    return Err(Status::CasMismatch);
-                }
-            }
-            self.version += 1;
-            self.data
-                .insert(key.to_string(), (value.to_vec(), self.version));
-            Ok(())
-        }
-    }
 
     fn config() -> Config {
         let value = json!({
@@ -166,7 +132,7 @@ mod tests {
     #[test]
     fn outcomes_recorded_by_one_worker_are_seen_by_every_decision() {
         let c = config();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         create_missing(&mut store, &c).unwrap();
         for i in 0..3 {
             assert_eq!(
@@ -187,7 +153,7 @@ mod tests {
     #[test]
     fn creating_keeps_existing_records() {
         let c = config();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         create_missing(&mut store, &c).unwrap();
         for _ in 0..4 {
             record(&mut store, &c, 0, NOW, NOW, Outcome::Failure).unwrap();
@@ -199,12 +165,12 @@ mod tests {
     /// A store through which another worker acts between our read and our write: on the
     /// first read of `key` that finds it absent, `other` runs against the inner store.
     struct Racing<'a> {
-        inner: &'a mut Memory,
+        inner: &'a mut MemoryStore,
         key: String,
         other: Option<OtherWorker<'a>>,
     }
 
-    type OtherWorker<'a> = Box<dyn FnOnce(&mut Memory) + 'a>;
+    type OtherWorker<'a> = Box<dyn FnOnce(&mut MemoryStore) + 'a>;
 
     impl Store for Racing<'_> {
         fn get(&mut self, key: &str) -> HostResult<Option<SharedValue>> {
@@ -226,12 +192,12 @@ mod tests {
         // Worker A reads us-east-1's record as absent; before it writes, worker B creates
         // the record and records enough failures to open it. A's creation must not wipe it.
         let c = config();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         let key = c.regions[1].health_key.clone();
         let mut a = Racing {
             inner: &mut store,
             key,
-            other: Some(Box::new(|b: &mut Memory| {
+            other: Some(Box::new(|b: &mut MemoryStore| {
                 let c = config();
                 create_missing(b, &c).unwrap();
                 for _ in 0..4 {
@@ -251,12 +217,12 @@ mod tests {
     #[test]
     fn an_outcome_for_an_absent_record_never_wipes_one_created_meanwhile() {
         let c = config();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         let key = c.regions[0].health_key.clone();
         let mut a = Racing {
             inner: &mut store,
             key,
-            other: Some(Box::new(|b: &mut Memory| {
+            other: Some(Box::new(|b: &mut MemoryStore| {
                 let c = config();
                 for _ in 0..3 {
                     record(b, &c, 0, NOW, NOW, Outcome::Failure).unwrap();
@@ -273,10 +239,8 @@ mod tests {
     #[test]
     fn an_unreadable_store_counts_every_region_healthy_and_says_so() {
         let c = config();
-        let mut store = Memory {
-            fail: true,
-            ..Memory::default()
-        };
+        let mut store = MemoryStore::default();
+        store.failing = true;
         let (states, error) = states(&mut store, &c, NOW);
         assert_eq!(states, vec![State::Healthy, State::Healthy]);
         assert_eq!(error, Some(Status::InternalFailure));
@@ -286,7 +250,7 @@ mod tests {
     #[test]
     fn a_garbled_record_starts_afresh() {
         let c = config();
-        let mut store = Memory::default();
+        let mut store = MemoryStore::default();
         store.set(&c.regions[1].health_key, b"garbage", 0).unwrap();
         assert_eq!(states(&mut store, &c, NOW).0[1], State::Healthy);
         assert_eq!(
