@@ -1,7 +1,7 @@
 //! Plugin configuration: JSON parsed into a filter's typed config, unknown fields refused,
 //! and every error naming the field path and what was expected.
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
@@ -236,6 +236,15 @@ impl<T> NonEmpty<T> {
     pub fn as_slice(&self) -> &[T] {
         &self.0
     }
+
+    /// For `#[serde(deserialize_with = "NonEmpty::deserialize_vec")]` on a `Vec` field (or
+    /// newtype variant) that must hold at least one item.
+    pub fn deserialize_vec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<T>, D::Error>
+    where
+        T: Deserialize<'de>,
+    {
+        NonEmpty::deserialize(deserializer).map(NonEmpty::into_vec)
+    }
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
@@ -245,6 +254,282 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
             return Err(serde::de::Error::custom("expected at least one item"));
         }
         Ok(NonEmpty(items))
+    }
+}
+
+/// An object holding exactly one of the keys that name `E`'s variants, beside the fields of
+/// `F`: "exactly one of" read as an enum, not as `Option`s and a check. `E` is a serde enum
+/// of newtype variants in serde's default form (`#[serde(rename_all = "lowercase")] enum
+/// Place { Header(HeaderName), Cookie(CookieName) }`); `F` is a derived struct
+/// ([`NoFields`] when the choice stands alone). `{"header": "x-token", "prefix": "Bearer "}`
+/// reads as `OneOf { choice: Place::Header(..), fields: .. }`. No choice, or two, is refused
+/// at the object's path as `give exactly one of header or cookie`; a key that is neither a
+/// choice nor a field is refused at its own path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneOf<E, F = NoFields> {
+    /// The variant the object's key chose.
+    pub choice: E,
+    /// The object's other fields.
+    pub fields: F,
+}
+
+/// Nothing beside a [`OneOf`]'s choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+impl<'de, E: Deserialize<'de>, F: Deserialize<'de>> Deserialize<'de> for OneOf<E, F> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let keys = Names {
+            variants: names_of::<E>().variants,
+            fields: names_of::<F>().fields,
+        };
+        let mut choice = None;
+        let fields = F::deserialize(Split {
+            inner: deserializer,
+            keys,
+            choice: &mut choice,
+        })?;
+        // Split refused an object without a choice while reading it, where the error
+        // gets the object's path; this only covers a non-object F accepted some other way.
+        let choice = choice.ok_or_else(|| de::Error::custom(keys.exactly_one()))?;
+        Ok(OneOf { choice, fields })
+    }
+}
+
+/// The names a derived `Deserialize` declares: an enum's variants, a struct's fields. For a
+/// [`OneOf`], the keys its object may hold.
+#[derive(Clone, Copy, Default)]
+struct Names {
+    variants: &'static [&'static str],
+    fields: &'static [&'static str],
+}
+
+impl Names {
+    fn exactly_one(self) -> String {
+        format!("give exactly one of {}", either(self.variants))
+    }
+}
+
+fn names_of<'de, T: Deserialize<'de>>() -> Names {
+    let mut names = Names::default();
+    // The probe refuses every read; deserializing only hands it the declared names.
+    let _refused = T::deserialize(NameProbe(&mut names));
+    names
+}
+
+struct NameProbe<'n>(&'n mut Names);
+
+impl<'de> Deserializer<'de> for NameProbe<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("only names are read"))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.variants = variants;
+        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.fields = fields;
+        self.deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn either(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// The object as `F` reads it, with the choice's entry taken out as it passes: wraps the
+/// object's deserializer, then its visitor, then its map.
+struct Split<'c, D, E> {
+    inner: D,
+    keys: Names,
+    choice: &'c mut Option<E>,
+}
+
+impl<'de, D: Deserializer<'de>, E: Deserialize<'de>> Deserializer<'de> for Split<'_, D, E> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_map(Split {
+            inner: visitor,
+            keys: self.keys,
+            choice: self.choice,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de, V: Visitor<'de>, E: Deserialize<'de>> Visitor<'de> for Split<'_, V, E> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with one of {}", either(self.keys.variants))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        let mut entries = Split {
+            inner: map,
+            keys: self.keys,
+            choice: self.choice,
+        };
+        let value = self.inner.visit_map(&mut entries)?;
+        if entries.choice.is_none() {
+            return Err(de::Error::custom(self.keys.exactly_one()));
+        }
+        Ok(value)
+    }
+}
+
+impl<'de, A: MapAccess<'de>, E: Deserialize<'de>> MapAccess<'de> for Split<'_, A, E> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let mut seed = Some(seed);
+        loop {
+            let key = self.inner.next_key_seed(KeySeed {
+                keys: self.keys,
+                seed: &mut seed,
+            })?;
+            match key {
+                None => return Ok(None),
+                Some(Ok(field)) => return Ok(Some(field)),
+                Some(Err(variant)) => {
+                    let chosen = E::deserialize(Entry {
+                        key: variant,
+                        map: &mut self.inner,
+                    })?;
+                    if self.choice.replace(chosen).is_some() {
+                        return Err(de::Error::custom(self.keys.exactly_one()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.inner.next_value_seed(seed)
+    }
+}
+
+/// Reads one key: a field's goes to `F`'s seed (`Ok`), a choice's is handed back (`Err`),
+/// any other is refused here, so its error names the key's path.
+struct KeySeed<'s, K> {
+    keys: Names,
+    seed: &'s mut Option<K>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
+    type Value = Result<K::Value, &'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        if let Some(choice) = self.keys.variants.iter().find(|c| **c == key) {
+            return Ok(Err(choice));
+        }
+        match self.seed.take() {
+            Some(seed) if self.keys.fields.contains(&key.as_str()) => seed
+                .deserialize(de::value::StrDeserializer::new(&key))
+                .map(Ok),
+            _ => {
+                let known: Vec<String> = self
+                    .keys
+                    .fields
+                    .iter()
+                    .chain(self.keys.variants)
+                    .map(|k| format!("`{k}`"))
+                    .collect();
+                Err(de::Error::custom(format!(
+                    "unknown field `{key}`, expected one of {}",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+/// The choice's entry, read as an externally tagged enum: the key names the variant, the
+/// value is its content.
+struct Entry<'m, A> {
+    key: &'static str,
+    map: &'m mut A,
+}
+
+impl<'de, A: MapAccess<'de>> Deserializer<'de> for Entry<'_, A> {
+    type Error = A::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        visitor.visit_enum(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de, A: MapAccess<'de>> de::EnumAccess<'de> for Entry<'_, A> {
+    type Error = A::Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), A::Error> {
+        let variant = seed.deserialize(de::value::StrDeserializer::new(self.key))?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de, A: MapAccess<'de>> de::VariantAccess<'de> for Entry<'_, A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        Err(de::Error::custom("a OneOf choice holds a value"))
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, A::Error> {
+        Err(de::Error::custom("a OneOf choice holds one value"))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, A::Error> {
+        Err(de::Error::custom("a OneOf choice holds one value"))
     }
 }
 
@@ -317,15 +602,34 @@ checked_string!(
     request_path
 );
 
+checked_string!(
+    /// A cookie name: an HTTP token (letters, digits and ``!#$%&'*+-.^_`|~``), any case.
+    CookieName,
+    cookie_name
+);
+
 fn header_name(name: &str) -> Result<(), String> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
+    if !is_token(name) {
         return Err(format!(
             "expected a header name (letters, digits and -), got {name:?}"
         ));
     }
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(format!("header names are lowercase in Envoy, got {name:?}"));
+    }
+    Ok(())
+}
+
+fn is_token(text: &str) -> bool {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !text.is_empty() && text.bytes().all(tchar)
+}
+
+fn cookie_name(name: &str) -> Result<(), String> {
+    if !is_token(name) {
+        return Err(format!(
+            "expected a cookie name (letters, digits and -_.), got {name:?}"
+        ));
     }
     Ok(())
 }
@@ -605,6 +909,70 @@ mod tests {
         assert!(
             refused(r#"{"attempts": -1, "names": ["a"]}"#).starts_with("attempts: invalid value")
         );
+    }
+
+    #[test]
+    fn one_of_reads_exactly_one_choice_beside_the_other_fields() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Place {
+            Header(HeaderName),
+            Cookie(String),
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            prefix: Option<String>,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            from: Vec<OneOf<Place, Fields>>,
+            #[serde(default)]
+            sticky: Option<OneOf<Place>>,
+        }
+        let doc = parse_json::<Doc>(
+            br#"{"from": [{"prefix": "Bearer ", "header": "authorization"}, {"cookie": "t"}],
+                 "sticky": {"cookie": "s"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            doc.from[0].choice,
+            Place::Header(HeaderName::parse("authorization").unwrap())
+        );
+        assert_eq!(doc.from[0].fields.prefix.as_deref(), Some("Bearer "));
+        assert_eq!(doc.from[1].choice, Place::Cookie("t".into()));
+        assert_eq!(doc.sticky.unwrap().choice, Place::Cookie("s".into()));
+        let refused = |json: &str| parse_json::<Doc>(json.as_bytes()).unwrap_err().to_string();
+        assert_eq!(
+            refused(r#"{"from": [{"header": "a", "cookie": "b"}]}"#),
+            "from[0]: give exactly one of header or cookie"
+        );
+        assert_eq!(
+            refused(r#"{"from": [{"prefix": "x"}]}"#),
+            "from[0]: give exactly one of header or cookie"
+        );
+        assert_eq!(
+            refused(r#"{"from": [{"cookie": "b", "prefx": "x"}]}"#),
+            "from[0].prefx: unknown field `prefx`, expected one of `prefix`, `header`, `cookie`"
+        );
+        assert!(refused(r#"{"from": [{"header": "A"}]}"#)
+            .starts_with("from[0].header: header names are lowercase"));
+        assert_eq!(
+            refused(r#"{"from": [], "sticky": {"cookie": "s", "prefix": "x"}}"#),
+            "sticky.prefix: unknown field `prefix`, expected one of `header`, `cookie`"
+        );
+        assert!(refused(r#"{"from": ["header"]}"#).starts_with("from[0]: invalid type: string"));
+    }
+
+    #[test]
+    fn cookie_names_are_http_tokens() {
+        assert!(CookieName::parse("__Host-session.id").is_ok());
+        assert!(CookieName::parse("Session").is_ok());
+        for bad in ["", "a b", "a=b", "a;b", "a\"b"] {
+            assert!(CookieName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

@@ -9,10 +9,11 @@ use crate::remote::RemoteSource;
 use crate::sources::TokenSource;
 use crate::token::Algorithm;
 use meshward_shared::config::{
-    check_header_name, check_header_value, parse_json, Bounded, ConfigDuration, ConfigError,
+    parse_json, Bounded, BoundedDuration, ConfigError, CookieName, HeaderName, HeaderValue,
+    NonEmpty, OneOf,
 };
 use meshward_shared::matching::RequestMatch;
-use serde::Deserialize;
+use serde::{de, Deserialize, Deserializer};
 use serde_json::Value;
 use std::rc::Rc;
 use std::time::Duration;
@@ -75,28 +76,21 @@ pub struct Config {
     pub managed_headers: Vec<String>,
 }
 
-const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
-const DEFAULT_MAX_KEYS: usize = 32;
-const DEFAULT_CACHE_ENTRIES: usize = 1024;
-const DEFAULT_MAX_KEYS_WITHOUT_KID: usize = 4;
-const DEFAULT_MAX_WASM_RSA_BITS: usize = 4096;
+/// Durations in the bounds below, in nanoseconds.
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000 * MS;
+const DAY: u64 = 86_400 * S;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    providers: Vec<RawProvider>,
+    providers: NonEmpty<OneOf<KeySource, RawProvider>>,
     #[serde(default)]
     rules: Vec<RawRule>,
-    #[serde(default)]
     realm: Option<String>,
-    #[serde(default)]
     max_token_bytes: Option<Bounded<256, 65_536>>,
-    #[serde(default)]
     cache: Option<RawCache>,
-    #[serde(default)]
     host_crypto: Option<bool>,
-    #[serde(default)]
     max_wasm_rsa_bits:
         Option<Bounded<{ jwks::MIN_RSA_BITS as u32 }, { jwks::MAX_RSA_BITS as u32 }>>,
 }
@@ -107,35 +101,32 @@ struct RawCache {
     max_entries: Bounded<0, 100_000>,
 }
 
+/// A provider's keys: exactly one of these keys, beside its other fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KeySource {
+    /// A JWKS object, or a string holding one (as Envoy's `inline_string`).
+    Jwks(Value),
+    RemoteJwks(RawRemote),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     name: String,
-    #[serde(default)]
     issuer: Option<String>,
     #[serde(default)]
     audiences: Vec<String>,
-    #[serde(default)]
-    jwks: Option<Value>,
-    #[serde(default)]
-    remote_jwks: Option<RawRemote>,
-    #[serde(default)]
-    from: Option<Vec<RawSource>>,
+    from: Option<NonEmpty<OneOf<Place, SourceFields>>>,
     #[serde(default)]
     forward: bool,
     #[serde(default)]
     claims_to_headers: Vec<RawClaimHeader>,
-    #[serde(default)]
-    payload_header: Option<String>,
-    #[serde(default)]
-    clock_skew: Option<ConfigDuration>,
-    #[serde(default)]
+    payload_header: Option<SettableHeader>,
+    clock_skew: Option<BoundedDuration<0, { 3600 * S }>>,
     require_exp: Option<bool>,
-    #[serde(default)]
-    max_lifetime: Option<ConfigDuration>,
-    #[serde(default)]
-    algorithms: Option<Vec<String>>,
-    #[serde(default)]
+    max_lifetime: Option<BoundedDuration<S, { 3650 * DAY }>>,
+    algorithms: Option<NonEmpty<Algorithm>>,
     max_keys_without_kid: Option<Bounded<0, 256>>,
 }
 
@@ -144,51 +135,40 @@ struct RawProvider {
 struct RawRemote {
     cluster: String,
     uri: String,
-    #[serde(default)]
-    timeout: Option<ConfigDuration>,
-    #[serde(default)]
-    cache_duration: Option<ConfigDuration>,
-    #[serde(default)]
-    min_refetch_interval: Option<ConfigDuration>,
-    #[serde(default)]
-    retry_interval: Option<ConfigDuration>,
-    #[serde(default)]
+    timeout: Option<BoundedDuration<MS, { 60 * S }>>,
+    cache_duration: Option<BoundedDuration<S, { 30 * DAY }>>,
+    min_refetch_interval: Option<BoundedDuration<S, DAY>>,
+    retry_interval: Option<BoundedDuration<{ 100 * MS }, { 3600 * S }>>,
     max_bytes: Option<Bounded<1024, 1_048_576>>,
-    #[serde(default)]
     max_keys: Option<Bounded<1, 256>>,
+}
+
+/// Where a token is looked for: exactly one of these keys, and a `prefix` for a header.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Place {
+    Header(HeaderName),
+    Query(String),
+    Cookie(CookieName),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSource {
-    #[serde(default)]
-    header: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    query: Option<String>,
-    #[serde(default)]
-    cookie: Option<String>,
+struct SourceFields {
+    prefix: Option<HeaderValue>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClaimHeader {
-    claim: Value,
-    header: String,
+    claim: ClaimPath,
+    header: SettableHeader,
 }
 
+/// Whether a rule needs a token.
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum RawMode {
-    #[default]
-    Any,
-    All,
-}
-
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum RawTokenMode {
+enum TokenMode {
     #[default]
     Required,
     Optional,
@@ -200,46 +180,77 @@ enum RawTokenMode {
 struct RawRule {
     #[serde(default, rename = "match")]
     matcher: RequestMatch,
+    providers: Option<NonEmpty<String>>,
     #[serde(default)]
-    providers: Option<Vec<String>>,
+    mode: Mode,
     #[serde(default)]
-    mode: RawMode,
+    token: TokenMode,
     #[serde(default)]
-    token: RawTokenMode,
-    #[serde(default)]
-    claims: Vec<RawClaimRequirement>,
+    claims: Vec<OneOf<ClaimCheck, ClaimFields>>,
 }
 
+/// A claim requirement's fields beside its check.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawClaimRequirement {
-    claim: Value,
-    #[serde(default)]
+struct ClaimFields {
+    claim: ClaimPath,
     provider: Option<String>,
-    #[serde(default)]
-    equals: Option<Value>,
-    #[serde(default)]
-    one_of: Option<Vec<Value>>,
-    #[serde(default)]
-    contains: Option<Value>,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
+}
+
+/// A claim path: `"a.b"` (split at dots) or `["a", "b.c"]` (for keys holding dots).
+struct ClaimPath(Vec<String>);
+
+impl<'de> Deserialize<'de> for ClaimPath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let parts: Vec<String> = match &value {
+            Value::String(text) => text.split('.').map(str::to_owned).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if parts.is_empty() || parts.iter().any(String::is_empty) {
+            return Err(de::Error::custom(format!("expected a claim name such as \"sub\", a dotted path such as \"realm_access.roles\", or an array of keys, got {value}")));
+        }
+        Ok(ClaimPath(parts))
+    }
+}
+
+/// A header the filter may set: a valid lowercase name, not one that routes or frames the
+/// request.
+struct SettableHeader(String);
+
+impl<'de> Deserialize<'de> for SettableHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = HeaderName::deserialize(deserializer)?.into_string();
+        const RESERVED: [&str; 6] = [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+        ];
+        if RESERVED.contains(&name.as_str()) {
+            return Err(de::Error::custom(format!("{name:?} cannot carry claims")));
+        }
+        Ok(SettableHeader(name))
+    }
 }
 
 /// Parses and validates the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     let raw: RawConfig = parse_json(bytes)?;
-    if raw.providers.is_empty() {
-        return Err(ConfigError::new(
-            "providers",
-            "at least one provider is required",
-        ));
-    }
+    let raw_providers = raw.providers.into_vec();
     let mut sources: Vec<RemoteSource> = Vec::new();
-    let mut providers = Vec::with_capacity(raw.providers.len());
-    for (i, provider) in raw.providers.into_iter().enumerate() {
+    let mut providers = Vec::with_capacity(raw_providers.len());
+    for (i, provider) in raw_providers.into_iter().enumerate() {
         let path = format!("providers[{i}]");
-        let provider = build_provider(provider, &mut sources).map_err(|e| e.within(&path))?;
+        let provider = build_provider(provider.choice, provider.fields, &mut sources)
+            .map_err(|e| e.within(&path))?;
         if providers.iter().any(|p: &Provider| p.name == provider.name) {
             return Err(ConfigError::new(
                 format!("{path}.name"),
@@ -259,28 +270,17 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         .map(|(i, rule)| build_rule(rule, &names).map_err(|e| e.within(&format!("rules[{i}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let realm = raw.realm.unwrap_or_else(|| "meshward".into());
-    check_header_value("realm", &realm)?;
-    if realm.is_empty() || realm.contains(['"', '\\']) || !realm.is_ascii() {
+    let quotable = |b: u8| b.is_ascii() && !b"\"\\\r\n\0".contains(&b);
+    if realm.is_empty() || !realm.bytes().all(quotable) {
         return Err(ConfigError::new(
             "realm",
-            "expected non-empty ASCII text without quotes or backslashes",
+            "expected non-empty ASCII text without quotes, backslashes, CR, LF or NUL",
         ));
     }
-    let max_token_bytes = raw
-        .max_token_bytes
-        .map_or(DEFAULT_MAX_TOKEN_BYTES, |n| n.get() as usize);
-    let cache_entries = raw
-        .cache
-        .map_or(DEFAULT_CACHE_ENTRIES, |c| c.max_entries.get() as usize);
-    let max_wasm_rsa_bits = raw
-        .max_wasm_rsa_bits
-        .map_or(DEFAULT_MAX_WASM_RSA_BITS, |n| n.get() as usize);
     let mut managed_headers: Vec<String> = Vec::new();
-    for provider in &providers {
-        for header in provider.forwarding.headers() {
-            if !managed_headers.iter().any(|h| h == header) {
-                managed_headers.push(header.to_string());
-            }
+    for header in providers.iter().flat_map(|p| p.forwarding.headers()) {
+        if !managed_headers.iter().any(|h| h == header) {
+            managed_headers.push(header.to_string());
         }
     }
     Ok(Config {
@@ -293,33 +293,17 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         providers,
         rules,
         realm,
-        max_token_bytes,
-        cache_entries,
+        max_token_bytes: raw.max_token_bytes.map_or(8 * 1024, |n| n.get() as usize),
+        cache_entries: raw.cache.map_or(1024, |c| c.max_entries.get() as usize),
         host_crypto: raw.host_crypto.unwrap_or(true),
-        max_wasm_rsa_bits,
+        max_wasm_rsa_bits: raw.max_wasm_rsa_bits.map_or(4096, |n| n.get() as usize),
         sources,
         managed_headers,
     })
 }
 
-fn duration_in(
-    path: &str,
-    value: Option<ConfigDuration>,
-    default: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<Duration, ConfigError> {
-    let d = value.map_or(default, |d| d.0);
-    if d < min || d > max {
-        return Err(ConfigError::new(
-            path,
-            format!("expected between {min:?} and {max:?}, got {d:?}"),
-        ));
-    }
-    Ok(d)
-}
-
 fn build_provider(
+    keys: KeySource,
     raw: RawProvider,
     sources: &mut Vec<RemoteSource>,
 ) -> Result<Provider, ConfigError> {
@@ -345,16 +329,10 @@ fn build_provider(
             "must not be empty",
         ));
     }
-    let keys = match (raw.jwks, raw.remote_jwks) {
-        (Some(inline), None) => Keys::Inline(Rc::new(inline_jwks(&inline)?)),
-        (None, Some(remote)) => {
+    let keys = match keys {
+        KeySource::Jwks(inline) => Keys::Inline(Rc::new(inline_jwks(&inline)?)),
+        KeySource::RemoteJwks(remote) => {
             Keys::Remote(remote_source(remote, sources).map_err(|e| e.within("remote_jwks"))?)
-        }
-        _ => {
-            return Err(ConfigError::new(
-                "",
-                "exactly one of \"jwks\" (inline keys) and \"remote_jwks\" is required",
-            ))
         }
     };
     let from = match raw.from {
@@ -362,56 +340,23 @@ fn build_provider(
             name: "authorization".into(),
             prefix: "Bearer ".into(),
         }],
-        Some(list) if list.is_empty() => {
-            return Err(ConfigError::new(
-                "from",
-                "at least one token source is required",
-            ))
-        }
         Some(list) => list
+            .into_vec()
             .into_iter()
             .enumerate()
             .map(|(i, s)| token_source(s).map_err(|e| e.within(&format!("from[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let mut claims_to_headers = Vec::with_capacity(raw.claims_to_headers.len());
-    for (i, item) in raw.claims_to_headers.into_iter().enumerate() {
-        let at = format!("claims_to_headers[{i}]");
-        claims_to_headers.push(ClaimHeader {
-            path: claim_path(&item.claim).map_err(|e| e.within(&at))?,
-            header: settable_header(&format!("{at}.header"), item.header)?,
-        });
+    let algorithms = raw.algorithms.map(NonEmpty::into_vec);
+    for (i, alg) in algorithms.iter().flatten().enumerate() {
+        if algorithms.iter().flatten().take(i).any(|a| a == alg) {
+            return Err(ConfigError::new(
+                format!("algorithms[{i}]"),
+                format!("{} is listed twice", alg.name()),
+            ));
+        }
     }
-    let payload_header = raw
-        .payload_header
-        .map(|h| settable_header("payload_header", h))
-        .transpose()?;
-    let skew = duration_in(
-        "clock_skew",
-        raw.clock_skew,
-        Duration::from_secs(60),
-        Duration::ZERO,
-        Duration::from_secs(3600),
-    )?;
-    let max_lifetime = raw
-        .max_lifetime
-        .map(|d| {
-            duration_in(
-                "max_lifetime",
-                Some(d),
-                d.0,
-                Duration::from_secs(1),
-                Duration::from_secs(10 * 365 * 86400),
-            )
-        })
-        .transpose()?;
-    let algorithms = raw
-        .algorithms
-        .map(|names| algorithm_list(&names))
-        .transpose()?;
-    let max_keys_without_kid = raw
-        .max_keys_without_kid
-        .map_or(DEFAULT_MAX_KEYS_WITHOUT_KID, |n| n.get() as usize);
+    let claims_to_headers = raw.claims_to_headers.into_iter();
     Ok(Provider {
         name: raw.name,
         issuer: raw.issuer,
@@ -419,48 +364,23 @@ fn build_provider(
         keys,
         from,
         forwarding: Forwarding {
-            claims_to_headers,
-            payload_header,
+            claims_to_headers: claims_to_headers
+                .map(|c| ClaimHeader {
+                    path: c.claim.0,
+                    header: c.header.0,
+                })
+                .collect(),
+            payload_header: raw.payload_header.map(|h| h.0),
             keep_token: raw.forward,
         },
         time: TimeRules {
-            skew_secs: skew.as_secs(),
+            skew_secs: raw.clock_skew.map_or(60, |d| d.get().as_secs()),
             require_exp: raw.require_exp.unwrap_or(true),
-            max_lifetime_secs: max_lifetime.map(|d| d.as_secs()),
+            max_lifetime_secs: raw.max_lifetime.map(|d| d.get().as_secs()),
         },
         algorithms,
-        max_keys_without_kid,
+        max_keys_without_kid: raw.max_keys_without_kid.map_or(4, |n| n.get() as usize),
     })
-}
-
-/// A provider's `algorithms`: known JWA names, at least one, none twice.
-fn algorithm_list(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
-    if names.is_empty() {
-        return Err(ConfigError::new(
-            "algorithms",
-            "at least one algorithm is required (leave it out to accept what the keys allow)",
-        ));
-    }
-    let mut out: Vec<Algorithm> = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        let alg = Algorithm::from_name(name).ok_or_else(|| {
-            ConfigError::new(
-                format!("algorithms[{i}]"),
-                format!(
-                    "expected one of {}, got {name:?}",
-                    Algorithm::ALL.map(Algorithm::name).join(", ")
-                ),
-            )
-        })?;
-        if out.contains(&alg) {
-            return Err(ConfigError::new(
-                format!("algorithms[{i}]"),
-                format!("{name} is listed twice"),
-            ));
-        }
-        out.push(alg);
-    }
-    Ok(out)
 }
 
 /// Inline keys: a JWKS object, or a string holding one (as Envoy's `inline_string`).
@@ -488,47 +408,21 @@ fn remote_source(raw: RawRemote, sources: &mut Vec<RemoteSource>) -> Result<usiz
     let (authority, path) = split_uri(&raw.uri).ok_or_else(|| {
         ConfigError::new("uri", format!("expected an http or https URL such as \"https://idp.example.com/.well-known/jwks.json\", got {:?}", raw.uri))
     })?;
-    let max_bytes = raw
-        .max_bytes
-        .map_or(DEFAULT_MAX_JWKS_BYTES, |n| n.get() as usize);
-    let max_keys = raw.max_keys.map_or(DEFAULT_MAX_KEYS, |n| n.get() as usize);
     let secs = Duration::from_secs;
     let source = RemoteSource {
         shared_key: format!("meshward-jwt-auth|jwks|{}|{authority}{path}", raw.cluster),
         cluster: raw.cluster,
         authority,
         path,
-        timeout: duration_in(
-            "timeout",
-            raw.timeout,
-            secs(5),
-            Duration::from_millis(1),
-            secs(60),
-        )?,
-        cache_duration: duration_in(
-            "cache_duration",
-            raw.cache_duration,
-            secs(600),
-            secs(1),
-            secs(30 * 86400),
-        )?,
-        min_refetch_interval: duration_in(
-            "min_refetch_interval",
-            raw.min_refetch_interval,
-            secs(30),
-            secs(1),
-            secs(86400),
-        )?,
-        retry_interval: duration_in(
-            "retry_interval",
-            raw.retry_interval,
-            secs(10),
-            Duration::from_millis(100),
-            secs(3600),
-        )?,
+        timeout: raw.timeout.map_or(secs(5), BoundedDuration::get),
+        cache_duration: raw.cache_duration.map_or(secs(600), BoundedDuration::get),
+        min_refetch_interval: raw
+            .min_refetch_interval
+            .map_or(secs(30), BoundedDuration::get),
+        retry_interval: raw.retry_interval.map_or(secs(10), BoundedDuration::get),
         limits: Limits {
-            max_bytes,
-            max_keys,
+            max_bytes: raw.max_bytes.map_or(64 * 1024, |n| n.get() as usize),
+            max_keys: raw.max_keys.map_or(32, |n| n.get() as usize),
         },
     };
     if let Some(existing) = sources
@@ -569,90 +463,28 @@ fn split_uri(uri: &str) -> Option<(String, String)> {
     Some((authority.to_string(), path))
 }
 
-fn token_source(raw: RawSource) -> Result<TokenSource, ConfigError> {
-    match (raw.header, raw.query, raw.cookie) {
-        (Some(name), None, None) => {
-            check_header_name("header", &name)?;
-            let prefix = raw.prefix.unwrap_or_else(|| {
-                if name == "authorization" {
-                    "Bearer ".into()
-                } else {
-                    String::new()
-                }
-            });
-            check_header_value("prefix", &prefix)?;
+fn token_source(raw: OneOf<Place, SourceFields>) -> Result<TokenSource, ConfigError> {
+    match (raw.choice, raw.fields.prefix.map(HeaderValue::into_string)) {
+        (Place::Header(name), prefix) => {
+            let name = name.into_string();
+            let bearer = if name == "authorization" {
+                "Bearer "
+            } else {
+                ""
+            };
+            let prefix = prefix.unwrap_or_else(|| bearer.into());
             Ok(TokenSource::Header { name, prefix })
         }
-        (None, Some(_), None) | (None, None, Some(_)) if raw.prefix.is_some() => Err(
-            ConfigError::new("prefix", "only a header source has a prefix"),
-        ),
-        (None, Some(name), None) => {
-            non_empty("query", &name)?;
-            Ok(TokenSource::Query(name))
-        }
-        (None, None, Some(name)) => {
-            let token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
-            if name.is_empty() || !name.chars().all(token_char) {
-                return Err(ConfigError::new(
-                    "cookie",
-                    format!("expected a cookie name, got {name:?}"),
-                ));
-            }
-            Ok(TokenSource::Cookie(name))
-        }
-        _ => Err(ConfigError::new(
-            "",
-            "expected exactly one of \"header\", \"query\" and \"cookie\"",
+        (_, Some(_)) => Err(ConfigError::new(
+            "prefix",
+            "only a header source has a prefix",
         )),
+        (Place::Query(name), None) if name.is_empty() => {
+            Err(ConfigError::new("query", "must not be empty"))
+        }
+        (Place::Query(name), None) => Ok(TokenSource::Query(name)),
+        (Place::Cookie(name), None) => Ok(TokenSource::Cookie(name.into_string())),
     }
-}
-
-fn non_empty(path: &str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() {
-        return Err(ConfigError::new(path, "must not be empty"));
-    }
-    Ok(())
-}
-
-/// A header the filter may set: a valid lowercase name, not one that routes or frames the
-/// request.
-fn settable_header(path: &str, name: String) -> Result<String, ConfigError> {
-    check_header_name(path, &name)?;
-    const RESERVED: [&str; 6] = [
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "te",
-        "upgrade",
-    ];
-    if RESERVED.contains(&name.as_str()) {
-        return Err(ConfigError::new(
-            path,
-            format!("{name:?} cannot carry claims"),
-        ));
-    }
-    Ok(name)
-}
-
-/// A claim path: `"a.b"` (split at dots) or `["a", "b.c"]` (for keys holding dots).
-fn claim_path(value: &Value) -> Result<Vec<String>, ConfigError> {
-    let parts: Vec<String> = match value {
-        Value::String(text) => text.split('.').map(str::to_owned).collect(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    if parts.is_empty() || parts.iter().any(String::is_empty) {
-        return Err(ConfigError::new(
-            "claim",
-            format!("expected a claim name such as \"sub\", a dotted path such as \"realm_access.roles\", or an array of keys, got {value}"),
-        ));
-    }
-    Ok(parts)
 }
 
 fn provider_index(names: &[&str], path: &str, name: &str) -> Result<usize, ConfigError> {
@@ -668,24 +500,18 @@ fn provider_index(names: &[&str], path: &str, name: &str) -> Result<usize, Confi
 }
 
 fn build_rule(raw: RawRule, names: &[&str]) -> Result<Rule, ConfigError> {
-    let matcher = raw.matcher;
     let providers: Vec<usize> = match &raw.providers {
         None => (0..names.len()).collect(),
-        Some(list) if list.is_empty() => {
-            return Err(ConfigError::new(
-                "providers",
-                "list at least one provider, or leave the field out for all",
-            ))
-        }
         Some(list) => list
+            .as_slice()
             .iter()
             .enumerate()
             .map(|(i, name)| provider_index(names, &format!("providers[{i}]"), name))
             .collect::<Result<_, _>>()?,
     };
     let requirement = match raw.token {
-        RawTokenMode::Ignored => {
-            if raw.providers.is_some() || !raw.claims.is_empty() || raw.mode != RawMode::Any {
+        TokenMode::Ignored => {
+            if raw.providers.is_some() || !raw.claims.is_empty() || raw.mode != Mode::Any {
                 return Err(ConfigError::new(
                     "token",
                     "a rule with \"token\": \"ignored\" verifies nothing: remove its providers, mode and claims",
@@ -693,8 +519,8 @@ fn build_rule(raw: RawRule, names: &[&str]) -> Result<Rule, ConfigError> {
             }
             Requirement::Ignore
         }
-        mode => {
-            if mode == RawTokenMode::Optional && !raw.claims.is_empty() {
+        token => {
+            if token == TokenMode::Optional && !raw.claims.is_empty() {
                 return Err(ConfigError::new(
                     "claims",
                     "claims cannot be required when the token is optional: use \"token\": \"required\"",
@@ -710,28 +536,24 @@ fn build_rule(raw: RawRule, names: &[&str]) -> Result<Rule, ConfigError> {
                 .collect::<Result<Vec<_>, _>>()?;
             Requirement::Verify {
                 providers,
-                mode: match raw.mode {
-                    RawMode::Any => Mode::Any,
-                    RawMode::All => Mode::All,
-                },
-                allow_missing: mode == RawTokenMode::Optional,
+                mode: raw.mode,
+                allow_missing: token == TokenMode::Optional,
                 claims,
             }
         }
     };
     Ok(Rule {
-        matcher,
+        matcher: raw.matcher,
         requirement,
     })
 }
 
 fn build_claim(
-    raw: RawClaimRequirement,
+    raw: OneOf<ClaimCheck, ClaimFields>,
     names: &[&str],
     rule_providers: &[usize],
 ) -> Result<ClaimRequirement, ConfigError> {
-    let path = claim_path(&raw.claim)?;
-    let provider = match &raw.provider {
+    let provider = match &raw.fields.provider {
         None => None,
         Some(name) => {
             let index = provider_index(names, "provider", name)?;
@@ -744,36 +566,18 @@ fn build_claim(
             Some(index)
         }
     };
-    let check = match (raw.equals, raw.one_of, raw.contains, raw.scopes) {
-        (Some(v), None, None, None) => ClaimCheck::Equals(v),
-        (None, Some(options), None, None) if !options.is_empty() => ClaimCheck::OneOf(options),
-        (None, Some(_), None, None) => {
-            return Err(ConfigError::new("one_of", "list at least one value"))
-        }
-        (None, None, Some(v), None) => ClaimCheck::Contains(v),
-        (None, None, None, Some(scopes)) => {
-            if scopes.is_empty() {
-                return Err(ConfigError::new("scopes", "list at least one scope"));
-            }
-            if let Some(i) = scopes.iter().position(|s| s.is_empty() || s.contains(' ')) {
-                return Err(ConfigError::new(
-                    format!("scopes[{i}]"),
-                    "a scope is one non-empty word",
-                ));
-            }
-            ClaimCheck::Scopes(scopes)
-        }
-        _ => {
+    if let ClaimCheck::Scopes(scopes) = &raw.choice {
+        if let Some(i) = scopes.iter().position(|s| s.is_empty() || s.contains(' ')) {
             return Err(ConfigError::new(
-                "",
-                "expected exactly one of \"equals\", \"one_of\", \"contains\" and \"scopes\"",
-            ))
+                format!("scopes[{i}]"),
+                "a scope is one non-empty word",
+            ));
         }
-    };
+    }
     Ok(ClaimRequirement {
-        path,
+        path: raw.fields.claim.0,
         provider,
-        check,
+        check: raw.choice,
     })
 }
 
@@ -853,12 +657,12 @@ mod tests {
     #[test]
     fn requires_exactly_one_key_source() {
         let both = json!({ "name": "a", "jwks": fixtures::jwks(), "remote_jwks": { "cluster": "c", "uri": "https://x/" } });
-        assert!(error(json!({ "providers": [both] })).starts_with("providers[0]: exactly one of"));
-        assert!(error(json!({ "providers": [{ "name": "a" }] }))
-            .starts_with("providers[0]: exactly one of"));
+        let one = "providers[0]: give exactly one of jwks or remote_jwks";
+        assert_eq!(error(json!({ "providers": [both] })), one);
+        assert_eq!(error(json!({ "providers": [{ "name": "a" }] })), one);
         assert_eq!(
             error(json!({ "providers": [] })),
-            "providers: at least one provider is required"
+            "providers: expected at least one item"
         );
     }
 
@@ -895,9 +699,9 @@ mod tests {
             with(json!({ "cluster": "c", "uri": "https://x/", "timeout": "soon" })),
             "providers[0].remote_jwks.timeout: expected a duration such as \"1s\" or \"500ms\", got \"soon\""
         );
-        assert!(
-            with(json!({ "cluster": "c", "uri": "https://x/", "timeout": "2m" }))
-                .starts_with("providers[0].remote_jwks.timeout: expected between")
+        assert_eq!(
+            with(json!({ "cluster": "c", "uri": "https://x/", "timeout": "2m" })),
+            "providers[0].remote_jwks.timeout: expected 1ms to 60s, got 120s"
         );
     }
 
@@ -910,7 +714,7 @@ mod tests {
         };
         assert_eq!(
             with(json!([{ "header": "x-a", "query": "t" }])),
-            "providers[0].from[0]: expected exactly one of \"header\", \"query\" and \"cookie\""
+            "providers[0].from[0]: give exactly one of header, query or cookie"
         );
         assert_eq!(
             with(json!([{ "query": "t", "prefix": "x" }])),
@@ -920,7 +724,7 @@ mod tests {
             .starts_with("providers[0].from[0].header: header names are lowercase"));
         assert_eq!(
             with(json!([])),
-            "providers[0].from: at least one token source is required"
+            "providers[0].from: expected at least one item"
         );
     }
 
@@ -968,7 +772,18 @@ mod tests {
         assert!(with(json!({ "token": "ignored", "providers": ["idp"] }))
             .starts_with("rules[0].token:"));
         assert_eq!(with(json!({ "token": "maybe" })), "rules[0].token: unknown variant `maybe`, expected one of `required`, `optional`, `ignored`");
-        assert_eq!(with(json!({ "claims": [{ "claim": "sub", "equals": "a", "one_of": ["b"] }] })), "rules[0].claims[0]: expected exactly one of \"equals\", \"one_of\", \"contains\" and \"scopes\"");
+        assert_eq!(
+            with(json!({ "claims": [{ "claim": "sub", "equals": "a", "one_of": ["b"] }] })),
+            "rules[0].claims[0]: give exactly one of equals, one_of, contains or scopes"
+        );
+        assert_eq!(
+            with(json!({ "claims": [{ "claim": "sub", "equal": "a" }] })),
+            "rules[0].claims[0].equal: unknown field `equal`, expected one of `claim`, `provider`, `equals`, `one_of`, `contains`, `scopes`"
+        );
+        assert_eq!(
+            with(json!({ "claims": [{ "claim": "sub", "one_of": [] }] })),
+            "rules[0].claims[0].one_of: expected at least one item"
+        );
         assert_eq!(
             with(json!({ "claims": [{ "claim": "scope", "scopes": ["a b"] }] })),
             "rules[0].claims[0].scopes[0]: a scope is one non-empty word"
@@ -1058,7 +873,7 @@ mod tests {
         assert_eq!(config.providers[0].max_keys_without_kid, 4);
         assert_eq!(
             error(with("algorithms", json!(["RS256", "none"]))),
-            "providers[0].algorithms[1]: expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512, got \"none\""
+            "providers[0].algorithms[1]: unknown variant `none`, expected one of `HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`"
         );
         assert!(error(with("algorithms", json!([]))).starts_with("providers[0].algorithms:"));
         assert_eq!(

@@ -2,11 +2,14 @@
 //! tokens must carry. The first rule whose match fits the request applies.
 
 use crate::claims::{self, Claims};
+use meshward_shared::config::NonEmpty;
 use meshward_shared::matching::{RequestMatch, RequestView};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Whether one of a rule's providers suffices or all are needed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A valid token from any one provider.
     #[default]
@@ -15,17 +18,21 @@ pub enum Mode {
     All,
 }
 
-/// A test on one claim.
-#[derive(Clone, Debug, PartialEq)]
+/// A test on one claim, configured as `{"equals": ...}`, `{"one_of": [...]}`,
+/// `{"contains": ...}` or `{"scopes": [...]}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClaimCheck {
     /// The claim equals this JSON value.
     Equals(Value),
     /// The claim equals one of these values.
+    #[serde(deserialize_with = "NonEmpty::deserialize_vec")]
     OneOf(Vec<Value>),
     /// The claim is an array holding this value (a lone string counts as a one-item array).
     Contains(Value),
     /// The claim (a space-delimited string as OAuth's `scope`, or an array of strings)
     /// includes every one of these scopes.
+    #[serde(deserialize_with = "NonEmpty::deserialize_vec")]
     Scopes(Vec<String>),
 }
 

@@ -6,8 +6,9 @@ use crate::json::{self, JsonError};
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// The signature algorithms this filter verifies (RFC 7518 §3, RFC 8037 for EdDSA).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The signature algorithms this filter verifies (RFC 7518 §3, RFC 8037 for EdDSA), named
+/// in configuration as in a token's `alg`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 pub enum Algorithm {
     /// HMAC with SHA-256.
     HS256,
