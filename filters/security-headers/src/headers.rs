@@ -17,8 +17,9 @@ pub enum Mode {
     Off,
 }
 
-/// A security header the filter knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A security header the filter knows; a config names it by its [`Header::field`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
 pub enum Header {
     /// `Strict-Transport-Security`: the browser uses HTTPS only, for this host and its subdomains.
     StrictTransportSecurity,
