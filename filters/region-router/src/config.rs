@@ -636,6 +636,20 @@ mod tests {
             "regions: expected 2 to 16 regions to route between, got 1"
         );
 
+        let mut no_cluster = three_regions();
+        no_cluster["regions"][1]["cluster"] = json!("");
+        assert_eq!(
+            refusal(no_cluster),
+            "regions[1].cluster: expected an Envoy cluster name"
+        );
+
+        let mut null_preference = three_regions();
+        null_preference["regions"][1]["allow_preference"] = json!(null);
+        null_preference["regions"][2]["allow_preference"] = json!(false);
+        let config = parse(null_preference).unwrap();
+        let open: Vec<bool> = config.regions.iter().map(|r| r.allow_preference).collect();
+        assert_eq!(open, vec![true, true, false]);
+
         let mut bad_latency = three_regions();
         bad_latency["regions"][0]["latency"] = json!("fast");
         assert_eq!(

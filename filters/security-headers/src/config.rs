@@ -594,6 +594,10 @@ mod tests {
                 "headers.x_frame_options.value: must not contain CR, LF or NUL characters",
             ),
             (
+                r#"{"headers": {"x_frame_options": {"mode": "off"}, "x_frame_options": {}}}"#,
+                "headers: duplicate field `x_frame_options`",
+            ),
+            (
                 r#"{"headers": {"x_frame_options": {"value": "ALLOWALL"}}}"#,
                 r#"headers.x_frame_options.value: expected one of DENY, SAMEORIGIN, got "ALLOWALL""#,
             ),
