@@ -278,6 +278,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_header_is_read_by_its_config_field_name() {
+        for header in Header::ALL {
+            let json = format!("{:?}", header.field());
+            assert_eq!(serde_json::from_str::<Header>(&json).unwrap(), header);
+        }
+    }
+
+    #[test]
     fn every_default_value_passes_its_own_check_unchanged() {
         for header in Header::ALL {
             assert_eq!(
