@@ -1,13 +1,13 @@
 //! The filter's configuration: the JSON users write (unknown fields refused) and its
 //! validation into the typed, immutable [`Config`] every stream shares.
 
-use crate::health::HealthPolicy;
+use crate::health::{HealthPolicy, MAX_MIN_REQUESTS};
 use crate::sticky;
 use meshward_shared::config::{
-    check_header_name, check_header_value, parse_json, Bounded, BoundedDuration, ConfigDuration,
-    ConfigError,
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderName, HeaderValue,
 };
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -37,49 +37,54 @@ const RESERVED_ROUTE_HEADERS: &[&str] = &[
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    regions: Vec<RawRegion>,
+    regions: Vec<Region>,
     local_region: Option<String>,
-    split: Option<RawSplit>,
-    preference_header: Option<String>,
-    latency_header: Option<String>,
-    route_header: Option<String>,
+    split: Option<Split>,
+    preference_header: Option<HeaderName>,
+    latency_header: Option<HeaderName>,
+    route_header: Option<HeaderName>,
     route_header_value: Option<RouteValue>,
-    decision_header: Option<String>,
-    sticky: Option<RawSticky>,
+    decision_header: Option<HeaderName>,
+    sticky: Option<StickyKey>,
     #[serde(default)]
     health: RawHealth,
 }
 
+/// The default split: exactly one of `local_percent` and `weights`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRegion {
-    name: String,
-    cluster: String,
-    latency: Option<ConfigDuration>,
-    allow_preference: Option<bool>,
+#[serde(try_from = "RawSplit")]
+enum Split {
+    /// The local region's share; the others share the rest equally.
+    LocalPercent(u32),
+    /// Every region's share, by name.
+    Weights(BTreeMap<String, u32>),
 }
 
-/// Exactly one of `local_percent` and `weights`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSplit {
-    local_percent: Option<u32>,
+    local_percent: Option<Bounded<0, 100>>,
     weights: Option<BTreeMap<String, u32>>,
 }
 
-/// Exactly one of `header` and `cookie`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSticky {
-    header: Option<String>,
-    cookie: Option<String>,
+impl TryFrom<RawSplit> for Split {
+    type Error = &'static str;
+
+    fn try_from(raw: RawSplit) -> Result<Split, Self::Error> {
+        match (raw.local_percent, raw.weights) {
+            (Some(percent), None) => Ok(Split::LocalPercent(percent.get())),
+            (None, Some(weights)) => Ok(Split::Weights(weights)),
+            _ => Err("set exactly one of local_percent (for example 70) or weights (for example {\"eu-west-1\": 70, \"us-east-1\": 30})"),
+        }
+    }
 }
 
+/// Each field absent keeps [`HealthPolicy::default`]'s value.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealth {
     window: Option<Period>,
-    min_requests: Option<Bounded<1, { crate::health::MAX_MIN_REQUESTS as u32 }>>,
+    min_requests: Option<Bounded<1, { MAX_MIN_REQUESTS as u32 }>>,
     failure_threshold_percent: Option<Bounded<1, 100>>,
     cool_down: Option<Period>,
     probe_percent: Option<Bounded<1, 100>>,
@@ -88,6 +93,31 @@ struct RawHealth {
 
 /// A health period: above 0, at most an hour.
 type Period = BoundedDuration<1, { MAX_HEALTH_PERIOD.as_nanos() as u64 }>;
+
+impl RawHealth {
+    fn policy(self) -> HealthPolicy {
+        let default = HealthPolicy::default();
+        HealthPolicy {
+            window: self.window.map_or(default.window, Period::get),
+            min_requests: or(self.min_requests, default.min_requests),
+            failure_threshold_percent: or(
+                self.failure_threshold_percent,
+                default.failure_threshold_percent,
+            ),
+            cool_down: self.cool_down.map_or(default.cool_down, Period::get),
+            probe_percent: or(self.probe_percent, default.probe_percent),
+            probe_successes: or(self.probe_successes, default.probe_successes),
+        }
+    }
+}
+
+/// The number given, else `default`. Every bound above fits its field's type.
+fn or<T: TryFrom<u32>, const MIN: u32, const MAX: u32>(
+    n: Option<Bounded<MIN, MAX>>,
+    default: T,
+) -> T {
+    n.and_then(|n| T::try_from(n.get()).ok()).unwrap_or(default)
+}
 
 /// What the routing header carries: the region's Envoy cluster (for a route with
 /// `cluster_header`) or the region's name (for routes that match the header per region).
@@ -103,7 +133,8 @@ pub enum RouteValue {
 
 /// Where the key that keeps a session in one region comes from. Requests without it fall
 /// back to `x-request-id`, which spreads them by the weights without stickiness.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawSticky")]
 pub enum StickyKey {
     /// A request header's value.
     Header(String),
@@ -113,22 +144,51 @@ pub enum StickyKey {
     RequestId,
 }
 
-/// One region: where its traffic goes and how it ranks.
-#[derive(Clone, Debug, PartialEq)]
+/// Exactly one of `header` and `cookie`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSticky {
+    header: Option<HeaderName>,
+    #[serde(default, deserialize_with = "cookie_name")]
+    cookie: Option<String>,
+}
+
+impl TryFrom<RawSticky> for StickyKey {
+    type Error = &'static str;
+
+    fn try_from(raw: RawSticky) -> Result<StickyKey, Self::Error> {
+        match (raw.header, raw.cookie) {
+            (Some(name), None) => Ok(StickyKey::Header(name.into_string())),
+            (None, Some(name)) => Ok(StickyKey::Cookie(name)),
+            _ => Err("set exactly one of header (for example \"x-session-id\") or cookie (for example \"session\")"),
+        }
+    }
+}
+
+/// One region: where its traffic goes and how it ranks. Read as written under `regions`;
+/// [`Config::parse`] then sets the fields users do not write (`weight`, `seed`, `health_key`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Region {
     /// The name clients and metrics use, lowercase.
+    #[serde(deserialize_with = "region_name")]
     pub name: String,
     /// The Envoy cluster serving it.
+    #[serde(deserialize_with = "cluster_name")]
     pub cluster: String,
     /// The expected latency from this proxy, if known (the local region's defaults to 0).
-    pub latency: Option<Duration>,
-    /// Its share of the default split, in percent (may be fractional, may be 0).
-    pub weight: f64,
+    pub latency: Option<ConfigDuration>,
     /// Whether a client may ask for it by name.
+    #[serde(default = "yes", deserialize_with = "or_yes")]
     pub allow_preference: bool,
+    /// Its share of the default split, in percent (may be fractional, may be 0).
+    #[serde(skip)]
+    pub weight: f64,
     /// The region's seed for rendezvous hashing, from its name.
+    #[serde(skip)]
     pub seed: u64,
     /// The shared-data key of its health record.
+    #[serde(skip)]
     pub health_key: String,
 }
 
@@ -180,6 +240,16 @@ impl Config {
         })
     }
 
+    /// How far region `i` is from this proxy: its configured latency, 0 for the local
+    /// region unless it has one, `None` when unknown.
+    pub fn distance(&self, i: usize) -> Option<Duration> {
+        match self.regions.get(i)?.latency {
+            Some(latency) => Some(latency.0),
+            None if i == self.local => Some(Duration::ZERO),
+            None => None,
+        }
+    }
+
     /// One line for the log: the regions and their weights.
     pub fn summary(&self) -> String {
         let regions: Vec<String> = self
@@ -197,126 +267,106 @@ impl Config {
 
 impl RawConfig {
     fn validate(self, node_region: Option<&str>) -> Result<Config, ConfigError> {
-        let mut regions = validate_regions(self.regions)?;
+        let mut regions = self.regions;
+        check_regions(&regions)?;
+        for region in &mut regions {
+            region.seed = sticky::region_seed(&region.name);
+            region.health_key = health_key(&region.name, &region.cluster);
+        }
         let local = local_region(&regions, self.local_region.as_deref(), node_region)?;
-        set_weights(&mut regions, local, self.split)?;
-
-        let preference_header = header_name(
-            "preference_header",
-            self.preference_header,
-            "x-region-preference",
+        set_weights(
+            &mut regions,
+            local,
+            self.split.unwrap_or(Split::LocalPercent(70)),
         )?;
-        let latency_header =
-            header_name("latency_header", self.latency_header, "x-latency-sensitive")?;
-        let route_header = header_name("route_header", self.route_header, "x-meshward-cluster")?;
-        let decision_header = match self.decision_header {
-            Some(name) => Some(header_name("decision_header", Some(name), "")?),
-            None => None,
-        };
-        let sticky = validate_sticky(self.sticky)?;
 
-        if RESERVED_ROUTE_HEADERS.contains(&route_header.as_str()) {
-            return Err(ConfigError::new(
+        let name = |given: Option<HeaderName>, default: &str| {
+            given.map_or_else(|| default.to_string(), HeaderName::into_string)
+        };
+        let preference_header = name(self.preference_header, "x-region-preference");
+        let latency_header = name(self.latency_header, "x-latency-sensitive");
+        let route = name(self.route_header, "x-meshward-cluster");
+        let sticky = self.sticky.unwrap_or(StickyKey::RequestId);
+        let clashes = [
+            (
+                RESERVED_ROUTE_HEADERS.contains(&route.as_str()),
                 "route_header",
-                format!("{route_header:?} carries more than a route; choose a header of its own such as \"x-meshward-cluster\""),
-            ));
-        }
-        let inputs = [
-            ("preference_header", preference_header.as_str()),
-            ("latency_header", latency_header.as_str()),
-        ];
-        for (field, name) in inputs {
-            if *name == route_header {
-                return Err(ConfigError::new(
-                    "route_header",
-                    format!("must differ from {field} ({name:?}): the filter replaces whatever the client sent in it"),
-                ));
-            }
-        }
-        if preference_header == latency_header {
-            return Err(ConfigError::new(
+                format!("{route:?} carries more than a route; choose a header of its own such as \"x-meshward-cluster\""),
+            ),
+            (
+                route == preference_header,
+                "route_header",
+                format!("must differ from preference_header ({route:?}): the filter replaces whatever the client sent in it"),
+            ),
+            (
+                route == latency_header,
+                "route_header",
+                format!("must differ from latency_header ({route:?}): the filter replaces whatever the client sent in it"),
+            ),
+            (
+                preference_header == latency_header,
                 "latency_header",
                 format!("must differ from preference_header ({preference_header:?})"),
-            ));
-        }
-        if let StickyKey::Header(name) = &sticky {
-            if *name == route_header {
-                return Err(ConfigError::new(
-                    "sticky.header",
-                    format!("must differ from route_header ({route_header:?}), which the filter overwrites"),
-                ));
-            }
+            ),
+            (
+                sticky == StickyKey::Header(route.clone()),
+                "sticky.header",
+                format!("must differ from route_header ({route:?}), which the filter overwrites"),
+            ),
+        ];
+        if let Some((_, path, problem)) = clashes.into_iter().find(|clash| clash.0) {
+            return Err(ConfigError::new(path, problem));
         }
 
-        let by_latency = nearest_first(&regions, local);
-        Ok(Config {
+        let mut config = Config {
             regions,
             local,
-            by_latency,
+            by_latency: Vec::new(),
             preference_header,
             latency_header,
-            route_header,
+            route_header: route,
             route_value: self.route_header_value.unwrap_or_default(),
-            decision_header,
+            decision_header: self.decision_header.map(HeaderName::into_string),
             sticky,
-            health: health_policy(self.health),
-        })
+            health: self.health.policy(),
+        };
+        // Nearest first; `None` sorts after every `Some`, the index keeps configured order.
+        let mut order: Vec<usize> = (0..config.regions.len()).collect();
+        order.sort_by_key(|&i| (config.distance(i).is_none(), config.distance(i), i));
+        config.by_latency = order;
+        Ok(config)
     }
 }
 
-fn validate_regions(raw: Vec<RawRegion>) -> Result<Vec<Region>, ConfigError> {
-    if raw.len() < 2 {
+fn check_regions(regions: &[Region]) -> Result<(), ConfigError> {
+    if !(2..=MAX_REGIONS).contains(&regions.len()) {
         return Err(ConfigError::new(
             "regions",
             format!(
-                "expected at least 2 regions to route between, got {}",
-                raw.len()
+                "expected 2 to {MAX_REGIONS} regions to route between, got {}",
+                regions.len()
             ),
         ));
     }
-    if raw.len() > MAX_REGIONS {
-        return Err(ConfigError::new(
-            "regions",
-            format!("at most {MAX_REGIONS} regions, got {}", raw.len()),
-        ));
-    }
-    let mut regions: Vec<Region> = Vec::with_capacity(raw.len());
-    for (i, region) in raw.into_iter().enumerate() {
-        let at = |field: &str| format!("regions[{i}].{field}");
-        check_region_name(&at("name"), &region.name)?;
-        if region.cluster.is_empty() {
+    for (i, region) in regions.iter().enumerate() {
+        let earlier = regions.get(..i).unwrap_or_default();
+        if let Some(other) = earlier.iter().position(|r| r.name == region.name) {
             return Err(ConfigError::new(
-                at("cluster"),
-                "expected an Envoy cluster name",
-            ));
-        }
-        check_header_value(&at("cluster"), &region.cluster)?;
-        if let Some(other) = regions.iter().position(|r| r.name == region.name) {
-            return Err(ConfigError::new(
-                at("name"),
+                format!("regions[{i}].name"),
                 format!("{:?} is already regions[{other}]", region.name),
             ));
         }
-        if let Some(other) = regions.iter().position(|r| r.cluster == region.cluster) {
+        if let Some(other) = earlier.iter().position(|r| r.cluster == region.cluster) {
             return Err(ConfigError::new(
-                at("cluster"),
+                format!("regions[{i}].cluster"),
                 format!(
                     "{:?} already serves regions[{other}]; each region needs its own cluster",
                     region.cluster
                 ),
             ));
         }
-        regions.push(Region {
-            seed: sticky::region_seed(&region.name),
-            health_key: health_key(&region.name, &region.cluster),
-            name: region.name,
-            cluster: region.cluster,
-            latency: region.latency.map(|d| d.0),
-            weight: 0.0,
-            allow_preference: region.allow_preference.unwrap_or(true),
-        });
     }
-    Ok(regions)
+    Ok(())
 }
 
 /// The shared-data key of a region's health record (`health_store` reads and writes it).
@@ -326,20 +376,44 @@ fn health_key(name: &str, cluster: &str) -> String {
     format!("meshward.region_router.v1.{name}.{cluster}")
 }
 
-fn check_region_name(path: &str, name: &str) -> Result<(), ConfigError> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let rest_ok =
-        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !first_ok || !rest_ok || name.len() > MAX_REGION_NAME {
-        return Err(ConfigError::new(
-            path,
-            format!("expected a region name of lowercase letters, digits, - and _ (at most {MAX_REGION_NAME}), such as \"eu-west-1\", got {name:?}"),
-        ));
+fn region_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    let start = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if name.len() > MAX_REGION_NAME
+        || !name.bytes().next().is_some_and(start)
+        || !name.bytes().all(|b| start(b) || b == b'-' || b == b'_')
+    {
+        return Err(D::Error::custom(format!("expected a region name of lowercase letters, digits, - and _ (at most {MAX_REGION_NAME}), such as \"eu-west-1\", got {name:?}")));
     }
-    Ok(())
+    Ok(name)
+}
+
+fn cluster_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let cluster = HeaderValue::deserialize(deserializer)?.into_string();
+    if cluster.is_empty() {
+        return Err(D::Error::custom("expected an Envoy cluster name"));
+    }
+    Ok(cluster)
+}
+
+fn cookie_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let name = Option::<String>::deserialize(deserializer)?;
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    match name {
+        Some(name) if name.is_empty() || !name.bytes().all(token) => Err(D::Error::custom(
+            format!("expected a cookie name (letters, digits and -_.), got {name:?}"),
+        )),
+        name => Ok(name),
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `null` is as good as leaving the field out.
+fn or_yes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or(true))
 }
 
 fn local_region(
@@ -347,186 +421,66 @@ fn local_region(
     configured: Option<&str>,
     node_region: Option<&str>,
 ) -> Result<usize, ConfigError> {
-    let names = || {
-        regions
-            .iter()
-            .map(|r| format!("{:?}", r.name))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let names: Vec<String> = regions.iter().map(|r| format!("{:?}", r.name)).collect();
+    let names = names.join(", ");
+    let index = |name: &str| regions.iter().position(|r| r.name == name);
+    let problem = match (configured, node_region) {
+        (Some(name), _) => match index(name) {
+            Some(i) => return Ok(i),
+            None => format!("{name:?} is not one of the regions ({names})"),
+        },
+        (None, Some(node)) => match index(&node.to_ascii_lowercase()) {
+            Some(i) => return Ok(i),
+            None => format!("not set, and the proxy's locality region {node:?} is not one of the regions ({names}); set local_region"),
+        },
+        (None, None) if meshward_shared::host::NATIVE => "not set, and the native build cannot read the proxy's node locality (Envoy's dynamic \
+             module ABI has no node attribute); set local_region to one of the regions".to_string(),
+        (None, None) => "not set, and the proxy's node has no locality region; set local_region to one of the regions".to_string(),
     };
-    match (configured, node_region) {
-        (Some(name), _) => regions.iter().position(|r| r.name == name).ok_or_else(|| {
-            ConfigError::new(
-                "local_region",
-                format!("{name:?} is not one of the regions ({})", names()),
-            )
-        }),
-        (None, Some(node)) => {
-            let lower = node.to_ascii_lowercase();
-            regions.iter().position(|r| r.name == lower).ok_or_else(|| {
-                ConfigError::new(
-                    "local_region",
-                    format!(
-                        "not set, and the proxy's locality region {node:?} is not one of the regions ({}); set local_region",
-                        names()
-                    ),
-                )
-            })
-        }
-        (None, None) if meshward_shared::host::NATIVE => Err(ConfigError::new(
-            "local_region",
-            "not set, and the native build cannot read the proxy's node locality (Envoy's dynamic \
-             module ABI has no node attribute); set local_region to one of the regions",
-        )),
-        (None, None) => Err(ConfigError::new(
-            "local_region",
-            "not set, and the proxy's node has no locality region; set local_region to one of the regions",
-        )),
-    }
+    Err(ConfigError::new("local_region", problem))
 }
 
-fn set_weights(
-    regions: &mut [Region],
-    local: usize,
-    split: Option<RawSplit>,
-) -> Result<(), ConfigError> {
-    let split = split.unwrap_or(RawSplit {
-        local_percent: Some(70),
-        weights: None,
-    });
-    match (split.local_percent, split.weights) {
-        (Some(percent), None) => {
-            if percent > 100 {
-                return Err(ConfigError::new(
-                    "split.local_percent",
-                    format!("expected a percentage from 0 to 100, got {percent}"),
-                ));
-            }
+fn set_weights(regions: &mut [Region], local: usize, split: Split) -> Result<(), ConfigError> {
+    let weights = match split {
+        Split::LocalPercent(percent) => {
             let others = regions.len().saturating_sub(1).max(1) as f64;
-            let each = f64::from(100 - percent) / others;
+            let each = f64::from(100u32.saturating_sub(percent)) / others;
             for (i, region) in regions.iter_mut().enumerate() {
                 region.weight = if i == local { f64::from(percent) } else { each };
             }
-            Ok(())
+            return Ok(());
         }
-        (None, Some(weights)) => {
-            for name in weights.keys() {
-                if !regions.iter().any(|r| &r.name == name) {
-                    return Err(ConfigError::new(
-                        format!("split.weights.{name}"),
-                        "is not one of the regions",
-                    ));
-                }
-            }
-            let mut total = 0u64;
-            for region in regions.iter_mut() {
-                let Some(weight) = weights.get(&region.name) else {
-                    return Err(ConfigError::new(
-                        "split.weights",
-                        format!("no weight for region {:?}; give it 0 to keep it out of the split", region.name),
-                    ));
-                };
-                total += u64::from(*weight);
-                region.weight = f64::from(*weight);
-            }
-            if total != 100 {
-                return Err(ConfigError::new(
-                    "split.weights",
-                    format!("weights add up to {total}, expected 100"),
-                ));
-            }
-            Ok(())
-        }
-        _ => Err(ConfigError::new(
-            "split",
-            "set exactly one of local_percent (for example 70) or weights (for example {\"eu-west-1\": 70, \"us-east-1\": 30})",
-        )),
-    }
-}
-
-fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
-    let name = value.unwrap_or_else(|| default.to_string());
-    check_header_name(field, &name)?;
-    Ok(name)
-}
-
-fn validate_sticky(raw: Option<RawSticky>) -> Result<StickyKey, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(StickyKey::RequestId);
+        Split::Weights(weights) => weights,
     };
-    match (raw.header, raw.cookie) {
-        (Some(name), None) => {
-            check_header_name("sticky.header", &name)?;
-            Ok(StickyKey::Header(name))
-        }
-        (None, Some(name)) => {
-            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            if name.is_empty() || !name.bytes().all(token) {
-                return Err(ConfigError::new(
-                    "sticky.cookie",
-                    format!("expected a cookie name (letters, digits and -_.), got {name:?}"),
-                ));
-            }
-            Ok(StickyKey::Cookie(name))
-        }
-        _ => Err(ConfigError::new(
-            "sticky",
-            "set exactly one of header (for example \"x-session-id\") or cookie (for example \"session\")",
-        )),
+    if let Some(name) = weights
+        .keys()
+        .find(|&name| !regions.iter().any(|r| &r.name == name))
+    {
+        return Err(ConfigError::new(
+            format!("split.weights.{name}"),
+            "is not one of the regions",
+        ));
     }
-}
-
-fn health_policy(raw: RawHealth) -> HealthPolicy {
-    let defaults = HealthPolicy::default();
-    // Every value was range-checked, as it was read, against a bound that fits its type.
-    HealthPolicy {
-        window: raw.window.map_or(defaults.window, Period::get),
-        min_requests: raw.min_requests.map_or(defaults.min_requests, |n| {
-            u8::try_from(n.get()).unwrap_or(defaults.min_requests)
-        }),
-        failure_threshold_percent: raw
-            .failure_threshold_percent
-            .map_or(defaults.failure_threshold_percent, |n| {
-                u8::try_from(n.get()).unwrap_or(defaults.failure_threshold_percent)
-            }),
-        cool_down: raw.cool_down.map_or(defaults.cool_down, Period::get),
-        probe_percent: raw.probe_percent.map_or(defaults.probe_percent, |n| {
-            u8::try_from(n.get()).unwrap_or(defaults.probe_percent)
-        }),
-        probe_successes: raw.probe_successes.map_or(defaults.probe_successes, |n| {
-            u16::try_from(n.get()).unwrap_or(defaults.probe_successes)
-        }),
+    for region in regions.iter_mut() {
+        let Some(weight) = weights.get(&region.name) else {
+            return Err(ConfigError::new(
+                "split.weights",
+                format!(
+                    "no weight for region {:?}; give it 0 to keep it out of the split",
+                    region.name
+                ),
+            ));
+        };
+        region.weight = f64::from(*weight);
     }
-}
-
-/// How far region `i` is: its latency; the local region is 0 away unless its latency is
-/// given; `None` when unknown.
-fn distance(regions: &[Region], local: usize, i: usize) -> Option<Duration> {
-    let region = regions.get(i)?;
-    match region.latency {
-        Some(latency) => Some(latency),
-        None if i == local => Some(Duration::ZERO),
-        None => None,
+    let total: u64 = weights.values().map(|&w| u64::from(w)).sum();
+    if total != 100 {
+        return Err(ConfigError::new(
+            "split.weights",
+            format!("weights add up to {total}, expected 100"),
+        ));
     }
-}
-
-/// Region indices nearest first; regions with no latency come last, in configured order.
-fn nearest_first(regions: &[Region], local: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..regions.len()).collect();
-    // `None` sorts after every `Some`; the index keeps configured order among equals.
-    order.sort_by_key(|&i| {
-        let d = distance(regions, local, i);
-        (d.is_none(), d, i)
-    });
-    order
-}
-
-impl Config {
-    /// How far region `i` is from this proxy: its configured latency, 0 for the local
-    /// region unless it has one, `None` when unknown.
-    pub fn distance(&self, i: usize) -> Option<Duration> {
-        distance(&self.regions, self.local, i)
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -626,7 +580,10 @@ mod tests {
         assert!(refusal(both).starts_with("split: set exactly one of"));
 
         let too_much = with(three_regions(), "split", json!({"local_percent": 101}));
-        assert!(refusal(too_much).starts_with("split.local_percent: expected a percentage"));
+        assert_eq!(
+            refusal(too_much),
+            "split.local_percent: expected 0 to 100, got 101"
+        );
     }
 
     #[test]
@@ -674,7 +631,24 @@ mod tests {
         assert!(refusal(dotted).starts_with("regions[1].name"));
 
         let one = json!({"regions": [{"name": "a", "cluster": "a"}], "local_region": "a"});
-        assert!(refusal(one).starts_with("regions: expected at least 2 regions"));
+        assert_eq!(
+            refusal(one),
+            "regions: expected 2 to 16 regions to route between, got 1"
+        );
+
+        let mut no_cluster = three_regions();
+        no_cluster["regions"][1]["cluster"] = json!("");
+        assert_eq!(
+            refusal(no_cluster),
+            "regions[1].cluster: expected an Envoy cluster name"
+        );
+
+        let mut null_preference = three_regions();
+        null_preference["regions"][1]["allow_preference"] = json!(null);
+        null_preference["regions"][2]["allow_preference"] = json!(false);
+        let config = parse(null_preference).unwrap();
+        let open: Vec<bool> = config.regions.iter().map(|r| r.allow_preference).collect();
+        assert_eq!(open, vec![true, true, false]);
 
         let mut bad_latency = three_regions();
         bad_latency["regions"][0]["latency"] = json!("fast");

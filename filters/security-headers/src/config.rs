@@ -5,84 +5,33 @@
 use crate::headers::{Header, Mode};
 use crate::leaks::DEFAULT_LEAK_HEADERS;
 use crate::path_match;
-use meshward_shared::config::{check_header_name, check_header_value, parse_json, ConfigError};
+use meshward_shared::config::{parse_json, ConfigError, HeaderName, HeaderValue};
 use meshward_shared::matching::{PathMatch, RequestMatch};
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
 
 /// The plugin configuration as written; see the README for each field.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct RawConfig {
     /// Changes to the secure default headers.
-    #[serde(default)]
-    headers: RawHeaders,
+    headers: Patches,
     /// Which leaking response headers to remove.
-    #[serde(default)]
     remove_headers: RawRemove,
     /// Believe `x-forwarded-proto` when deciding whether a request came over HTTPS.
-    #[serde(default)]
     trust_x_forwarded_proto: bool,
     /// Header changes for some request paths; the first matching override applies.
-    #[serde(default)]
     overrides: Vec<RawOverride>,
-}
-
-/// One optional entry per security header; an absent entry keeps what the level above says.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHeaders {
-    strict_transport_security: Option<RawHsts>,
-    content_security_policy: Option<RawCsp>,
-    x_content_type_options: Option<RawHeader>,
-    x_frame_options: Option<RawHeader>,
-    referrer_policy: Option<RawHeader>,
-    cross_origin_opener_policy: Option<RawHeader>,
-    cross_origin_resource_policy: Option<RawHeader>,
-    cross_origin_embedder_policy: Option<RawHeader>,
-    permissions_policy: Option<RawHeader>,
-    x_dns_prefetch_control: Option<RawHeader>,
-    x_permitted_cross_domain_policies: Option<RawHeader>,
-    origin_agent_cluster: Option<RawHeader>,
-    x_xss_protection: Option<RawHeader>,
-}
-
-/// A header entry: how to apply it and its value.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHeader {
-    mode: Option<Mode>,
-    value: Option<String>,
-}
-
-/// The Strict-Transport-Security entry, which may be limited to HTTPS requests.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHsts {
-    mode: Option<Mode>,
-    value: Option<String>,
-    https_only: Option<bool>,
-}
-
-/// The Content-Security-Policy entry, which may be report-only and limited to documents.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCsp {
-    mode: Option<Mode>,
-    value: Option<String>,
-    report_only: Option<bool>,
-    html_only: Option<bool>,
 }
 
 /// The removal list: the defaults, plus `names`, minus `except`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct RawRemove {
-    #[serde(default = "default_true")]
     include_defaults: bool,
-    #[serde(default)]
-    names: Vec<String>,
-    #[serde(default)]
-    except: Vec<String>,
+    names: Vec<HeaderName>,
+    except: Vec<HeaderName>,
 }
 
 impl Default for RawRemove {
@@ -95,40 +44,59 @@ impl Default for RawRemove {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
 /// Header changes for the requests `match` selects.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOverride {
     r#match: RequestMatch,
     #[serde(default)]
-    headers: RawHeaders,
+    headers: Patches,
 }
+
+/// The header entries written at one level (`headers` or an override's), keyed by
+/// [`Header::field`]; an absent entry keeps what the level above says.
+#[derive(Debug, Default)]
+struct Patches(Vec<(Header, Patch)>);
 
 /// Every field of a header entry, whichever header it is for.
 #[derive(Debug, Default)]
 struct Patch {
     mode: Option<Mode>,
-    value: Option<String>,
+    value: Option<HeaderValue>,
     https_only: Option<bool>,
     report_only: Option<bool>,
     html_only: Option<bool>,
 }
 
-impl Patch {
-    fn changes_more_than_mode(&self) -> bool {
-        self.value.is_some()
-            || self.https_only.is_some()
-            || self.report_only.is_some()
-            || self.html_only.is_some()
-    }
+/// A header entry: how to apply it and its value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    mode: Option<Mode>,
+    value: Option<HeaderValue>,
+}
+
+/// The Strict-Transport-Security entry, which may be limited to HTTPS requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHsts {
+    mode: Option<Mode>,
+    value: Option<HeaderValue>,
+    https_only: Option<bool>,
+}
+
+/// The Content-Security-Policy entry, which may be report-only and limited to documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCsp {
+    mode: Option<Mode>,
+    value: Option<HeaderValue>,
+    report_only: Option<bool>,
+    html_only: Option<bool>,
 }
 
 impl From<RawHeader> for Patch {
-    fn from(raw: RawHeader) -> Self {
+    fn from(raw: RawHeader) -> Patch {
         Patch {
             mode: raw.mode,
             value: raw.value,
@@ -137,71 +105,58 @@ impl From<RawHeader> for Patch {
     }
 }
 
-impl RawHeaders {
-    /// The entries given, paired with their header.
-    fn into_patches(self) -> Vec<(Header, Patch)> {
-        let hsts = self.strict_transport_security.map(|raw| Patch {
+impl From<RawHsts> for Patch {
+    fn from(raw: RawHsts) -> Patch {
+        Patch {
             mode: raw.mode,
             value: raw.value,
             https_only: raw.https_only,
             ..Patch::default()
-        });
-        let csp = self.content_security_policy.map(|raw| Patch {
+        }
+    }
+}
+
+impl From<RawCsp> for Patch {
+    fn from(raw: RawCsp) -> Patch {
+        Patch {
             mode: raw.mode,
             value: raw.value,
             report_only: raw.report_only,
             html_only: raw.html_only,
             ..Patch::default()
-        });
-        let entries = [
-            (Header::StrictTransportSecurity, hsts),
-            (Header::ContentSecurityPolicy, csp),
-            (
-                Header::XContentTypeOptions,
-                self.x_content_type_options.map(Patch::from),
-            ),
-            (Header::XFrameOptions, self.x_frame_options.map(Patch::from)),
-            (
-                Header::ReferrerPolicy,
-                self.referrer_policy.map(Patch::from),
-            ),
-            (
-                Header::CrossOriginOpenerPolicy,
-                self.cross_origin_opener_policy.map(Patch::from),
-            ),
-            (
-                Header::CrossOriginResourcePolicy,
-                self.cross_origin_resource_policy.map(Patch::from),
-            ),
-            (
-                Header::CrossOriginEmbedderPolicy,
-                self.cross_origin_embedder_policy.map(Patch::from),
-            ),
-            (
-                Header::PermissionsPolicy,
-                self.permissions_policy.map(Patch::from),
-            ),
-            (
-                Header::XDnsPrefetchControl,
-                self.x_dns_prefetch_control.map(Patch::from),
-            ),
-            (
-                Header::XPermittedCrossDomainPolicies,
-                self.x_permitted_cross_domain_policies.map(Patch::from),
-            ),
-            (
-                Header::OriginAgentCluster,
-                self.origin_agent_cluster.map(Patch::from),
-            ),
-            (
-                Header::XXssProtection,
-                self.x_xss_protection.map(Patch::from),
-            ),
-        ];
-        entries
-            .into_iter()
-            .filter_map(|(header, patch)| patch.map(|patch| (header, patch)))
-            .collect()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Patches {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(PatchesVisitor)
+    }
+}
+
+struct PatchesVisitor;
+
+impl<'de> Visitor<'de> for PatchesVisitor {
+    type Value = Patches;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with an entry per header, such as \"x_frame_options\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Patches, A::Error> {
+        let mut patches: Vec<(Header, Patch)> = Vec::new();
+        while let Some(header) = map.next_key::<Header>()? {
+            if patches.iter().any(|(seen, _)| *seen == header) {
+                return Err(de::Error::duplicate_field(header.field()));
+            }
+            let patch = match header {
+                Header::StrictTransportSecurity => map.next_value::<RawHsts>()?.into(),
+                Header::ContentSecurityPolicy => map.next_value::<RawCsp>()?.into(),
+                _ => map.next_value::<RawHeader>()?.into(),
+            };
+            patches.push((header, patch));
+        }
+        Ok(Patches(patches))
     }
 }
 
@@ -232,42 +187,32 @@ fn default_settings() -> Vec<Setting> {
 
 /// Applies the entries written at `at` (`headers` or `overrides[2].headers`) on top of the
 /// settings inherited from the level above, checking each value given.
-fn apply(
-    settings: &mut [Setting],
-    patches: Vec<(Header, Patch)>,
-    at: &str,
-) -> Result<(), ConfigError> {
-    for (header, patch) in patches {
+fn apply(settings: &mut [Setting], patches: Patches, at: &str) -> Result<(), ConfigError> {
+    for (header, patch) in patches.0 {
         let path = format!("{at}.{}", header.field());
         let Some(setting) = settings.iter_mut().find(|s| s.header == header) else {
             continue;
         };
-        if patch.mode.is_none() && setting.mode == Mode::Off && patch.changes_more_than_mode() {
+        let more_than_mode = patch.value.is_some()
+            || patch.https_only.is_some()
+            || patch.report_only.is_some()
+            || patch.html_only.is_some();
+        if patch.mode.is_none() && setting.mode == Mode::Off && more_than_mode {
             return Err(ConfigError::new(
                 path,
                 "the header is off here, so these settings would have no effect; add \
                  \"mode\": \"overwrite\" or \"keep_upstream\" to send it",
             ));
         }
-        if let Some(mode) = patch.mode {
-            setting.mode = mode;
-        }
         if let Some(value) = patch.value {
-            let path = format!("{path}.value");
-            check_header_value(&path, &value)?;
             setting.value = header
-                .check(&value)
-                .map_err(|m| ConfigError::new(path, m))?;
+                .check(value.as_str())
+                .map_err(|m| ConfigError::new(format!("{path}.value"), m))?;
         }
-        if let Some(https_only) = patch.https_only {
-            setting.https_only = https_only;
-        }
-        if let Some(report_only) = patch.report_only {
-            setting.report_only = report_only;
-        }
-        if let Some(html_only) = patch.html_only {
-            setting.html_only = html_only;
-        }
+        setting.mode = patch.mode.unwrap_or(setting.mode);
+        setting.https_only = patch.https_only.unwrap_or(setting.https_only);
+        setting.report_only = patch.report_only.unwrap_or(setting.report_only);
+        setting.html_only = patch.html_only.unwrap_or(setting.html_only);
     }
     Ok(())
 }
@@ -351,20 +296,19 @@ impl Config {
 
     fn build(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut top = default_settings();
-        apply(&mut top, raw.headers.into_patches(), "headers")?;
+        apply(&mut top, raw.headers, "headers")?;
         let mut overrides = Vec::with_capacity(raw.overrides.len());
         for (i, o) in raw.overrides.into_iter().enumerate() {
             let at = format!("overrides[{i}]");
             let matcher = checked_match(o.r#match).map_err(|e| e.within(&at))?;
-            let patches = o.headers.into_patches();
-            if patches.is_empty() {
+            if o.headers.0.is_empty() {
                 return Err(ConfigError::new(
                     format!("{at}.headers"),
                     "an override must change at least one header",
                 ));
             }
             let mut settings = top.clone();
-            apply(&mut settings, patches, &format!("{at}.headers"))?;
+            apply(&mut settings, o.headers, &format!("{at}.headers"))?;
             overrides.push(Override {
                 matcher,
                 policy: Policy::render(&settings),
@@ -441,43 +385,47 @@ fn removal_list(
     // Lookups below and on every response binary-search this list.
     remove.sort_unstable();
     remove.dedup();
-    for (i, name) in raw.except.iter().enumerate() {
+    let except: Vec<String> = raw
+        .except
+        .into_iter()
+        .map(HeaderName::into_string)
+        .collect();
+    for (i, name) in except.iter().enumerate() {
         let path = format!("remove_headers.except[{i}]");
-        check_header_name(&path, name)?;
         if !raw.include_defaults {
             return Err(ConfigError::new(
                 path,
                 "except keeps names from the default list, but include_defaults is false",
             ));
         }
-        match remove.binary_search(name) {
-            Ok(at) => {
-                remove.remove(at);
-            }
-            Err(_) => {
-                return Err(ConfigError::new(
-                    path,
-                    format!("{name:?} is not in the default list, so there is nothing to keep"),
-                ))
-            }
-        }
+        let Ok(at) = remove.binary_search(name) else {
+            return Err(ConfigError::new(
+                path,
+                format!("{name:?} is not in the default list, so there is nothing to keep"),
+            ));
+        };
+        remove.remove(at);
     }
     let sent = |name: &str| {
         std::iter::once(base)
             .chain(overrides.iter().map(|o| &o.policy))
             .flat_map(|p| p.rules.iter())
-            .find(|r| r.name == name)
+            .any(|r| r.name == name)
     };
-    for (i, name) in raw.names.iter().enumerate() {
+    for (i, name) in raw
+        .names
+        .into_iter()
+        .map(HeaderName::into_string)
+        .enumerate()
+    {
         let path = format!("remove_headers.names[{i}]");
-        check_header_name(&path, name)?;
-        if raw.except.contains(name) {
+        if except.contains(&name) {
             return Err(ConfigError::new(
                 path,
                 format!("{name:?} is also in except"),
             ));
         }
-        if sent(name).is_some() {
+        if sent(&name) {
             return Err(ConfigError::new(
                 path,
                 format!(
@@ -486,8 +434,8 @@ fn removal_list(
                 ),
             ));
         }
-        if let Err(at) = remove.binary_search(name) {
-            remove.insert(at, name.clone());
+        if let Err(at) = remove.binary_search(&name) {
+            remove.insert(at, name);
         }
     }
     Ok(remove)
@@ -644,6 +592,10 @@ mod tests {
             (
                 r#"{"headers": {"x_frame_options": {"value": "DENY\r\nSet-Cookie: a=b"}}}"#,
                 "headers.x_frame_options.value: must not contain CR, LF or NUL characters",
+            ),
+            (
+                r#"{"headers": {"x_frame_options": {"mode": "off"}, "x_frame_options": {}}}"#,
+                "headers: duplicate field `x_frame_options`",
             ),
             (
                 r#"{"headers": {"x_frame_options": {"value": "ALLOWALL"}}}"#,

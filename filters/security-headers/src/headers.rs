@@ -17,8 +17,9 @@ pub enum Mode {
     Off,
 }
 
-/// A security header the filter knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A security header the filter knows; a config names it by its [`Header::field`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
 pub enum Header {
     /// `Strict-Transport-Security`: the browser uses HTTPS only, for this host and its subdomains.
     StrictTransportSecurity,
@@ -275,6 +276,14 @@ fn with_report_to(value: &str, allowed: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_header_is_read_by_its_config_field_name() {
+        for header in Header::ALL {
+            let json = format!("{:?}", header.field());
+            assert_eq!(serde_json::from_str::<Header>(&json).unwrap(), header);
+        }
+    }
 
     #[test]
     fn every_default_value_passes_its_own_check_unchanged() {
