@@ -6,11 +6,6 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
 
-mod one_of;
-pub use one_of::FieldKey;
-#[doc(hidden)]
-pub use one_of::{one_of_expecting, one_of_message};
-
 /// A configuration the filter refuses. `Display` reads
 /// `rules[1].limit.per: expected a duration such as "1s" or "500ms", got "fast"`.
 #[derive(Clone, Debug, PartialEq, Eq)]

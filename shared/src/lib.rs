@@ -39,8 +39,5 @@ pub mod snapshot;
 mod sys;
 pub mod time;
 
-#[doc(hidden)]
-pub use serde as __serde;
-
 pub use filter::{Action, GrpcEvent, HttpCallReply, HttpFilter, RootFilter};
 pub use host::{Map, Status};

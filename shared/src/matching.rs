@@ -20,9 +20,7 @@
 //!
 //! Reads are lazy: a condition that is not given costs no header read.
 
-use crate::config::{
-    FieldKey, HeaderName, HeaderValue, HostPattern, MatchRegex, Method, RequestPath,
-};
+use crate::config::{HeaderName, HeaderValue, HostPattern, MatchRegex, Method, RequestPath};
 use crate::pairs::Pair;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -153,7 +151,7 @@ impl<'de> Visitor<'de> for MatchVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestMatch, A::Error> {
         let mut m = RequestMatch::default();
         let mut seen = Vec::new();
-        while let Some(key) = map.next_key_seed(FieldKey(MATCH_FIELDS, RETIRED_FIELDS))? {
+        while let Some(key) = map.next_key_seed(Key(MATCH_FIELDS, RETIRED_FIELDS))? {
             if seen.contains(&key) {
                 return Err(de::Error::custom(format!("duplicate field `{key}`")));
             }
@@ -276,7 +274,7 @@ impl<'de> Visitor<'de> for PathVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PathMatch, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key_seed(FieldKey(PATH_FIELDS, &[]))? {
+        while let Some(key) = map.next_key_seed(Key(PATH_FIELDS, &[]))? {
             let condition = match key.as_str() {
                 "exact" => PathMatch::Exact(map.next_value()?),
                 "prefix" => PathMatch::Prefix(map.next_value()?),
@@ -349,7 +347,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMatch, A::Error> {
         let mut name = None;
         let mut condition = None;
-        while let Some(key) = map.next_key_seed(FieldKey(HEADER_FIELDS, &[]))? {
+        while let Some(key) = map.next_key_seed(Key(HEADER_FIELDS, &[]))? {
             let found = match key.as_str() {
                 "name" => {
                     if name.replace(map.next_value::<HeaderName>()?).is_some() {
@@ -374,6 +372,35 @@ impl<'de> Visitor<'de> for HeaderVisitor {
             de::Error::custom("give exactly one of exact, prefix, regex or present")
         })?;
         Ok(HeaderMatch { name, condition })
+    }
+}
+
+/// A map key that must be one of the known fields (or a retired one, refused at its value):
+/// an unknown key fails as it is read, as serde's derived `deny_unknown_fields` does, so the
+/// error names the key's path.
+struct Key(&'static [&'static str], &'static [&'static str]);
+
+impl<'de> de::DeserializeSeed<'de> for Key {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_identifier(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
+        if self.0.contains(&key) || self.1.contains(&key) {
+            Ok(key.to_string())
+        } else {
+            Err(E::unknown_field(key, self.0))
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::outcome::StatusPattern;
 use crate::record;
 use crate::window::{Spec, MAX_CALLS, MAX_SPAN};
 use meshward_shared::config::{
-    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderValue,
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderValue, OneOf,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -139,18 +139,18 @@ struct RawBreaker {
     slow_call_rate_threshold: Option<Percent>,
     slow_call_duration: Option<Positive>,
     minimum_number_of_calls: Option<Bounded<1, { u32::MAX }>>,
-    sliding_window: Option<Window>,
+    sliding_window: Option<OneOf<Window>>,
     wait_duration_in_open: Option<Positive>,
     permitted_calls_in_half_open: Option<Bounded<1, MAX_PROBES>>,
     max_wait_in_half_open: Option<ConfigDuration>,
 }
 
-meshward_shared::one_of! {
-    /// `sliding_window`: the last N calls, or the calls of the last span.
-    enum Window {
-        "count" => Count(Bounded<1, MAX_CALLS>),
-        "time" => Time(BoundedDuration<SECOND, { MAX_SPAN.as_secs() * SECOND }>),
-    }
+/// `sliding_window`: the last N calls, or the calls of the last span.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Window {
+    Count(Bounded<1, MAX_CALLS>),
+    Time(BoundedDuration<SECOND, { MAX_SPAN.as_secs() * SECOND }>),
 }
 
 /// A rate threshold: a percentage above 0 and at most 100.
@@ -278,8 +278,14 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
             .map_or(defaults.minimum_number_of_calls, Bounded::get),
         window: match raw.sliding_window {
             None => defaults.window,
-            Some(Window::Count(calls)) => Spec::Count { calls: calls.get() },
-            Some(Window::Time(span)) => Spec::time(span.get()),
+            Some(OneOf {
+                choice: Window::Count(calls),
+                ..
+            }) => Spec::Count { calls: calls.get() },
+            Some(OneOf {
+                choice: Window::Time(span),
+                ..
+            }) => Spec::time(span.get()),
         },
         wait_duration_in_open: raw
             .wait_duration_in_open

@@ -4,7 +4,8 @@
 use crate::health::{HealthPolicy, MAX_MIN_REQUESTS};
 use crate::sticky;
 use meshward_shared::config::{
-    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderName, HeaderValue,
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, CookieName, HeaderName,
+    HeaderValue, OneOf,
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 /// The most regions a configuration may list: every request reads each one's health.
 pub const MAX_REGIONS: usize = 16;
+/// The local region's share of the split when `split` is not given, in percent.
+const DEFAULT_LOCAL_PERCENT: u32 = 70;
 /// The longest region name accepted.
 pub const MAX_REGION_NAME: usize = 63;
 /// The longest `window` or `cool_down` accepted.
@@ -39,44 +42,25 @@ const RESERVED_ROUTE_HEADERS: &[&str] = &[
 struct RawConfig {
     regions: Vec<Region>,
     local_region: Option<String>,
-    split: Option<Split>,
+    split: Option<OneOf<Split>>,
     preference_header: Option<HeaderName>,
     latency_header: Option<HeaderName>,
     route_header: Option<HeaderName>,
     route_header_value: Option<RouteValue>,
     decision_header: Option<HeaderName>,
-    sticky: Option<StickyKey>,
+    sticky: Option<OneOf<StickySource>>,
     #[serde(default)]
     health: RawHealth,
 }
 
-/// The default split: exactly one of `local_percent` and `weights`.
+/// The default split: `{"local_percent": 70}` or `{"weights": {"eu-west-1": 70, ...}}`.
 #[derive(Debug, Deserialize)]
-#[serde(try_from = "RawSplit")]
+#[serde(rename_all = "snake_case")]
 enum Split {
     /// The local region's share; the others share the rest equally.
-    LocalPercent(u32),
+    LocalPercent(Bounded<0, 100>),
     /// Every region's share, by name.
     Weights(BTreeMap<String, u32>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSplit {
-    local_percent: Option<Bounded<0, 100>>,
-    weights: Option<BTreeMap<String, u32>>,
-}
-
-impl TryFrom<RawSplit> for Split {
-    type Error = &'static str;
-
-    fn try_from(raw: RawSplit) -> Result<Split, Self::Error> {
-        match (raw.local_percent, raw.weights) {
-            (Some(percent), None) => Ok(Split::LocalPercent(percent.get())),
-            (None, Some(weights)) => Ok(Split::Weights(weights)),
-            _ => Err("set exactly one of local_percent (for example 70) or weights (for example {\"eu-west-1\": 70, \"us-east-1\": 30})"),
-        }
-    }
 }
 
 /// Each field absent keeps [`HealthPolicy::default`]'s value.
@@ -133,8 +117,7 @@ pub enum RouteValue {
 
 /// Where the key that keeps a session in one region comes from. Requests without it fall
 /// back to `x-request-id`, which spreads them by the weights without stickiness.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawSticky")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StickyKey {
     /// A request header's value.
     Header(String),
@@ -144,25 +127,12 @@ pub enum StickyKey {
     RequestId,
 }
 
-/// Exactly one of `header` and `cookie`.
+/// `sticky`: `{"header": "x-session-id"}` or `{"cookie": "session"}`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSticky {
-    header: Option<HeaderName>,
-    #[serde(default, deserialize_with = "cookie_name")]
-    cookie: Option<String>,
-}
-
-impl TryFrom<RawSticky> for StickyKey {
-    type Error = &'static str;
-
-    fn try_from(raw: RawSticky) -> Result<StickyKey, Self::Error> {
-        match (raw.header, raw.cookie) {
-            (Some(name), None) => Ok(StickyKey::Header(name.into_string())),
-            (None, Some(name)) => Ok(StickyKey::Cookie(name)),
-            _ => Err("set exactly one of header (for example \"x-session-id\") or cookie (for example \"session\")"),
-        }
-    }
+#[serde(rename_all = "snake_case")]
+enum StickySource {
+    Header(HeaderName),
+    Cookie(CookieName),
 }
 
 /// One region: where its traffic goes and how it ranks. Read as written under `regions`;
@@ -274,11 +244,7 @@ impl RawConfig {
             region.health_key = health_key(&region.name, &region.cluster);
         }
         let local = local_region(&regions, self.local_region.as_deref(), node_region)?;
-        set_weights(
-            &mut regions,
-            local,
-            self.split.unwrap_or(Split::LocalPercent(70)),
-        )?;
+        set_weights(&mut regions, local, self.split.map(|split| split.choice))?;
 
         let name = |given: Option<HeaderName>, default: &str| {
             given.map_or_else(|| default.to_string(), HeaderName::into_string)
@@ -286,7 +252,11 @@ impl RawConfig {
         let preference_header = name(self.preference_header, "x-region-preference");
         let latency_header = name(self.latency_header, "x-latency-sensitive");
         let route = name(self.route_header, "x-meshward-cluster");
-        let sticky = self.sticky.unwrap_or(StickyKey::RequestId);
+        let sticky = match self.sticky.map(|sticky| sticky.choice) {
+            Some(StickySource::Header(name)) => StickyKey::Header(name.into_string()),
+            Some(StickySource::Cookie(name)) => StickyKey::Cookie(name.into_string()),
+            None => StickyKey::RequestId,
+        };
         let clashes = [
             (
                 RESERVED_ROUTE_HEADERS.contains(&route.as_str()),
@@ -396,17 +366,6 @@ fn cluster_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
     Ok(cluster)
 }
 
-fn cookie_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    let name = Option::<String>::deserialize(deserializer)?;
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    match name {
-        Some(name) if name.is_empty() || !name.bytes().all(token) => Err(D::Error::custom(
-            format!("expected a cookie name (letters, digits and -_.), got {name:?}"),
-        )),
-        name => Ok(name),
-    }
-}
-
 fn yes() -> bool {
     true
 }
@@ -440,9 +399,18 @@ fn local_region(
     Err(ConfigError::new("local_region", problem))
 }
 
-fn set_weights(regions: &mut [Region], local: usize, split: Split) -> Result<(), ConfigError> {
+fn set_weights(
+    regions: &mut [Region],
+    local: usize,
+    split: Option<Split>,
+) -> Result<(), ConfigError> {
     let weights = match split {
-        Split::LocalPercent(percent) => {
+        Some(Split::Weights(weights)) => weights,
+        local_percent => {
+            let percent = match local_percent {
+                Some(Split::LocalPercent(percent)) => percent.get(),
+                _ => DEFAULT_LOCAL_PERCENT,
+            };
             let others = regions.len().saturating_sub(1).max(1) as f64;
             let each = f64::from(100u32.saturating_sub(percent)) / others;
             for (i, region) in regions.iter_mut().enumerate() {
@@ -450,7 +418,6 @@ fn set_weights(regions: &mut [Region], local: usize, split: Split) -> Result<(),
             }
             return Ok(());
         }
-        Split::Weights(weights) => weights,
     };
     if let Some(name) = weights
         .keys()
@@ -577,7 +544,7 @@ mod tests {
             "split",
             json!({"local_percent": 70, "weights": {"eu-west-1": 100}}),
         );
-        assert!(refusal(both).starts_with("split: set exactly one of"));
+        assert!(refusal(both).starts_with("split: give exactly one of local_percent or weights"));
 
         let too_much = with(three_regions(), "split", json!({"local_percent": 101}));
         assert_eq!(
@@ -696,7 +663,7 @@ mod tests {
             "sticky",
             json!({"header": "a", "cookie": "b"}),
         );
-        assert!(refusal(both).starts_with("sticky: set exactly one"));
+        assert!(refusal(both).starts_with("sticky: give exactly one of header or cookie"));
         let cookie = with(three_regions(), "sticky", json!({"cookie": "session id"}));
         assert!(refusal(cookie).starts_with("sticky.cookie: expected a cookie name"));
     }
