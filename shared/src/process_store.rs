@@ -54,12 +54,6 @@ impl Versioned {
         Ok(())
     }
 
-    /// The value of `key`, without a copy.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn value(&self, key: &str) -> Option<&[u8]> {
-        self.entries.get(key).map(|e| e.bytes.as_slice())
-    }
-
     /// The version the last write got: how many writes there were, short of a wrap.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn last_version(&self) -> u32 {

@@ -146,11 +146,6 @@ pub struct MemoryStore {
 
 #[cfg(any(test, feature = "fuzzing"))]
 impl MemoryStore {
-    /// The value of `key`.
-    pub fn value(&self, key: &str) -> Option<&[u8]> {
-        self.entries.value(key)
-    }
-
     /// Every key with its value, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.entries.values()

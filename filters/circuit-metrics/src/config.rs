@@ -219,8 +219,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     })
 }
 
-fn policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
-    let allow = raw.allow;
+fn policy(RawPolicy { allow, max }: RawPolicy) -> Result<Policy, ConfigError> {
     for (i, name) in allow.iter().enumerate() {
         if name.is_empty() {
             return Err(ConfigError::new(
@@ -235,7 +234,7 @@ fn policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
             ));
         }
     }
-    let max = match (raw.max, allow.is_empty()) {
+    let max = match (max, allow.is_empty()) {
         (Some(max), _) => max.get(),
         (None, true) => DEFAULT_MAX_LABELS,
         (None, false) => 0,
