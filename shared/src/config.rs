@@ -562,6 +562,13 @@ macro_rules! checked_string {
             pub fn into_string(self) -> String {
                 self.0
             }
+
+            /// For `#[serde(deserialize_with = "...")]` on a `String` field checked as this.
+            pub fn deserialize_string<'de, D: Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<String, D::Error> {
+                $name::deserialize(deserializer).map($name::into_string)
+            }
         }
 
         impl<'de> Deserialize<'de> for $name {
@@ -598,6 +605,14 @@ checked_string!(
 );
 
 checked_string!(
+    /// Text a filter names something by: an Envoy cluster, a rate limit domain, an
+    /// audience, a query parameter. Not empty, and no CR, LF or NUL (it may reach a header
+    /// or a log line).
+    Text,
+    text
+);
+
+checked_string!(
     /// A cookie name: an HTTP token (letters, digits and ``!#$%&'*+-.^_`|~``), any case.
     CookieName,
     cookie_name
@@ -627,6 +642,13 @@ fn cookie_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn text(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    header_value(text)
 }
 
 fn header_value(value: &str) -> Result<(), String> {
@@ -968,6 +990,28 @@ mod tests {
         for bad in ["", "a b", "a=b", "a;b", "a\"b"] {
             assert!(CookieName::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn text_is_not_empty_and_has_no_line_breaks() {
+        assert_eq!(
+            Text::parse("backend-eu").map(Text::into_string),
+            Ok("backend-eu".into())
+        );
+        assert_eq!(Text::parse(""), Err("must not be empty".to_string()));
+        assert_eq!(
+            Text::parse("a\nb"),
+            Err("must not contain CR, LF or NUL characters".to_string())
+        );
+        #[derive(Debug, Deserialize)]
+        struct Named {
+            #[serde(deserialize_with = "Text::deserialize_string")]
+            cluster: String,
+        }
+        let named: Named = parse_json(br#"{"cluster": "a"}"#).unwrap();
+        assert_eq!(named.cluster, "a");
+        let err = parse_json::<Named>(br#"{"cluster": ""}"#).unwrap_err();
+        assert_eq!(err.to_string(), "cluster: must not be empty");
     }
 
     #[test]

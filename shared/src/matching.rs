@@ -20,7 +20,7 @@
 //!
 //! Reads are lazy: a condition that is not given costs no header read.
 
-use crate::config::{HeaderName, HeaderValue, HostPattern, MatchRegex, Method, RequestPath};
+use crate::config::{HeaderName, HeaderValue, HostPattern, MatchRegex, Method, OneOf, RequestPath};
 use crate::pairs::Pair;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -157,7 +157,7 @@ impl<'de> Visitor<'de> for MatchVisitor {
             }
             match key.as_str() {
                 "hosts" => m.hosts = map.next_value()?,
-                "path" => m.path = Some(map.next_value()?),
+                "path" => m.path = Some(map.next_value::<PathSpelling>()?.0),
                 "methods" => m.methods = map.next_value()?,
                 "headers" => m.headers = map.next_value()?,
                 // Spellings meshward used before one match language: refused at the field,
@@ -227,8 +227,10 @@ impl RequestMatch {
     }
 }
 
-/// A path condition, on the path without its query string.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A path condition, on the path without its query string: `{"exact" | "prefix" | "regex":
+/// ...}`, read as a [`OneOf`] (a bare string is refused with the object to write instead).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PathMatch {
     /// This path exactly.
     Exact(RequestPath),
@@ -249,50 +251,40 @@ impl PathMatch {
     }
 }
 
-impl<'de> Deserialize<'de> for PathMatch {
+/// `"path"` as written: the [`OneOf`] object, or a string refused with a hint.
+struct PathSpelling(PathMatch);
+
+impl<'de> Deserialize<'de> for PathSpelling {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(PathVisitor)
     }
 }
 
-const PATH_FIELDS: &[&str] = &["exact", "prefix", "regex"];
-
 struct PathVisitor;
 
 impl<'de> Visitor<'de> for PathVisitor {
-    type Value = PathMatch;
+    type Value = PathSpelling;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(r#"one of {"exact": ...}, {"prefix": ...} or {"regex": ...}"#)
     }
 
-    fn visit_str<E: de::Error>(self, path: &str) -> Result<PathMatch, E> {
+    fn visit_str<E: de::Error>(self, path: &str) -> Result<PathSpelling, E> {
         Err(E::custom(format!(
             r#"a path condition is an object; use "path": {{"exact": {path:?}}} or {{"prefix": {path:?}}}"#
         )))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PathMatch, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key_seed(Key(PATH_FIELDS, &[]))? {
-            let condition = match key.as_str() {
-                "exact" => PathMatch::Exact(map.next_value()?),
-                "prefix" => PathMatch::Prefix(map.next_value()?),
-                "regex" => PathMatch::Regex(map.next_value()?),
-                other => return Err(de::Error::unknown_field(other, PATH_FIELDS)),
-            };
-            if found.replace(condition).is_some() {
-                return Err(de::Error::custom(
-                    "give exactly one of exact, prefix or regex",
-                ));
-            }
-        }
-        found.ok_or_else(|| de::Error::custom("give exactly one of exact, prefix or regex"))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PathSpelling, A::Error> {
+        let path = OneOf::<PathMatch>::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(PathSpelling(path.choice))
     }
 }
 
-/// A condition on one request header.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A condition on one request header: `{"name": ..., "exact" | "prefix" | "regex" |
+/// "present": ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "OneOf<HeaderCondition, HeaderNamed>")]
 pub struct HeaderMatch {
     /// The header.
     pub name: HeaderName,
@@ -301,7 +293,8 @@ pub struct HeaderMatch {
 }
 
 /// What a header's value must be: exactly one of these.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HeaderCondition {
     /// Exactly this value.
     Exact(HeaderValue),
@@ -311,6 +304,22 @@ pub enum HeaderCondition {
     Regex(MatchRegex),
     /// `true`: the header is sent, with any value; `false`: it is not sent.
     Present(bool),
+}
+
+/// The field of a header condition beside its choice.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderNamed {
+    name: HeaderName,
+}
+
+impl From<OneOf<HeaderCondition, HeaderNamed>> for HeaderMatch {
+    fn from(OneOf { choice, fields }: OneOf<HeaderCondition, HeaderNamed>) -> Self {
+        HeaderMatch {
+            name: fields.name,
+            condition: choice,
+        }
+    }
 }
 
 impl HeaderMatch {
@@ -324,54 +333,6 @@ impl HeaderMatch {
             (HeaderCondition::Prefix(prefix), Some(v)) => v.starts_with(prefix.as_str().as_bytes()),
             (HeaderCondition::Regex(regex), Some(v)) => regex.is_match(&v),
         }
-    }
-}
-
-impl<'de> Deserialize<'de> for HeaderMatch {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(HeaderVisitor)
-    }
-}
-
-const HEADER_FIELDS: &[&str] = &["name", "exact", "prefix", "regex", "present"];
-
-struct HeaderVisitor;
-
-impl<'de> Visitor<'de> for HeaderVisitor {
-    type Value = HeaderMatch;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(r#"{"name": ..., and one of "exact", "prefix", "regex" or "present"}"#)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMatch, A::Error> {
-        let mut name = None;
-        let mut condition = None;
-        while let Some(key) = map.next_key_seed(Key(HEADER_FIELDS, &[]))? {
-            let found = match key.as_str() {
-                "name" => {
-                    if name.replace(map.next_value::<HeaderName>()?).is_some() {
-                        return Err(de::Error::duplicate_field("name"));
-                    }
-                    continue;
-                }
-                "exact" => HeaderCondition::Exact(map.next_value()?),
-                "prefix" => HeaderCondition::Prefix(map.next_value()?),
-                "regex" => HeaderCondition::Regex(map.next_value()?),
-                "present" => HeaderCondition::Present(map.next_value()?),
-                other => return Err(de::Error::unknown_field(other, HEADER_FIELDS)),
-            };
-            if condition.replace(found).is_some() {
-                return Err(de::Error::custom(
-                    "give exactly one of exact, prefix, regex or present",
-                ));
-            }
-        }
-        let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
-        let condition = condition.ok_or_else(|| {
-            de::Error::custom("give exactly one of exact, prefix, regex or present")
-        })?;
-        Ok(HeaderMatch { name, condition })
     }
 }
 

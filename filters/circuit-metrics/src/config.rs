@@ -8,7 +8,7 @@ use crate::outcome::StatusPattern;
 use crate::record;
 use crate::window::{Spec, MAX_CALLS, MAX_SPAN};
 use meshward_shared::config::{
-    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, HeaderValue, OneOf,
+    parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, OneOf, Text,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -118,7 +118,7 @@ struct RawLabels {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     #[serde(default)]
-    allow: Vec<String>,
+    allow: Vec<Text>,
     max: Option<Bounded<0, MAX_LABELS>>,
 }
 
@@ -131,7 +131,7 @@ struct RawBreaker {
     cluster: String,
     #[serde(default)]
     per_route: bool,
-    name: Option<HeaderValue>,
+    name: Option<Text>,
     enforce: Option<bool>,
     #[serde(default)]
     mode: Mode,
@@ -220,13 +220,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
 }
 
 fn policy(RawPolicy { allow, max }: RawPolicy) -> Result<Policy, ConfigError> {
+    let allow: Vec<String> = allow.into_iter().map(Text::into_string).collect();
     for (i, name) in allow.iter().enumerate() {
-        if name.is_empty() {
-            return Err(ConfigError::new(
-                format!("allow[{i}]"),
-                "expected a cluster or route name, got an empty string",
-            ));
-        }
         if allow.get(..i).is_some_and(|before| before.contains(name)) {
             return Err(ConfigError::new(
                 format!("allow[{i}]"),
@@ -253,13 +248,6 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
         "*" => ClusterMatch::Any,
         name => ClusterMatch::Exact(name.to_string()),
     };
-    if raw
-        .name
-        .as_ref()
-        .is_some_and(|name| name.as_str().is_empty())
-    {
-        return Err(ConfigError::new("name", "expected a non-empty name"));
-    }
     let defaults = Settings::default();
     let settings = Settings {
         mode: raw.mode,
@@ -301,7 +289,7 @@ fn breaker(raw: RawBreaker, enforce_default: bool) -> Result<BreakerConfig, Conf
     Ok(BreakerConfig {
         cluster,
         per_route: raw.per_route,
-        name: raw.name.map(HeaderValue::into_string),
+        name: raw.name.map(Text::into_string),
         enforce: raw.enforce.unwrap_or(enforce_default),
         fingerprint: record::fingerprint(&settings),
         settings,

@@ -10,7 +10,7 @@ use crate::sources::TokenSource;
 use crate::token::Algorithm;
 use meshward_shared::config::{
     parse_json, Bounded, BoundedDuration, ConfigError, CookieName, HeaderName, HeaderValue,
-    NonEmpty, OneOf,
+    NonEmpty, OneOf, Text,
 };
 use meshward_shared::matching::RequestMatch;
 use serde::{de, Deserialize, Deserializer};
@@ -116,7 +116,7 @@ struct RawProvider {
     name: String,
     issuer: Option<String>,
     #[serde(default)]
-    audiences: Vec<String>,
+    audiences: Vec<Text>,
     from: Option<NonEmpty<OneOf<Place, SourceFields>>>,
     #[serde(default)]
     forward: bool,
@@ -133,7 +133,7 @@ struct RawProvider {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRemote {
-    cluster: String,
+    cluster: Text,
     uri: String,
     timeout: Option<BoundedDuration<MS, { 60 * S }>>,
     cache_duration: Option<BoundedDuration<S, { 30 * DAY }>>,
@@ -148,7 +148,7 @@ struct RawRemote {
 #[serde(rename_all = "lowercase")]
 enum Place {
     Header(HeaderName),
-    Query(String),
+    Query(Text),
     Cookie(CookieName),
 }
 
@@ -323,12 +323,6 @@ fn build_provider(
             "must not be empty (leave it out to accept any issuer)",
         ));
     }
-    if let Some(i) = raw.audiences.iter().position(String::is_empty) {
-        return Err(ConfigError::new(
-            format!("audiences[{i}]"),
-            "must not be empty",
-        ));
-    }
     let keys = match keys {
         KeySource::Jwks(inline) => Keys::Inline(Rc::new(inline_jwks(&inline)?)),
         KeySource::RemoteJwks(remote) => {
@@ -360,7 +354,7 @@ fn build_provider(
     Ok(Provider {
         name: raw.name,
         issuer: raw.issuer,
-        audiences: raw.audiences,
+        audiences: raw.audiences.into_iter().map(Text::into_string).collect(),
         keys,
         from,
         forwarding: Forwarding {
@@ -399,19 +393,14 @@ fn inline_jwks(value: &Value) -> Result<KeySet, ConfigError> {
 }
 
 fn remote_source(raw: RawRemote, sources: &mut Vec<RemoteSource>) -> Result<usize, ConfigError> {
-    if raw.cluster.is_empty() {
-        return Err(ConfigError::new(
-            "cluster",
-            "the name of the Envoy cluster that serves the JWKS is required",
-        ));
-    }
+    let cluster = raw.cluster.into_string();
     let (authority, path) = split_uri(&raw.uri).ok_or_else(|| {
         ConfigError::new("uri", format!("expected an http or https URL such as \"https://idp.example.com/.well-known/jwks.json\", got {:?}", raw.uri))
     })?;
     let secs = Duration::from_secs;
     let source = RemoteSource {
-        shared_key: format!("meshward-jwt-auth|jwks|{}|{authority}{path}", raw.cluster),
-        cluster: raw.cluster,
+        shared_key: format!("meshward-jwt-auth|jwks|{cluster}|{authority}{path}"),
+        cluster,
         authority,
         path,
         timeout: raw.timeout.map_or(secs(5), BoundedDuration::get),
@@ -479,10 +468,7 @@ fn token_source(raw: OneOf<Place, SourceFields>) -> Result<TokenSource, ConfigEr
             "prefix",
             "only a header source has a prefix",
         )),
-        (Place::Query(name), None) if name.is_empty() => {
-            Err(ConfigError::new("query", "must not be empty"))
-        }
-        (Place::Query(name), None) => Ok(TokenSource::Query(name)),
+        (Place::Query(name), None) => Ok(TokenSource::Query(name.into_string())),
         (Place::Cookie(name), None) => Ok(TokenSource::Cookie(name.into_string())),
     }
 }

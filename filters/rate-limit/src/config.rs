@@ -7,7 +7,7 @@ use crate::metrics::RuleMetrics;
 use crate::request::Request;
 use crate::table::Table;
 use meshward_shared::config::{
-    parse_json, Bounded, BoundedDuration, ConfigError, HeaderName, NonEmpty,
+    parse_json, Bounded, BoundedDuration, ConfigError, HeaderName, NonEmpty, Text,
 };
 use meshward_shared::matching::RequestMatch;
 use serde::Deserialize;
@@ -207,8 +207,8 @@ enum RawKeyPart {
     Header(HeaderName),
     Path,
     Method,
-    Query(String),
-    Cookie(String),
+    Query(Text),
+    Cookie(Text),
 }
 
 #[derive(Deserialize)]
@@ -223,8 +223,8 @@ const MS: u64 = 1_000_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
-    cluster: String,
-    domain: String,
+    cluster: Text,
+    domain: Text,
     timeout: Option<BoundedDuration<MS, { 60_000 * MS }>>,
     hits_addend: Option<Bounded<1, { u32::MAX }>>,
     #[serde(default)]
@@ -285,12 +285,7 @@ fn rule(raw: RawRule) -> Result<Rule, ConfigError> {
             "expected \"limit\" (a local bucket), \"global\" (a rate limit service), or both",
         ));
     }
-    let key = raw
-        .key
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| key_part(part).map_err(|e| e.within(&format!("key[{i}]"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let key: Vec<KeyPart> = raw.key.into_iter().map(key_part).collect();
     let buckets = match (key.is_empty(), raw.buckets) {
         (_, Some(_)) if limit.is_none() => {
             return Err(ConfigError::new(
@@ -361,16 +356,14 @@ fn limit(raw: &RawLimit) -> Result<Limit, ConfigError> {
 }
 
 fn global(raw: RawGlobal) -> Result<Global, ConfigError> {
-    let cluster = non_empty("cluster", raw.cluster)?;
-    let domain = non_empty("domain", raw.domain)?;
     let timeout = raw
         .timeout
         .map_or(DEFAULT_GLOBAL_TIMEOUT, BoundedDuration::get);
     let timeout_millis = u32::try_from(timeout.as_nanos().div_ceil(1_000_000))
         .map_err(|_| ConfigError::new("timeout", "out of range"))?;
     Ok(Global {
-        cluster,
-        domain,
+        cluster: raw.cluster.into_string(),
+        domain: raw.domain.into_string(),
         timeout,
         timeout_millis,
         hits_addend: raw.hits_addend.map_or(1, |n| n.get()),
@@ -378,8 +371,8 @@ fn global(raw: RawGlobal) -> Result<Global, ConfigError> {
     })
 }
 
-fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
-    Ok(match raw {
+fn key_part(raw: RawKeyPart) -> KeyPart {
+    match raw {
         RawKeyPart::ClientAddress => KeyPart::ClientAddress,
         RawKeyPart::XForwardedFor(RawForwardedFor { trusted_hops }) => KeyPart::ForwardedFor {
             trusted_hops: trusted_hops.get(),
@@ -387,16 +380,9 @@ fn key_part(raw: RawKeyPart) -> Result<KeyPart, ConfigError> {
         RawKeyPart::Header(name) => KeyPart::Header(name.into_string()),
         RawKeyPart::Path => KeyPart::Path,
         RawKeyPart::Method => KeyPart::Method,
-        RawKeyPart::Query(name) => KeyPart::Query(non_empty("query", name)?),
-        RawKeyPart::Cookie(name) => KeyPart::Cookie(non_empty("cookie", name)?),
-    })
-}
-
-fn non_empty(field: &str, name: String) -> Result<String, ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::new(field, "expected a non-empty name"));
+        RawKeyPart::Query(name) => KeyPart::Query(name.into_string()),
+        RawKeyPart::Cookie(name) => KeyPart::Cookie(name.into_string()),
     }
-    Ok(name)
 }
 
 #[cfg(test)]
@@ -529,11 +515,11 @@ pub(crate) mod tests {
             ),
             (
                 r#"{"rules":[{"name":"g","global":{"cluster":"","domain":"d"}}]}"#.into(),
-                "rules[0].global.cluster: expected a non-empty name",
+                "rules[0].global.cluster: must not be empty",
             ),
             (
                 r#"{"rules":[{"name":"g","global":{"cluster":"rls","domain":""}}]}"#.into(),
-                "rules[0].global.domain: expected a non-empty name",
+                "rules[0].global.domain: must not be empty",
             ),
             (
                 global_rule(r#","hits_addend":0"#),

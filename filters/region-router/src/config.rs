@@ -5,7 +5,7 @@ use crate::health::{HealthPolicy, MAX_MIN_REQUESTS};
 use crate::sticky;
 use meshward_shared::config::{
     parse_json, Bounded, BoundedDuration, ConfigDuration, ConfigError, CookieName, HeaderName,
-    HeaderValue, OneOf,
+    OneOf, Text,
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -144,7 +144,7 @@ pub struct Region {
     #[serde(deserialize_with = "region_name")]
     pub name: String,
     /// The Envoy cluster serving it.
-    #[serde(deserialize_with = "cluster_name")]
+    #[serde(deserialize_with = "Text::deserialize_string")]
     pub cluster: String,
     /// The expected latency from this proxy, if known (the local region's defaults to 0).
     pub latency: Option<ConfigDuration>,
@@ -356,14 +356,6 @@ fn region_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
         return Err(D::Error::custom(format!("expected a region name of lowercase letters, digits, - and _ (at most {MAX_REGION_NAME}), such as \"eu-west-1\", got {name:?}")));
     }
     Ok(name)
-}
-
-fn cluster_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    let cluster = HeaderValue::deserialize(deserializer)?.into_string();
-    if cluster.is_empty() {
-        return Err(D::Error::custom("expected an Envoy cluster name"));
-    }
-    Ok(cluster)
 }
 
 fn yes() -> bool {
@@ -605,10 +597,7 @@ mod tests {
 
         let mut no_cluster = three_regions();
         no_cluster["regions"][1]["cluster"] = json!("");
-        assert_eq!(
-            refusal(no_cluster),
-            "regions[1].cluster: expected an Envoy cluster name"
-        );
+        assert_eq!(refusal(no_cluster), "regions[1].cluster: must not be empty");
 
         let mut null_preference = three_regions();
         null_preference["regions"][1]["allow_preference"] = json!(null);
