@@ -17,7 +17,6 @@ use std::cell::RefCell;
 /// Makes a root filter for a plugin.
 pub type RootFactory = fn() -> Box<dyn RootFilter>;
 
-#[derive(Default)]
 struct Dispatcher {
     /// Filters compiled into this module, by root id.
     factories: Vec<(&'static str, RootFactory)>,
@@ -32,7 +31,14 @@ struct Stream {
 }
 
 thread_local! {
-    static DISPATCHER: RefCell<Dispatcher> = RefCell::new(Dispatcher::default());
+    static DISPATCHER: RefCell<Dispatcher> = const {
+        RefCell::new(Dispatcher {
+            factories: Vec::new(),
+            roots: context::id_map(),
+            streams: context::id_map(),
+            current: 0,
+        })
+    };
 }
 
 fn with<R>(f: impl FnOnce(&mut Dispatcher) -> R) -> Option<R> {

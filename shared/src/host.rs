@@ -706,6 +706,13 @@ struct Slot {
 }
 
 impl Slot {
+    /// No snapshot and no writes.
+    const EMPTY: Slot = Slot {
+        taken: None,
+        pending: Vec::new(),
+        log: Vec::new(),
+    };
+
     /// The snapshot with every pending write applied.
     fn current(&mut self) -> Option<Rc<HeaderSnapshot>> {
         let taken = self.taken.as_mut()?;
@@ -736,7 +743,7 @@ impl Slot {
 type Snapshots = [Slot; 4];
 
 thread_local! {
-    static SNAPSHOTS: RefCell<Snapshots> = RefCell::new(Default::default());
+    static SNAPSHOTS: RefCell<Snapshots> = const { RefCell::new([Slot::EMPTY; 4]) };
 }
 
 /// The slot of a stream's map; callout replies are not snapshotted.
