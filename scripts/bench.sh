@@ -5,7 +5,7 @@
 # Usage: scripts/bench.sh   (from `make bench`, after `make build` and `make setup`)
 # Two sizes: the default is quick (the QUICK rows, 3 rounds of 5 s: about 12 minutes; it
 # prints its tables and leaves BENCHMARKS.md alone); BENCH_FULL=1 runs every row, the price
-# list (the cost-* rows) and the drills, 3 rounds of 10 s (about 45 minutes), and records
+# list (the cost-* rows) and the drills, 3 rounds of 10 s (about 40 minutes), and records
 # the results in BENCHMARKS.md.
 # Knobs, all optional: BENCH_FULL=1, BENCH_DURATION (seconds measured per run: 5 quick, 10
 # full), BENCH_WARMUP (1 quick, 2 full), BENCH_ROUNDS=3, BENCH_CONNECTIONS=32,
