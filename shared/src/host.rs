@@ -696,7 +696,6 @@ enum Write {
 /// was taken. Writes are only logged (a copy of their bytes): most filters write last and
 /// never read again, and applying each write to the snapshot costs more Wasm work than
 /// logging it. The next read applies them.
-#[derive(Default)]
 struct Slot {
     taken: Option<Rc<HeaderSnapshot>>,
     /// Each write: what it was, and where its name and value end in `log`.

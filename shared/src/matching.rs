@@ -151,7 +151,7 @@ impl<'de> Visitor<'de> for MatchVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestMatch, A::Error> {
         let mut m = RequestMatch::default();
         let mut seen = Vec::new();
-        while let Some(key) = map.next_key_seed(Key(MATCH_FIELDS, RETIRED_FIELDS))? {
+        while let Some(key) = map.next_key_seed(MatchKey)? {
             if seen.contains(&key) {
                 return Err(de::Error::custom(format!("duplicate field `{key}`")));
             }
@@ -336,12 +336,12 @@ impl HeaderMatch {
     }
 }
 
-/// A map key that must be one of the known fields (or a retired one, refused at its value):
-/// an unknown key fails as it is read, as serde's derived `deny_unknown_fields` does, so the
+/// A match's key: one of [`MATCH_FIELDS`] (or a retired one, refused at its value). An
+/// unknown key fails as it is read, as serde's derived `deny_unknown_fields` does, so the
 /// error names the key's path.
-struct Key(&'static [&'static str], &'static [&'static str]);
+struct MatchKey;
 
-impl<'de> de::DeserializeSeed<'de> for Key {
+impl<'de> de::DeserializeSeed<'de> for MatchKey {
     type Value = String;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
@@ -349,7 +349,7 @@ impl<'de> de::DeserializeSeed<'de> for Key {
     }
 }
 
-impl<'de> Visitor<'de> for Key {
+impl<'de> Visitor<'de> for MatchKey {
     type Value = String;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -357,10 +357,10 @@ impl<'de> Visitor<'de> for Key {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
-        if self.0.contains(&key) || self.1.contains(&key) {
+        if MATCH_FIELDS.contains(&key) || RETIRED_FIELDS.contains(&key) {
             Ok(key.to_string())
         } else {
-            Err(E::unknown_field(key, self.0))
+            Err(E::unknown_field(key, MATCH_FIELDS))
         }
     }
 }
