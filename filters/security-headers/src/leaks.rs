@@ -81,6 +81,62 @@ pub const DEFAULT_LEAK_HEADERS: &[&str] = &[
     "x-varnish-server",
 ];
 
+/// The names a filter removes, indexed by length for the lookup every response header makes.
+///
+/// Most response headers share their length with no name here, so their lookup is one
+/// index; the rest compare bytes with the few names of their length. A binary search over
+/// the sorted list, comparing through a lowercasing iterator, cost about 1,300 fuel per
+/// response header, 8,400 of the 29,100 the bench response's headers cost in all (measured
+/// by stopping the response path early at each step).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemovalList {
+    /// Lowercase, without duplicates, shorter names first.
+    names: Vec<String>,
+    /// `groups[n]`: the start and end in `names` of the names `n` bytes long.
+    groups: Vec<(usize, usize)>,
+}
+
+impl RemovalList {
+    /// Indexes `names` (lowercase header names; duplicates are dropped).
+    pub fn new(mut names: Vec<String>) -> RemovalList {
+        names.sort_unstable_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+        names.dedup();
+        let longest = names.last().map_or(0, String::len);
+        let groups = (0..=longest)
+            .map(|len| {
+                let start = names.partition_point(|n| n.len() < len);
+                (start, names.partition_point(|n| n.len() <= len))
+            })
+            .collect();
+        RemovalList { names, groups }
+    }
+
+    /// The listed name that `name` is, in any case.
+    pub fn find(&self, name: &str) -> Option<&str> {
+        let &(start, end) = self.groups.get(name.len())?;
+        self.names
+            .get(start..end)?
+            .iter()
+            .find(|n| n.as_bytes() == name.as_bytes() || n.eq_ignore_ascii_case(name))
+            .map(String::as_str)
+    }
+
+    /// The names, shorter first.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether nothing is removed.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +157,53 @@ mod tests {
         ] {
             assert!(DEFAULT_LEAK_HEADERS.contains(&required), "{required}");
         }
+    }
+
+    #[test]
+    fn the_removal_list_finds_each_name_in_any_case_and_nothing_else() {
+        let list = RemovalList::new(
+            [
+                "server",
+                "via",
+                "x-powered-by",
+                "x-aspnet-version",
+                "server",
+                "x-runtime",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(
+            list.names(),
+            [
+                "via",
+                "server",
+                "x-runtime",
+                "x-powered-by",
+                "x-aspnet-version"
+            ]
+        );
+        for name in list.names() {
+            assert_eq!(list.find(name), Some(name.as_str()));
+            assert_eq!(list.find(&name.to_ascii_uppercase()), Some(name.as_str()));
+        }
+        for other in [
+            "",
+            "v",
+            "vib",
+            "servers",
+            "x-powered-bx",
+            "content-type",
+            &"x".repeat(100),
+        ] {
+            assert_eq!(list.find(other), None, "{other}");
+        }
+        let defaults =
+            RemovalList::new(DEFAULT_LEAK_HEADERS.iter().map(|n| n.to_string()).collect());
+        assert_eq!(defaults.len(), DEFAULT_LEAK_HEADERS.len());
+        for name in DEFAULT_LEAK_HEADERS {
+            assert_eq!(defaults.find(name), Some(*name));
+        }
+        assert!(RemovalList::new(Vec::new()).find("server").is_none());
     }
 }

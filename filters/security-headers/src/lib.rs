@@ -22,7 +22,6 @@ use config::Config;
 use meshward_shared::config::ConfigError;
 use meshward_shared::host::{self, Map};
 use meshward_shared::matching::RequestView;
-use meshward_shared::snapshot::HeaderSnapshot;
 use meshward_shared::{log::Log, Action, HttpFilter, RootFilter};
 use metrics::Metrics;
 use policy::Edit;
@@ -115,10 +114,9 @@ impl HttpFilter for Stream {
         };
         // Unreadable headers still get the overwrite headers; `decide` explains the rest.
         let response = host::snapshot(Map::ResponseHeaders).ok();
-        let edits = {
-            let lent: Option<Vec<(&str, &[u8])>> = response.as_ref().map(|s| s.iter().collect());
-            policy::decide(&self.config, &facts, lent.as_deref())
-        };
+        // Lent once: each pass over the snapshot checks every name's UTF-8 again.
+        let lent: Option<Vec<(&str, &[u8])>> = response.as_ref().map(|s| s.iter().collect());
+        let edits = policy::decide(&self.config, &facts, lent.as_deref());
         let sets = edits
             .iter()
             .filter(|e| matches!(e, Edit::Set { .. }))
@@ -127,7 +125,7 @@ impl HttpFilter for Stream {
         // The map was read for the decision: in Wasm, writing it back whole in one call
         // costs Envoy less than one call per edit (BENCHMARKS.md, "Cost model"). The native
         // build, and a host that refuses the whole map, get the edits one by one.
-        let written = match &response {
+        let written = match &lent {
             Some(headers) if !edits.is_empty() && host::WHOLE_MAP_WRITES_PAY => {
                 host::set_headers(Map::ResponseHeaders, &edited(headers, &edits)).is_ok()
             }
@@ -172,13 +170,17 @@ impl HttpFilter for Stream {
 /// The response headers after `edits`: the headers they leave alone, in order, then each
 /// header set. The same map the edits make one by one (`proxy_replace_header_map_value`
 /// removes every value of a name and adds the new one at the end).
-fn edited<'a>(headers: &'a HeaderSnapshot, edits: &'a [Edit<'a>]) -> Vec<(&'a str, &'a [u8])> {
+fn edited<'a>(headers: &[(&'a str, &'a [u8])], edits: &[Edit<'a>]) -> Vec<(&'a str, &'a [u8])> {
     let touched = |name: &str| {
         edits.iter().any(|e| match e {
             Edit::Set { name: n, .. } | Edit::Remove(n) => n.eq_ignore_ascii_case(name),
         })
     };
-    let mut out: Vec<(&str, &[u8])> = headers.iter().filter(|(k, _)| !touched(k)).collect();
+    let mut out: Vec<(&str, &[u8])> = headers
+        .iter()
+        .filter(|(k, _)| !touched(k))
+        .copied()
+        .collect();
     out.extend(edits.iter().filter_map(|e| match e {
         Edit::Set { name, value } => Some((*name, value.as_bytes())),
         Edit::Remove(_) => None,

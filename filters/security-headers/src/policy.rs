@@ -42,8 +42,8 @@ pub fn decide<'a, K: AsRef<str>, V: AsRef<[u8]>>(
     let headers = response.unwrap_or_default();
     let mut edits = Vec::with_capacity(policy.rules.len() + 2);
     for (name, _) in headers {
-        if let Some(name) = removable(&config.remove, name.as_ref()) {
-            let edit = Edit::Remove(name.as_str());
+        if let Some(name) = config.remove.find(name.as_ref()) {
+            let edit = Edit::Remove(name);
             if !edits.contains(&edit) {
                 edits.push(edit);
             }
@@ -63,15 +63,6 @@ pub fn decide<'a, K: AsRef<str>, V: AsRef<[u8]>>(
         }
     }
     edits
-}
-
-/// The entry of the sorted, lowercase `remove` list that `name` names, in any case.
-fn removable<'r>(remove: &'r [String], name: &str) -> Option<&'r String> {
-    let lowercase = || name.bytes().map(|b| b.to_ascii_lowercase());
-    let at = remove
-        .binary_search_by(|n| n.bytes().cmp(lowercase()))
-        .ok()?;
-    remove.get(at)
 }
 
 fn find<'h, K: AsRef<str>, V: AsRef<[u8]>>(headers: &'h [(K, V)], name: &str) -> Option<&'h [u8]> {
