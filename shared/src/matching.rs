@@ -21,7 +21,6 @@
 //! Reads are lazy: a condition that is not given costs no header read.
 
 use crate::config::{HeaderName, HeaderValue, HostPattern, MatchRegex, Method, OneOf, RequestPath};
-use crate::pairs::Pair;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
@@ -37,25 +36,26 @@ pub trait RequestView {
     fn joined(&self, name: &str) -> Option<Cow<'_, [u8]>>;
 }
 
-/// A request given as a list of headers, pseudo-headers included, duplicates kept.
-impl RequestView for [Pair] {
+/// A request given as a list of headers, pseudo-headers included, duplicates kept: owned
+/// ([`crate::pairs::Pair`]s) or lent from a snapshot (`(&str, &[u8])`).
+impl<K: AsRef<str>, V: AsRef<[u8]>> RequestView for [(K, V)] {
     fn header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
         self.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| Cow::Borrowed(v.as_slice()))
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| Cow::Borrowed(v.as_ref()))
     }
 
     fn joined(&self, name: &str) -> Option<Cow<'_, [u8]>> {
         join(
             self.iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.as_slice()),
+                .filter(|(k, _)| k.as_ref() == name)
+                .map(|(_, v)| v.as_ref()),
         )
     }
 }
 
-/// The same, owned (a slice cannot be a `dyn RequestView`).
-impl RequestView for Vec<Pair> {
+/// The same, in a `Vec` (a slice cannot be a `dyn RequestView`).
+impl<K: AsRef<str>, V: AsRef<[u8]>> RequestView for Vec<(K, V)> {
     fn header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
         self.as_slice().header(name)
     }
@@ -398,6 +398,7 @@ impl<'de, H: Hint> Deserialize<'de> for Retired<H> {
 mod tests {
     use super::*;
     use crate::config::{parse_json, ConfigError};
+    use crate::pairs::Pair;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

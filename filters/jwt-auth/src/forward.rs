@@ -4,8 +4,7 @@
 
 use crate::cache::Verified;
 use crate::claims;
-use crate::sources::{self, TokenSource};
-use meshward_shared::pairs::Pair;
+use crate::sources::{self, Header, TokenSource};
 
 /// A claim copied to a request header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +67,7 @@ pub fn claim_edits(forwarding: &Forwarding, verified: &Verified) -> Vec<Edit> {
 /// The edits that take the tokens at `locations` out of the request: each header removed,
 /// the query parameters dropped from `:path` in one rewrite, the cookies dropped from
 /// `cookie` in one. Only what the request holds is edited.
-pub fn strip(locations: &[&TokenSource], headers: &[Pair], path: &str) -> Vec<Edit> {
+pub fn strip(locations: &[&TokenSource], headers: &[Header<'_>], path: &str) -> Vec<Edit> {
     let mut out = Vec::new();
     let mut queries: Vec<&str> = Vec::new();
     let mut cookies: Vec<&str> = Vec::new();
@@ -167,7 +166,7 @@ mod tests {
         assert_eq!(
             strip(
                 &[&bearer(), &query, &cookie, &query2, &cookie2, &bearer()],
-                &headers,
+                &sources::lend(&headers),
                 "/a?t=x&b=1&u=y"
             ),
             vec![
@@ -178,7 +177,7 @@ mod tests {
         );
         // Nothing to take out: no edit, no host call.
         assert_eq!(strip(&[&bearer(), &query, &cookie], &[], "/a?b=1"), vec![]);
-        let only = vec![("cookie".to_string(), b"jwt=x".to_vec())];
+        let only = vec![("cookie", &b"jwt=x"[..])];
         assert_eq!(strip(&[&cookie], &only, "/"), vec![Edit::SetCookie(None)]);
     }
 }

@@ -40,6 +40,7 @@ use crate::failed::FailedSignatures;
 use crate::forward::Edit;
 use crate::metrics::Metrics;
 use crate::remote::{FetchResult, LeaseOutcome, Remote, RemoteSource, Why};
+use crate::sources::Header;
 use crate::verdict::{Env, KeyLookup, KeyStore, Request, Tally, Verdict};
 use crate::verify::{HostVerifier, NoHost};
 use meshward_shared::config::ConfigError;
@@ -258,7 +259,11 @@ impl Gate {
     /// would reach the resuming context). `deadline_ms` bounds a request that already
     /// waited.
     fn handle(&self, context_id: u32, may_fetch: bool, deadline_ms: Option<u64>) -> Handled {
-        let headers = host::headers(Map::RequestHeaders).unwrap_or_default();
+        let snapshot = host::snapshot(Map::RequestHeaders).ok();
+        // Lent once, not copied: the token alone is hundreds of bytes.
+        let headers: Vec<Header<'_>> = snapshot
+            .as_deref()
+            .map_or_else(Vec::new, |s| s.iter().collect());
         let request = Request::new(&headers);
         // A fetch that cannot start is recorded as failed and the decision made again:
         // the second time the lease is backing off and the keys read as unavailable.
@@ -317,10 +322,12 @@ impl Gate {
         let mut worker = self.worker.try_borrow_mut().ok()?;
         let worker = &mut *worker;
         let mut tally = Tally::default();
+        // One reading of the clock for the keys' deadlines and the tokens' times.
+        let now = time::now();
         let mut keys = RemoteKeys {
             remotes: &mut worker.remotes,
             sources: &self.config.sources,
-            now_ms: now_millis(),
+            now_ms: now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             may_fetch,
         };
         let mut envoy = EnvoyCrypto(&mut worker.host_crypto);
@@ -335,7 +342,7 @@ impl Gate {
             failed: &mut worker.failed,
             keys: &mut keys,
             host,
-            now: time::now().map(|d| d.as_secs()),
+            now: now.map(|d| d.as_secs()),
             tally: &mut tally,
         };
         let verdict = verdict::decide(&mut env, request);

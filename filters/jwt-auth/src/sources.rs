@@ -6,7 +6,11 @@
 //! the request is refused rather than guessed at.
 
 use meshward_shared::http::{self, Lookup};
-use meshward_shared::pairs::Pair;
+use std::borrow::Cow;
+
+/// A request header as the filter reads it: its name (lowercase) and value, lent by the
+/// request's header snapshot, so no header is copied to be read.
+pub type Header<'a> = (&'a str, &'a [u8]);
 
 /// Where a provider looks for its token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,9 +49,9 @@ impl std::fmt::Display for SourceError {
 
 /// A token found in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Found {
-    /// The token.
-    pub token: String,
+pub struct Found<'a> {
+    /// The token: lent by the request, unless percent-decoding a query parameter made it.
+    pub token: Cow<'a, str>,
     /// Which of the provider's sources held it (index into its list).
     pub source: usize,
 }
@@ -55,11 +59,11 @@ pub struct Found {
 /// Every token `sources` find in the request, in the order of `sources`: each source is
 /// read, not only the first that holds a token, so that no token reaches the upstream
 /// unchecked. A source holding two values is an error.
-pub fn extract_all(
+pub fn extract_all<'a>(
     sources: &[TokenSource],
-    headers: &[Pair],
-    path: &str,
-) -> Result<Vec<Found>, SourceError> {
+    headers: &[Header<'a>],
+    path: &'a str,
+) -> Result<Vec<Found<'a>>, SourceError> {
     let mut found = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         let token = match source {
@@ -85,8 +89,12 @@ fn only_one<T>(mut values: impl Iterator<Item = T>) -> Result<Option<T>, SourceE
     Ok(first)
 }
 
-fn from_header(headers: &[Pair], name: &str, prefix: &str) -> Result<Option<String>, SourceError> {
-    let Some(value) = only_one(headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v))? else {
+fn from_header<'a>(
+    headers: &[Header<'a>],
+    name: &str,
+    prefix: &str,
+) -> Result<Option<Cow<'a, str>>, SourceError> {
+    let Some(value) = only_one(headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| *v))? else {
         return Ok(None);
     };
     let value = std::str::from_utf8(value).map_err(|_| SourceError::NotText)?;
@@ -99,31 +107,36 @@ fn from_header(headers: &[Pair], name: &str, prefix: &str) -> Result<Option<Stri
     }
     Ok(value
         .get(prefix.len()..)
-        .map(|rest| rest.trim_matches(' ').to_string()))
+        .map(|rest| Cow::Borrowed(rest.trim_matches(' '))))
 }
 
-fn from_query(path: &str, name: &str) -> Result<Option<String>, SourceError> {
+fn from_query<'a>(path: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, SourceError> {
     let query = http::split_path(path.as_bytes()).1.unwrap_or_default();
     match http::query_param(query, name) {
         Lookup::Absent => Ok(None),
         // A token is base64url text: bytes that decode to anything else fail verification.
-        Lookup::One(value) => Ok(Some(String::from_utf8_lossy(&value).into_owned())),
+        Lookup::One(value) => Ok(Some(Cow::Owned(
+            String::from_utf8_lossy(&value).into_owned(),
+        ))),
         Lookup::Repeated { .. } => Err(SourceError::Ambiguous),
     }
 }
 
-fn cookie_headers(headers: &[Pair]) -> impl Iterator<Item = &[u8]> {
+fn cookie_headers<'h, 'a>(headers: &'h [Header<'a>]) -> impl Iterator<Item = &'a [u8]> + 'h {
     headers
         .iter()
-        .filter(|(k, _)| k == "cookie")
-        .map(|(_, v)| v.as_slice())
+        .filter(|(k, _)| *k == "cookie")
+        .map(|(_, v)| *v)
 }
 
-fn from_cookies(headers: &[Pair], name: &str) -> Result<Option<String>, SourceError> {
+fn from_cookies<'a>(
+    headers: &[Header<'a>],
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, SourceError> {
     match http::cookie(cookie_headers(headers), name) {
         Lookup::Absent => Ok(None),
         Lookup::One(value) => std::str::from_utf8(value)
-            .map(|v| Some(v.to_string()))
+            .map(|v| Some(Cow::Borrowed(v)))
             .map_err(|_| SourceError::NotText),
         Lookup::Repeated { .. } => Err(SourceError::Ambiguous),
     }
@@ -152,7 +165,7 @@ pub fn without_query_params(path: &str, names: &[&str]) -> String {
 
 /// The `cookie` header value with the cookies `names` removed, from all `cookie` headers
 /// joined, each other cookie as it was sent; `None` when no cookie is left.
-pub fn without_cookies(headers: &[Pair], names: &[&str]) -> Option<Vec<u8>> {
+pub fn without_cookies(headers: &[Header<'_>], names: &[&str]) -> Option<Vec<u8>> {
     let kept: Vec<&[u8]> = http::cookies(cookie_headers(headers))
         .filter(|c| !names.iter().any(|name| name.as_bytes() == c.name))
         .map(|c| c.pair)
@@ -161,18 +174,25 @@ pub fn without_cookies(headers: &[Pair], names: &[&str]) -> Option<Vec<u8>> {
 }
 
 /// Whether the request carries a cookie named `name`, empty or not.
-pub fn has_cookie(headers: &[Pair], name: &str) -> bool {
+pub fn has_cookie(headers: &[Header<'_>], name: &str) -> bool {
     http::cookies(cookie_headers(headers)).any(|c| c.name == name.as_bytes())
+}
+
+/// Owned headers lent as the adapter lends the snapshot's, for tests.
+#[cfg(test)]
+pub(crate) fn lend(headers: &[meshward_shared::pairs::Pair]) -> Vec<Header<'_>> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<Pair> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
+    fn headers<'a>(list: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        list.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
     }
 
     fn bearer() -> TokenSource {
@@ -182,18 +202,18 @@ mod tests {
         }
     }
 
-    fn found(token: &str, source: usize) -> Vec<Found> {
+    fn found(token: &str, source: usize) -> Vec<Found<'_>> {
         vec![Found {
             token: token.into(),
             source,
         }]
     }
 
-    fn extract(
+    fn extract<'a>(
         sources: &[TokenSource],
-        headers: &[Pair],
-        path: &str,
-    ) -> Result<Vec<Found>, SourceError> {
+        headers: &[Header<'a>],
+        path: &'a str,
+    ) -> Result<Vec<Found<'a>>, SourceError> {
         extract_all(sources, headers, path)
     }
 
@@ -230,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_header_that_is_not_utf8_is_refused() {
-        let h = vec![("authorization".to_string(), b"Bearer \xff".to_vec())];
+        let h = vec![("authorization", &b"Bearer \xff"[..])];
         assert_eq!(extract(&[bearer()], &h, "/"), Err(SourceError::NotText));
     }
 
@@ -252,7 +272,7 @@ mod tests {
             pairs
                 .iter()
                 .map(|(t, s)| Found {
-                    token: t.to_string(),
+                    token: t.to_string().into(),
                     source: *s,
                 })
                 .collect()
@@ -325,7 +345,7 @@ mod tests {
 
     #[test]
     fn non_utf8_cookies_of_others_survive_the_token_cookie_removal() {
-        let h = vec![("cookie".to_string(), b"jwt=x; pref=\xff\xfe".to_vec())];
+        let h = vec![("cookie", &b"jwt=x; pref=\xff\xfe"[..])];
         assert_eq!(
             without_cookies(&h, &["jwt"]),
             Some(b"pref=\xff\xfe".to_vec())

@@ -15,33 +15,33 @@ use crate::failed::FailedSignatures;
 use crate::forward::{self, Edit};
 use crate::policy::{self, ClaimCheck, Mode, Requirement};
 pub use crate::remote::Lookup as KeyLookup;
-use crate::sources::{self, TokenSource};
+use crate::sources::{self, Header, TokenSource};
 use crate::token::{self, TokenError};
 use crate::verify::{self, Bounds, Engine, HostVerifier, VerifyError};
-use meshward_shared::pairs::Pair;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// The request as the filter sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     /// All request headers, pseudo-headers included, duplicates kept.
-    pub headers: &'a [Pair],
+    pub headers: &'a [Header<'a>],
     /// `:method`.
     pub method: &'a str,
     /// `:path`.
     pub path: &'a str,
 }
 
-fn first_str<'a>(headers: &'a [Pair], name: &str) -> Option<&'a str> {
+fn first_str<'a>(headers: &[Header<'a>], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|(k, _)| k == name)
+        .find(|(k, _)| *k == name)
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 impl<'a> Request<'a> {
     /// Reads the pseudo-headers from `headers` (missing ones read as empty).
-    pub fn new(headers: &'a [Pair]) -> Self {
+    pub fn new(headers: &'a [Header<'a>]) -> Self {
         Request {
             headers,
             method: first_str(headers, ":method").unwrap_or(""),
@@ -50,7 +50,7 @@ impl<'a> Request<'a> {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(k, _)| k == name)
+        self.headers.iter().any(|(k, _)| *k == name)
     }
 }
 
@@ -195,14 +195,13 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
     let mut verified: Vec<(usize, Rc<Verified>)> = Vec::new();
     let mut refusals: Vec<(usize, Denial)> = Vec::new();
     for seen in &mut tokens {
-        let mut candidates: Vec<usize> = Vec::new();
-        for (p, _) in &seen.found_by {
-            if !candidates.contains(p) {
-                candidates.push(*p);
-            }
-        }
         let mut refusal: Option<Denial> = None;
-        for index in candidates {
+        // Each provider that found it, once, in the order they found it.
+        for (at, &(index, _)) in seen.found_by.iter().enumerate() {
+            let earlier = seen.found_by.get(..at).unwrap_or_default();
+            if earlier.iter().any(|&(p, _)| p == index) {
+                continue;
+            }
             match authenticate(env, index, &seen.token, now) {
                 Ok(Auth::Verified(v)) => {
                     verified.push((index, v));
@@ -252,8 +251,12 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
         }
     }
 
-    let views: Vec<(usize, &claims::Claims)> =
-        verified.iter().map(|(i, v)| (*i, &v.claims)).collect();
+    // Built only when a claim is required: most rules need a valid token and no more.
+    let views: Vec<(usize, &claims::Claims)> = if required.is_empty() {
+        Vec::new()
+    } else {
+        verified.iter().map(|(i, v)| (*i, &v.claims)).collect()
+    };
     if let Some(unmet) = policy::unmet(required, &views) {
         let mut denial = Denial::new(
             Reason::InsufficientClaims,
@@ -298,8 +301,8 @@ pub fn decide(env: &mut Env<'_>, request: &Request<'_>) -> Verdict {
 }
 
 /// One distinct token of the request.
-struct Seen {
-    token: String,
+struct Seen<'a> {
+    token: Cow<'a, str>,
     /// (provider, index of its source) for each place a provider found it.
     found_by: Vec<(usize, usize)>,
     /// The providers that verified it.
@@ -313,13 +316,14 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str, now: u64) -> Result<
     let Some(provider) = config.providers.get(index) else {
         return Err(Denial::new(Reason::Malformed, "no such provider"));
     };
-    let id = crate::cache::token_id(raw);
-    if let Some(hit) = env.cache.get_id(id, raw, index, now) {
+    if let Some(hit) = env.cache.get(raw, index, now) {
         env.tally.cache_hits += 1;
         claims::check_times(&hit.times, now, &provider.time).map_err(claim_denial)?;
         return Ok(Auth::Verified(hit));
     }
     env.tally.cache_misses += 1;
+    // The id covers the whole token: a match refuses it unverified.
+    let id = crate::cache::token_id(raw);
     if env.failed.contains_id(id, index, now) {
         env.tally.failed_hits += 1;
         return Err(verify_denial(VerifyError::BadSignature));
@@ -370,8 +374,7 @@ fn authenticate(env: &mut Env<'_>, index: usize, raw: &str, now: u64) -> Result<
         times,
         payload_segment: token.payload_segment.to_string(),
     });
-    env.cache
-        .insert_id(id, raw, index, Rc::clone(&verified), now);
+    env.cache.insert(raw, index, Rc::clone(&verified), now);
     Ok(Auth::Verified(verified))
 }
 
@@ -470,7 +473,7 @@ mod tests {
         }
 
         fn decide(&mut self, headers: &[(&str, &str)]) -> Verdict {
-            let mut all: Vec<Pair> = vec![
+            let mut all: Vec<meshward_shared::pairs::Pair> = vec![
                 (":method".into(), b"GET".to_vec()),
                 (":authority".into(), b"api.test".to_vec()),
                 (":path".into(), b"/".to_vec()),
@@ -493,7 +496,7 @@ mod tests {
                 now: self.now,
                 tally: &mut self.tally,
             };
-            decide(&mut env, &Request::new(&all))
+            decide(&mut env, &Request::new(&sources::lend(&all)))
         }
 
         fn bearer(&mut self, token: &str) -> Verdict {

@@ -69,7 +69,11 @@ mod tests {
         let docs = RequestFacts::learn(&c, Some(&path("/docs/a?b")), None, None);
         assert_eq!(docs.override_index, Some(0));
         assert!(std::ptr::eq(docs.policy(&c), &c.overrides[0].policy));
-        let (app, tricky, none) = (path("/app"), path("/docs/../app"), Vec::new());
+        let (app, tricky, none) = (
+            path("/app"),
+            path("/docs/../app"),
+            Vec::<meshward_shared::pairs::Pair>::new(),
+        );
         let others: [Option<&dyn RequestView>; 4] = [Some(&app), Some(&tricky), Some(&none), None];
         for other in others {
             let facts = RequestFacts::learn(&c, other, None, None);
