@@ -159,7 +159,12 @@ impl Worker {
 }
 
 fn now_millis() -> u64 {
-    time::now().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    millis(time::now())
+}
+
+/// A reading of the clock in whole milliseconds since the epoch; 0 when it failed.
+fn millis(now: Option<std::time::Duration>) -> u64 {
+    now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Starts a JWKS fetch; the caller holds the lease.
@@ -327,7 +332,7 @@ impl Gate {
         let mut keys = RemoteKeys {
             remotes: &mut worker.remotes,
             sources: &self.config.sources,
-            now_ms: now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            now_ms: millis(now),
             may_fetch,
         };
         let mut envoy = EnvoyCrypto(&mut worker.host_crypto);
